@@ -1,0 +1,180 @@
+-- slowburn warehouse schema. Table names are a public contract (see DESIGN.md).
+-- {ts}, {bool} and {float} are replaced per dialect by slowburn.warehouse.
+-- Every run-scoped table carries run_id: a run's load deletes and re-inserts its own rows in one
+-- transaction, so re-running a logical date replaces its rows and never doubles them.
+
+CREATE TABLE IF NOT EXISTS run_ledger (
+    run_id TEXT PRIMARY KEY,
+    logical_date {ts} NOT NULL,
+    status TEXT NOT NULL,
+    started_at {ts},
+    finished_at {ts},
+    landed_leads INTEGER NOT NULL,
+    linked_leads INTEGER NOT NULL,
+    quarantined_leads INTEGER NOT NULL,
+    golden_leads INTEGER NOT NULL,
+    landed_touches INTEGER NOT NULL,
+    quarantined_touches INTEGER NOT NULL,
+    sales_queue INTEGER NOT NULL,
+    nurture_queue INTEGER NOT NULL,
+    lead_flags INTEGER NOT NULL,
+    invariant_ok {bool} NOT NULL,
+    step_counts TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS source_watermarks (
+    run_id TEXT NOT NULL,
+    logical_date {ts} NOT NULL,
+    source_name TEXT NOT NULL,
+    high_watermark TEXT,
+    rows_landed INTEGER NOT NULL,
+    PRIMARY KEY (run_id, source_name)
+);
+
+CREATE TABLE IF NOT EXISTS landed_leads (
+    run_id TEXT NOT NULL,
+    row_key TEXT NOT NULL,
+    source_name TEXT NOT NULL,
+    row_number INTEGER NOT NULL,
+    row_hash TEXT NOT NULL,
+    source_system TEXT, source_id TEXT, first_name TEXT, last_name TEXT, email TEXT, phone TEXT,
+    company TEXT, title TEXT, website TEXT, street TEXT, city TEXT, state TEXT, postcode TEXT,
+    country TEXT, owner_id TEXT, status TEXT, stage TEXT, lead_source TEXT, created_at TEXT,
+    updated_at TEXT, last_activity_at TEXT, email_opt_out TEXT, do_not_call TEXT, malformed_line TEXT,
+    PRIMARY KEY (run_id, row_key)
+);
+
+CREATE TABLE IF NOT EXISTS touches (
+    run_id TEXT NOT NULL,
+    row_key TEXT NOT NULL,
+    source_system TEXT,
+    lead_source_id TEXT,
+    golden_id TEXT,
+    touch_type TEXT,
+    channel TEXT,
+    campaign TEXT,
+    occurred_at {ts},
+    actor TEXT,
+    PRIMARY KEY (run_id, row_key)
+);
+
+CREATE TABLE IF NOT EXISTS quarantine (
+    run_id TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    row_key TEXT NOT NULL,
+    source_system TEXT,
+    source_id TEXT,
+    rule TEXT NOT NULL,
+    column_name TEXT,
+    value TEXT,
+    reason TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS golden_leads (
+    run_id TEXT NOT NULL,
+    golden_id TEXT NOT NULL,
+    first_name TEXT, last_name TEXT, email TEXT, email_canonical TEXT, phone_e164 TEXT, company TEXT,
+    title TEXT, website TEXT, street TEXT, city TEXT, state TEXT, postcode TEXT, country_code TEXT,
+    owner_id TEXT, status TEXT, stage TEXT, lead_source TEXT,
+    created_at {ts}, updated_at {ts}, last_activity_at {ts},
+    email_opt_out {bool}, do_not_call {bool},
+    source_count INTEGER NOT NULL,
+    source_keys TEXT NOT NULL,
+    PRIMARY KEY (run_id, golden_id)
+);
+
+CREATE TABLE IF NOT EXISTS lead_links (
+    run_id TEXT NOT NULL,
+    row_key TEXT NOT NULL,
+    source_system TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    golden_id TEXT NOT NULL,
+    match_probability {float} NOT NULL,
+    match_rule TEXT NOT NULL,
+    PRIMARY KEY (run_id, row_key)
+);
+
+CREATE TABLE IF NOT EXISTS lead_scores (
+    run_id TEXT NOT NULL,
+    golden_id TEXT NOT NULL,
+    score INTEGER NOT NULL,
+    tier TEXT NOT NULL,
+    probability {float},
+    reasons TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    touches INTEGER NOT NULL,
+    rep_touches INTEGER NOT NULL,
+    last_touch_at {ts},
+    scored_at {ts} NOT NULL,
+    PRIMARY KEY (run_id, golden_id)
+);
+
+CREATE TABLE IF NOT EXISTS sales_queue (
+    run_id TEXT NOT NULL,
+    golden_id TEXT NOT NULL,
+    owner_id TEXT,
+    owner_kept {bool} NOT NULL,
+    over_capacity {bool} NOT NULL,
+    score INTEGER NOT NULL,
+    tier TEXT NOT NULL,
+    reasons TEXT NOT NULL,
+    queued_at {ts} NOT NULL,
+    respond_by {ts} NOT NULL,
+    PRIMARY KEY (run_id, golden_id)
+);
+
+CREATE TABLE IF NOT EXISTS nurture_queue (
+    run_id TEXT NOT NULL,
+    golden_id TEXT NOT NULL,
+    segment TEXT NOT NULL,
+    cadence_days INTEGER NOT NULL,
+    next_touch_at {ts} NOT NULL,
+    touches_so_far INTEGER NOT NULL,
+    score INTEGER NOT NULL,
+    tier TEXT NOT NULL,
+    email_opt_out {bool} NOT NULL,
+    PRIMARY KEY (run_id, golden_id)
+);
+
+CREATE TABLE IF NOT EXISTS lead_flags (
+    run_id TEXT NOT NULL,
+    golden_id TEXT NOT NULL,
+    flag TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    owner_id TEXT,
+    evidence TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    suggested_action TEXT NOT NULL,
+    PRIMARY KEY (run_id, golden_id, flag)
+);
+
+CREATE TABLE IF NOT EXISTS owners (
+    run_id TEXT NOT NULL,
+    owner_id TEXT NOT NULL,
+    name TEXT, email TEXT, active {bool}, deactivated_at {ts}, team TEXT, territory TEXT,
+    daily_capacity INTEGER,
+    PRIMARY KEY (run_id, owner_id)
+);
+
+CREATE TABLE IF NOT EXISTS outcomes (
+    run_id TEXT NOT NULL,
+    source_system TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    outcome TEXT,
+    closed_at {ts},
+    amount {float}
+);
+
+CREATE TABLE IF NOT EXISTS writeback_log (
+    target TEXT NOT NULL,
+    record_key TEXT NOT NULL,
+    payload_hash TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    sent_at {ts} NOT NULL,
+    status TEXT NOT NULL,
+    PRIMARY KEY (target, record_key, payload_hash)
+);
+
+CREATE INDEX IF NOT EXISTS ix_quarantine_run ON quarantine (run_id, rule);
+CREATE INDEX IF NOT EXISTS ix_outcomes_run ON outcomes (run_id);
+CREATE INDEX IF NOT EXISTS ix_watermarks_source ON source_watermarks (source_name, logical_date);

@@ -1,0 +1,1 @@
+"""Airflow adapters: the only modules in slowburn that import airflow."""

@@ -1,0 +1,64 @@
+"""Hooks: turn Airflow Connections into the plain clients and URLs the core uses."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from airflow.sdk import BaseHook
+
+log = logging.getLogger(__name__)
+
+_DRIVERS = {"postgres": "postgresql+psycopg2", "postgresql": "postgresql+psycopg2", "sqlite": "sqlite",
+            "mysql": "mysql+pymysql"}
+
+
+class SlowburnWarehouseHook(BaseHook):
+    """The warehouse as a SQLAlchemy URL, from the `slowburn_warehouse` Connection.
+
+    The Connection's extra may carry `sqlalchemy_url`; otherwise the URL is built from its type,
+    host, login, password, port and schema. Without the Connection, the embedded default is a
+    SQLite file under SLOWBURN_HOME, so a laptop run needs no set-up.
+    """
+
+    conn_name_attr = "slowburn_conn_id"
+    default_conn_name = "slowburn_warehouse"
+    conn_type = "generic"
+    hook_name = "slowburn warehouse"
+
+    def __init__(self, slowburn_conn_id: str = default_conn_name):
+        super().__init__()
+        self.slowburn_conn_id = slowburn_conn_id
+
+    def sqlalchemy_url(self) -> str:
+        from airflow.sdk.exceptions import AirflowRuntimeError
+
+        try:
+            conn = self.get_connection(self.slowburn_conn_id)
+        except (AirflowRuntimeError, Exception) as exc:  # noqa: BLE001 - any "not found" flavour
+            if "not found" not in str(exc).lower() and "NOT_FOUND" not in str(exc):
+                raise
+            from slowburn.pipeline import default_warehouse_url
+            url = default_warehouse_url(Path(os.environ.get("SLOWBURN_HOME", ".slowburn")))
+            log.info("connection %s not defined; using the embedded SQLite warehouse", self.slowburn_conn_id)
+            return url
+        return connection_url(conn.conn_type, conn.host, conn.login, conn.password, conn.port, conn.schema,
+                              conn.extra)
+
+
+def connection_url(conn_type, host, login, password, port, schema, extra) -> str:
+    """Build a SQLAlchemy URL from Connection fields (kept separate so it is testable without Airflow)."""
+    import sqlalchemy as sa
+
+    extras = json.loads(extra) if isinstance(extra, str) and extra else (extra or {})
+    if extras.get("sqlalchemy_url"):
+        return extras["sqlalchemy_url"]
+    driver = _DRIVERS.get((conn_type or "").lower())
+    if driver is None:
+        raise ValueError(f"connection type {conn_type!r} is not a supported warehouse; use postgres or sqlite, "
+                         "or put a full URL in the connection's extra as sqlalchemy_url")
+    if driver == "sqlite":
+        return f"sqlite:///{host}"
+    return sa.URL.create(driver, username=login, password=password, host=host, port=port,
+                         database=schema).render_as_string(hide_password=False)

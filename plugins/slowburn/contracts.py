@@ -1,0 +1,239 @@
+"""Canonical columns, dtypes and enums: the one definition of every table slowburn reads or writes.
+
+Every step calls :func:`check` on its input so that a source mapped wrongly fails with
+an error that names the column and the fix, instead of a KeyError three steps later.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+# Kinds are deliberately few: what a column means to the pipeline, not how a vendor stores it.
+STRING = "string"
+DATETIME = "datetime"
+BOOL = "bool"
+INT = "int"
+FLOAT = "float"
+
+PANDAS_DTYPES = {
+    STRING: "string",
+    DATETIME: "datetime64[ns, UTC]",
+    BOOL: "boolean",
+    INT: "Int64",
+    FLOAT: "Float64",
+}
+
+LEAD_STATUSES = ("new", "working", "nurturing", "qualified", "unqualified", "converted", "closed")
+OPEN_STATUSES = ("new", "working", "nurturing", "qualified")
+LEAD_STAGES = ("inquiry", "mql", "sql", "opportunity", "customer", "disqualified")
+LEAD_SOURCES = ("form_fill", "target_page", "email", "event", "purchased_list", "rep_created", "other")
+TOUCH_TYPES = (
+    "form_fill", "page_view", "pricing_page_view", "email_open", "email_click", "email_bounce",
+    "unsubscribe", "call", "rep_email", "meeting", "demo_request", "event_attended",
+)
+REP_TOUCH_TYPES = ("call", "rep_email", "meeting")
+CHANNELS = ("web", "email", "phone", "event", "in_person", "other")
+OUTCOMES = ("won", "lost")
+TIERS = ("hot", "warm", "cool", "cold")
+
+
+class ContractError(ValueError):
+    """Input does not match a contract. The message names the table, the column and the fix."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str
+    required: bool = True  # must be present as a column; values may still be null
+    enum: tuple[str, ...] | None = None
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Contract:
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def empty(self) -> pd.DataFrame:
+        return pd.DataFrame({c.name: pd.Series(dtype=PANDAS_DTYPES[c.kind]) for c in self.columns})
+
+
+LEADS = Contract(
+    "leads",
+    (
+        Column("source_system", STRING, doc="which system the row came from, e.g. salesforce"),
+        Column("source_id", STRING, doc="the row's id in its source system"),
+        Column("first_name", STRING),
+        Column("last_name", STRING),
+        Column("email", STRING),
+        Column("phone", STRING),
+        Column("company", STRING),
+        Column("title", STRING),
+        Column("website", STRING),
+        Column("street", STRING),
+        Column("city", STRING),
+        Column("state", STRING),
+        Column("postcode", STRING),
+        Column("country", STRING),
+        Column("owner_id", STRING),
+        Column("status", STRING, enum=LEAD_STATUSES),
+        Column("stage", STRING, enum=LEAD_STAGES),
+        Column("lead_source", STRING, enum=LEAD_SOURCES),
+        Column("created_at", DATETIME),
+        Column("updated_at", DATETIME),
+        Column("last_activity_at", DATETIME),
+        Column("email_opt_out", BOOL),
+        Column("do_not_call", BOOL),
+    ),
+    key=("source_system", "source_id"),
+)
+
+TOUCHES = Contract(
+    "touches",
+    (
+        Column("source_system", STRING),
+        Column("lead_source_id", STRING),
+        Column("touch_type", STRING, enum=TOUCH_TYPES),
+        Column("channel", STRING, enum=CHANNELS),
+        Column("campaign", STRING),
+        Column("occurred_at", DATETIME),
+        Column("actor", STRING, doc="owner_id for rep touches, 'marketing' or the tool otherwise"),
+    ),
+)
+
+OWNERS = Contract(
+    "owners",
+    (
+        Column("owner_id", STRING),
+        Column("name", STRING),
+        Column("email", STRING),
+        Column("active", BOOL),
+        Column("deactivated_at", DATETIME),
+        Column("team", STRING),
+        Column("territory", STRING),
+        Column("daily_capacity", INT),
+    ),
+    key=("owner_id",),
+)
+
+OUTCOMES_CONTRACT = Contract(
+    "outcomes",
+    (
+        Column("source_system", STRING),
+        Column("source_id", STRING),
+        Column("outcome", STRING, enum=OUTCOMES),
+        Column("closed_at", DATETIME),
+        Column("amount", FLOAT),
+    ),
+    key=("source_system", "source_id"),
+)
+
+INPUT_CONTRACTS = {c.name: c for c in (LEADS, TOUCHES, OWNERS, OUTCOMES_CONTRACT)}
+
+# Columns the normalise step adds to leads; later steps require them.
+NORMALISED_LEAD_COLUMNS = (
+    Column("row_key", STRING, doc="landing id of the source row: '<source>:<row number>'"),
+    Column("email_canonical", STRING),
+    Column("email_tag", STRING),
+    Column("phone_e164", STRING),
+    Column("first_name_norm", STRING),
+    Column("last_name_norm", STRING),
+    Column("company_norm", STRING),
+    Column("country_code", STRING),
+)
+NORMALISED_LEADS = Contract("normalised_leads", LEADS.columns + NORMALISED_LEAD_COLUMNS)
+
+
+def check(df: pd.DataFrame, contract: Contract, *, step: str, kinds: bool = True) -> None:
+    """Raise ContractError naming every missing or mistyped column, and how to fix it."""
+    problems: list[str] = []
+    missing = [c.name for c in contract.columns if c.required and c.name not in df.columns]
+    if missing:
+        problems.append(
+            f"missing column(s) {missing}; map them in the source's `columns:` mapping "
+            f"(or map to null) so that {contract.name} has every contract column"
+        )
+    if kinds:
+        for c in contract.columns:
+            if c.name not in df.columns:
+                continue
+            s = df[c.name]
+            ok = {
+                STRING: lambda s: pd.api.types.is_string_dtype(s) or s.isna().all(),
+                DATETIME: lambda s: isinstance(s.dtype, pd.DatetimeTZDtype) or s.isna().all(),
+                BOOL: lambda s: pd.api.types.is_bool_dtype(s) or s.isna().all(),
+                INT: lambda s: pd.api.types.is_integer_dtype(s) or s.isna().all(),
+                FLOAT: lambda s: pd.api.types.is_numeric_dtype(s) or s.isna().all(),
+            }[c.kind](s)
+            if not ok:
+                problems.append(
+                    f"column {c.name!r} has dtype {s.dtype}, expected {c.kind} "
+                    f"({PANDAS_DTYPES[c.kind]}); coerce it with slowburn.contracts.coerce()"
+                )
+    if problems:
+        raise ContractError(f"{step}: {contract.name} does not match its contract: " + "; ".join(problems))
+
+
+def coerce(df: pd.DataFrame, contract: Contract) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Cast columns to the contract's dtypes without dropping rows.
+
+    Returns the cast frame and a frame of cell-level problems (row index, column, raw value)
+    for values present in the input that could not be cast; those cells become null and the
+    validate step quarantines their rows.
+    """
+    out = df.copy()
+    problems = []
+    for c in contract.columns:
+        if c.name not in out.columns:
+            continue
+        raw = out[c.name]
+        present = raw.notna() & (raw.astype("string").str.strip() != "")
+        if c.kind == STRING:
+            cast = raw.astype("string").str.strip()
+            cast = cast.mask(cast == "")
+        elif c.kind == DATETIME:
+            if isinstance(raw.dtype, pd.DatetimeTZDtype):
+                cast = raw.dt.tz_convert("UTC")
+            elif pd.api.types.is_datetime64_any_dtype(raw):
+                cast = raw.dt.tz_localize("UTC")
+            else:
+                cast = pd.to_datetime(raw.astype("string").str.strip(), errors="coerce", utc=True, format="mixed")
+            cast = cast.astype(PANDAS_DTYPES[DATETIME])
+        elif c.kind == BOOL:
+            if pd.api.types.is_bool_dtype(raw):
+                cast = raw.astype("boolean")
+            else:
+                text = raw.astype("string").str.strip().str.lower()
+                cast = text.map(_BOOL_WORDS).astype("boolean")
+        elif c.kind == INT:
+            cast = pd.to_numeric(raw, errors="coerce").round().astype("Int64")
+        else:
+            cast = pd.to_numeric(raw, errors="coerce").astype("Float64")
+        bad = present & cast.isna()
+        if bad.any():
+            problems.append(pd.DataFrame({"index": raw.index[bad], "column": c.name,
+                                          "value": raw[bad].astype("string").str.slice(0, 200)}))
+        out[c.name] = cast
+    problem_frame = (pd.concat(problems, ignore_index=True) if problems
+                     else pd.DataFrame({"index": pd.Series(dtype="int64"), "column": pd.Series(dtype="string"),
+                                        "value": pd.Series(dtype="string")}))
+    return out, problem_frame
+
+
+_BOOL_WORDS = {
+    "true": True, "t": True, "yes": True, "y": True, "1": True, "1.0": True,
+    "false": False, "f": False, "no": False, "n": False, "0": False, "0.0": False,
+}

@@ -1,0 +1,73 @@
+"""Hygiene flags: the garbage a write-only CRM collects, named so that someone can clean it up."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from slowburn.contracts import OPEN_STATUSES
+from slowburn.route import active_owners, assign_owners
+
+FLAG_COLUMNS = ["golden_id", "flag", "severity", "owner_id", "evidence", "reason", "suggested_action"]
+
+
+@dataclass(frozen=True)
+class FlagConfig:
+    unclosed_after_days: int = 45
+
+
+def orphaned(golden: pd.DataFrame, owners: pd.DataFrame) -> pd.DataFrame:
+    """Open leads with no owner, an owner we do not know, or an owner who left."""
+    open_lead = golden["status"].isin(OPEN_STATUSES) | golden["status"].isna()
+    known = golden["owner_id"].isin(owners["owner_id"])
+    active = golden["owner_id"].isin(active_owners(owners)["owner_id"])
+    hit = golden[open_lead & ~active]
+    if hit.empty:
+        return pd.DataFrame(columns=FLAG_COLUMNS)
+    why = np.where(hit["owner_id"].isna(), "no owner",
+                   np.where(~known[hit.index], "owner not in the owners table", "owner is deactivated"))
+    suggested = assign_owners(hit, owners)["owner_id"].to_numpy()
+    return pd.DataFrame({
+        "golden_id": hit["golden_id"].to_numpy(),
+        "flag": "orphaned",
+        "severity": "high",
+        "owner_id": hit["owner_id"].to_numpy(),
+        "evidence": [json.dumps({"owner_id": None if pd.isna(o) else o, "why": w}) for o, w in zip(hit["owner_id"], why)],
+        "reason": [f"open lead with {w}" + ("" if pd.isna(o) else f" ({o})") for o, w in zip(hit["owner_id"], why)],
+        "suggested_action": [f"reassign to {s}" if isinstance(s, str) else "reassign: no active rep available"
+                             for s in suggested],
+    })
+
+
+def unclosed(golden: pd.DataFrame, scores: pd.DataFrame, now: pd.Timestamp, cfg: FlagConfig) -> pd.DataFrame:
+    """Open leads with no activity for longer than the configured age: rotting in the pipeline."""
+    df = golden.merge(scores[["golden_id", "last_touch_at"]], on="golden_id", how="left")
+    last = pd.concat([pd.to_datetime(df["last_touch_at"], utc=True), df["last_activity_at"], df["created_at"]],
+                     axis=1).max(axis=1)
+    idle = (now - last).dt.days
+    open_lead = df["status"].isin(OPEN_STATUSES) | df["status"].isna()
+    hit_mask = open_lead & (idle > cfg.unclosed_after_days)
+    hit = df[hit_mask]
+    days = idle[hit_mask].astype(int)
+    return pd.DataFrame({
+        "golden_id": hit["golden_id"].to_numpy(),
+        "flag": "unclosed",
+        "severity": np.where(days > 2 * cfg.unclosed_after_days, "high", "medium"),
+        "owner_id": hit["owner_id"].to_numpy(),
+        "evidence": [json.dumps({"status": s, "idle_days": int(d), "last_activity": str(l)})
+                     for s, d, l in zip(hit["status"], days, last[hit_mask])],
+        "reason": [f"status '{s}' with no activity for {d} days (limit {cfg.unclosed_after_days})"
+                   for s, d in zip(hit["status"], days)],
+        "suggested_action": "work the lead or close it out as unqualified",
+    }, columns=FLAG_COLUMNS)
+
+
+def flag_leads(golden: pd.DataFrame, scores: pd.DataFrame, owners: pd.DataFrame, now: pd.Timestamp,
+               cfg: FlagConfig = FlagConfig()) -> pd.DataFrame:
+    frames = [orphaned(golden, owners), unclosed(golden, scores, now, cfg)]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype="string") for c in FLAG_COLUMNS})
+    return pd.concat(frames, ignore_index=True)[FLAG_COLUMNS]

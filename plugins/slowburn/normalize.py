@@ -1,0 +1,173 @@
+"""Names, email, phone (E.164), company and country in one canonical form.
+
+Each normaliser works on a whole column and parses each distinct value once: real lead data
+repeats companies, countries and domains, so 1M rows means far fewer than 1M parses.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import pandas as pd
+import phonenumbers
+import pycountry
+from cleanco import basename as company_basename
+from unidecode import unidecode
+
+GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
+FREE_MAIL_DOMAINS = frozenset({
+    "gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com", "live.com", "aol.com",
+    "icloud.com", "me.com", "msn.com", "gmx.de", "gmx.net", "web.de", "yahoo.co.uk", "protonmail.com",
+    "proton.me", "mail.com",
+})
+
+
+def _per_unique(values: pd.Series, fn) -> pd.Series:
+    """Apply fn to each distinct non-null value once and broadcast back."""
+    uniques = values.dropna().unique()
+    lookup = {v: fn(v) for v in uniques}
+    return values.map(lookup).astype("string")
+
+
+def email_parts(email: pd.Series) -> pd.DataFrame:
+    """Lowercased email, the canonical matching key and the +tag.
+
+    Gmail ignores dots in the local part and googlemail.com is gmail.com; every provider we see
+    ignores a +tag, which is kept apart because it says where the lead came from (b.smith+webinar).
+    """
+    clean = email.astype("string").str.strip().str.lower()
+    parts = clean.str.extract(r"^(?P<local>[^@\s]+)@(?P<domain>[^@\s]+\.[^@\s]+)$")
+    local, domain = parts["local"], parts["domain"]
+    base = local.str.split("+", n=1).str[0]
+    tag = local.str.extract(r"\+(.+)$")[0]
+    is_gmail = domain.isin(GMAIL_DOMAINS)
+    base = base.mask(is_gmail, base.str.replace(".", "", regex=False))
+    domain = domain.mask(is_gmail, "gmail.com")
+    canonical = (base + "@" + domain).astype("string")
+    return pd.DataFrame({"email": clean, "email_canonical": canonical, "email_tag": tag.astype("string"),
+                         "email_domain": domain.astype("string")})
+
+
+def phone_e164(phone: pd.Series, region: pd.Series | str) -> pd.Series:
+    """E.164 phone numbers; numbers that do not parse to a possible number become null."""
+    if isinstance(region, str):
+        region = pd.Series(region, index=phone.index, dtype="string")
+    keyed = pd.DataFrame({"p": phone.astype("string").str.strip(), "r": region.fillna("US").astype("string")})
+    present = keyed["p"].notna() & (keyed["p"] != "")
+    out = pd.Series(pd.NA, index=phone.index, dtype="string")
+    if not present.any():
+        return out
+    pairs = keyed[present].drop_duplicates()
+    lookup = {(p, r): _e164(p, r) for p, r in zip(pairs["p"], pairs["r"])}
+    sub = keyed[present]
+    out[present] = [lookup[(p, r)] for p, r in zip(sub["p"], sub["r"])]
+    return out
+
+
+@lru_cache(maxsize=512)
+def _valid_region(region: str) -> str | None:
+    region = (region or "").upper()
+    return region if region in phonenumbers.SUPPORTED_REGIONS else None
+
+
+def _e164(raw: str, region: str):
+    try:
+        num = phonenumbers.parse(raw, _valid_region(region) or "US")
+    except phonenumbers.NumberParseException:
+        return pd.NA
+    if not phonenumbers.is_possible_number(num):
+        return pd.NA
+    return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+
+
+def name_key(name: pd.Series) -> pd.Series:
+    """Lowercase ASCII letters only: 'José-Luis ' and 'jose luis' share a key."""
+    def one(v: str) -> str | None:
+        key = "".join(ch for ch in unidecode(v).lower() if ch.isalpha())
+        return key or None
+    return _per_unique(name.astype("string"), one)
+
+
+def display_name(name: pd.Series) -> pd.Series:
+    """Title-case names that arrived in one case ('SMITH', 'smith'); keep mixed case as typed (McDonald)."""
+    s = name.astype("string").str.strip().str.replace(r"\s+", " ", regex=True)
+    one_case = (s == s.str.upper()) | (s == s.str.lower())
+    return s.mask(one_case.fillna(False), s.str.title())
+
+
+def company_key(company: pd.Series) -> pd.Series:
+    """Company basename without legal suffix or punctuation: 'ACME, Inc.' -> 'acme'."""
+    def one(v: str) -> str | None:
+        base = company_basename(unidecode(v)) or v
+        key = " ".join("".join(ch if ch.isalnum() else " " for ch in base.lower()).split())
+        return key or None
+    return _per_unique(company.astype("string"), one)
+
+
+_COUNTRY_ALIASES = {
+    "usa": "US", "u.s.": "US", "u.s.a.": "US", "united states of america": "US", "america": "US",
+    "uk": "GB", "u.k.": "GB", "england": "GB", "scotland": "GB", "wales": "GB", "great britain": "GB",
+    "deutschland": "DE", "holland": "NL", "the netherlands": "NL", "россия": "RU", "south korea": "KR",
+}
+
+
+@lru_cache(maxsize=4096)
+def _country(value: str):
+    v = value.strip()
+    alias = _COUNTRY_ALIASES.get(v.lower())
+    if alias:
+        return alias
+    for attr in ("alpha_2", "alpha_3"):
+        hit = pycountry.countries.get(**{attr: v.upper()}) if len(v) == (2 if attr == "alpha_2" else 3) else None
+        if hit:
+            return hit.alpha_2
+    try:
+        return pycountry.countries.lookup(v).alpha_2
+    except LookupError:
+        pass
+    try:
+        return pycountry.countries.search_fuzzy(v)[0].alpha_2
+    except LookupError:
+        return pd.NA
+
+
+def country_code(country: pd.Series) -> pd.Series:
+    """ISO 3166-1 alpha-2 codes from names, codes and common aliases; unknown names become null."""
+    return _per_unique(country.astype("string"), _country)
+
+
+def normalise_leads(landed: pd.DataFrame, default_regions: dict[str, str] | None = None
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Typed, canonical leads plus the cells that could not be typed (for quarantine).
+
+    `landed` holds contract columns as text plus `row_key` and `source_name`;
+    `default_regions` maps source_name to the phone region used when a row has no country.
+    """
+    from slowburn.contracts import LEADS, coerce, check
+
+    check(landed, LEADS, step="normalise", kinds=False)
+    typed, problems = coerce(landed, LEADS)
+    problems["row_key"] = landed["row_key"].reindex(problems["index"]).to_numpy()
+    emails = email_parts(typed["email"])
+    typed["email"] = emails["email"]
+    typed["email_canonical"] = emails["email_canonical"]
+    typed["email_tag"] = emails["email_tag"]
+    typed["email_domain"] = emails["email_domain"]
+    typed["country_code"] = country_code(typed["country"])
+    region = typed["source_name"].map(default_regions or {}).astype("string") if "source_name" in typed else None
+    region = typed["country_code"].fillna(region if region is not None else "US")
+    typed["phone_e164"] = phone_e164(typed["phone"], region)
+    typed["first_name"] = display_name(typed["first_name"])
+    typed["last_name"] = display_name(typed["last_name"])
+    typed["first_name_norm"] = name_key(typed["first_name"])
+    typed["last_name_norm"] = name_key(typed["last_name"])
+    typed["company_norm"] = company_key(typed["company"])
+    return typed, problems[["row_key", "column", "value"]]
+
+
+def normalise_touches(landed: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from slowburn.contracts import TOUCHES, coerce, check
+
+    check(landed, TOUCHES, step="normalise", kinds=False)
+    typed, problems = coerce(landed, TOUCHES)
+    problems["row_key"] = landed["row_key"].reindex(problems["index"]).to_numpy()
+    return typed, problems[["row_key", "column", "value"]]

@@ -1,0 +1,120 @@
+"""The sources file: which sources to pull and how their columns map to the contracts.
+
+A sources file is YAML that RevOps or a data engineer edits; it is validated here so that a
+typo fails at load time with the source's name and the bad key, not at 2 a.m. mid-run.
+
+```yaml
+sources:
+  - name: crm                   # unique; used in row keys, watermarks and the ledger
+    kind: sql                   # sql | file
+    entity: leads               # leads | touches | owners | outcomes
+    url: sqlite:///{here}/crm.db   # any SQLAlchemy URL; {here} is this file's folder
+    table: Lead                 # or `query: SELECT ...`
+    watermark: LastModifiedDate # vendor column for incremental pulls (optional)
+    default_region: US          # phone numbers without a country code
+    constants: {source_system: salesforce}
+    columns: {source_id: Id, first_name: FirstName, ...}   # contract column: vendor column
+    values:                     # contract column: {vendor value: contract value}
+      status: {"Open - Not Contacted": new}
+  - name: events
+    kind: file
+    entity: leads
+    path: event_list.csv        # relative to this file; globs allowed
+    encoding: latin-1           # csv only; default utf-8, which also strips a BOM
+```
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from slowburn.contracts import INPUT_CONTRACTS, ContractError
+
+KINDS = ("sql", "file")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    kind: str
+    entity: str
+    columns: dict[str, str]
+    constants: dict[str, Any] = field(default_factory=dict)
+    values: dict[str, dict[str, str]] = field(default_factory=dict)
+    url: str | None = None
+    table: str | None = None
+    query: str | None = None
+    path: str | None = None
+    encoding: str = "utf-8"
+    watermark: str | None = None
+    default_region: str = "US"
+    chunk_rows: int = 200_000
+
+    @property
+    def contract(self):
+        return INPUT_CONTRACTS[self.entity]
+
+
+_ALLOWED = {f for f in SourceConfig.__dataclass_fields__}
+
+
+def parse_sources(raw: dict, here: Path) -> list[SourceConfig]:
+    """Validate a parsed sources document; `here` resolves {here} and relative paths."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("sources"), list):
+        raise ContractError("sources file: expected a top-level `sources:` list")
+    out: list[SourceConfig] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw["sources"]):
+        where = f"sources[{i}]"
+        if not isinstance(item, dict):
+            raise ContractError(f"{where}: expected a mapping")
+        name = item.get("name")
+        if not name or not isinstance(name, str):
+            raise ContractError(f"{where}: `name` is required")
+        where = f"source {name!r}"
+        if name in seen:
+            raise ContractError(f"{where}: the name is used twice; names must be unique")
+        seen.add(name)
+        unknown = sorted(set(item) - _ALLOWED)
+        if unknown:
+            raise ContractError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(_ALLOWED)}")
+        if item.get("kind") not in KINDS:
+            raise ContractError(f"{where}: `kind` must be one of {KINDS}, got {item.get('kind')!r}")
+        if item.get("entity") not in INPUT_CONTRACTS:
+            raise ContractError(f"{where}: `entity` must be one of {sorted(INPUT_CONTRACTS)}, "
+                                f"got {item.get('entity')!r}")
+        contract = INPUT_CONTRACTS[item["entity"]]
+        columns = dict(item.get("columns") or {})
+        constants = dict(item.get("constants") or {})
+        for key in list(columns) + list(constants) + list(item.get("values") or {}):
+            if key not in contract.names:
+                raise ContractError(f"{where}: {key!r} is not a {contract.name} contract column; "
+                                    f"contract columns are {contract.names}")
+        if item["kind"] == "sql":
+            if not item.get("url"):
+                raise ContractError(f"{where}: a sql source needs `url`")
+            if bool(item.get("table")) == bool(item.get("query")):
+                raise ContractError(f"{where}: a sql source needs exactly one of `table` or `query`")
+            item["url"] = item["url"].replace("{here}", str(here))
+        else:
+            if not item.get("path"):
+                raise ContractError(f"{where}: a file source needs `path`")
+            path = Path(str(item["path"]).replace("{here}", str(here)))
+            item["path"] = str(path if path.is_absolute() else here / path)
+        item["columns"], item["constants"] = columns, constants
+        item["values"] = {k: {str(a): b for a, b in v.items()} for k, v in (item.get("values") or {}).items()}
+        out.append(SourceConfig(**item))
+    return out
+
+
+def load_sources(path: str | Path) -> list[SourceConfig]:
+    path = Path(path)
+    if not path.exists():
+        raise ContractError(f"sources file {path} does not exist; create one (see `slowburn sample`) "
+                            f"or set SLOWBURN_SOURCES")
+    with path.open(encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh)
+    return parse_sources(raw, path.resolve().parent)

@@ -1,0 +1,77 @@
+"""File drops: CSV and Parquet exports, read as text so that nothing is coerced before it lands."""
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from slowburn.contracts import ContractError
+
+log = logging.getLogger(__name__)
+
+MALFORMED = "__malformed_line__"  # column holding the raw text of a line the CSV parser could not split
+
+
+def resolve_paths(pattern: str) -> list[Path]:
+    paths = sorted(Path(p) for p in glob.glob(pattern))
+    if not paths:
+        raise ContractError(f"no file matches {pattern!r}; check the source's `path`")
+    return paths
+
+
+def read_file(path: Path, encoding: str = "utf-8") -> pd.DataFrame:
+    """Read one CSV or Parquet file with every value as a string (or null).
+
+    CSV lines that do not split into the header's columns are kept, not dropped: they come back
+    as rows whose only value is the raw line in the MALFORMED column, so validation quarantines them.
+    """
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        df = pd.read_parquet(path)
+        return df
+    if suffix not in (".csv", ".txt", ".tsv"):
+        raise ContractError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
+    if path.stat().st_size == 0:
+        raise ContractError(f"{path}: the file is empty (0 bytes); expected a CSV with a header row")
+    # utf-8-sig strips a byte-order mark that Excel writes; plain utf-8 would glue it to the first header.
+    codec = "utf-8-sig" if encoding.replace("_", "-").lower() in ("utf-8", "utf8") else encoding
+    try:
+        text = path.read_bytes().decode(codec)
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ContractError(
+            f"{path}: line {line} is not valid {encoding} (byte {exc.object[exc.start:exc.start + 1]!r} "
+            f"at offset {exc.start}); set `encoding:` on this source (for example latin-1 or cp1252)"
+        ) from None
+    sep = "\t" if suffix == ".tsv" else ","
+    try:
+        return pd.read_csv(io.StringIO(text), sep=sep, dtype="string", keep_default_na=False,
+                           na_values=[""], on_bad_lines="error")
+    except pd.errors.EmptyDataError:
+        raise ContractError(f"{path}: no header row; expected a CSV with a header row") from None
+    except pd.errors.ParserError as exc:
+        log.warning("%s: %s; keeping malformed lines for quarantine", path, exc)
+        return _read_csv_keeping_bad_lines(text, sep)
+
+
+def _read_csv_keeping_bad_lines(text: str, sep: str) -> pd.DataFrame:
+    rows = list(csv.reader(io.StringIO(text), delimiter=sep))
+    header, body = rows[0], rows[1:]
+    good, bad_at, bad_text = [], [], []
+    for i, row in enumerate(body):
+        if len(row) == len(header):
+            good.append(row)
+        elif not row:
+            continue
+        else:
+            bad_at.append(i)
+            bad_text.append(sep.join(row))
+    frame = pd.DataFrame(good, columns=header, dtype="string").replace("", pd.NA)
+    order = [i for i in range(len(body)) if i not in set(bad_at) and body[i]]
+    frame.index = order
+    bad = pd.DataFrame({MALFORMED: pd.array(bad_text, dtype="string")}, index=bad_at)
+    return pd.concat([frame, bad]).sort_index().reset_index(drop=True)

@@ -1,0 +1,187 @@
+"""Validation with Great Expectations core, in memory, and the quarantine it feeds.
+
+GX decides which rows break which rule; we turn its unexpected-index lists into quarantine rows
+with a reason a RevOps person can act on, and split the frame into valid rows and quarantined ones.
+Every landed row ends up in exactly one of the two.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from slowburn.contracts import LEAD_SOURCES, LEAD_STAGES, LEAD_STATUSES, TOUCH_TYPES, CHANNELS
+from slowburn.sources import MALFORMED
+
+log = logging.getLogger(__name__)
+
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+QUARANTINE_COLUMNS = ["entity", "row_key", "source_system", "source_id", "rule", "column", "value", "reason"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One expectation and how to explain a failing row of it."""
+    name: str
+    expectation: str  # a class name in great_expectations.expectations
+    column: str
+    kwargs: dict
+    reason: str  # formatted with {value}
+
+    def build(self):
+        import great_expectations.expectations as gxe
+        return getattr(gxe, self.expectation)(column=self.column, meta={"rule": self.name}, **self.kwargs)
+
+
+LEAD_RULES = (
+    Rule("malformed_line", "ExpectColumnValuesToBeNull", MALFORMED, {},
+         "the line could not be split into the header's columns: {value!r}; fix quoting or delimiters in the file"),
+    Rule("missing_source_id", "ExpectColumnValuesToNotBeNull", "source_id", {},
+         "the row has no source id; map `source_id` to the source's primary key"),
+    Rule("duplicate_source_id", "ExpectColumnValuesToBeInSet", "superseded", {"value_set": [False]},
+         "another row with the same source id and a newer updated_at landed in this run; the newer one was kept"),
+    Rule("invalid_email", "ExpectColumnValuesToMatchRegex", "email", {"regex": EMAIL_PATTERN},
+         "email {value!r} is not a valid address; correct it in the source or clear it"),
+    Rule("no_contact_point", "ExpectColumnValuesToNotBeNull", "contact_key", {},
+         "the lead has neither a valid email nor a valid phone number, so nobody can contact it; add one"),
+    Rule("missing_created_at", "ExpectColumnValuesToNotBeNull", "created_at", {},
+         "created_at is missing; map it to the source's creation timestamp"),
+    Rule("unknown_status", "ExpectColumnValuesToBeInSet", "status", {"value_set": list(LEAD_STATUSES)},
+         "status {value!r} is not one of " + ", ".join(LEAD_STATUSES) + "; add it to the source's `values: status:` map"),
+    Rule("unknown_stage", "ExpectColumnValuesToBeInSet", "stage", {"value_set": list(LEAD_STAGES)},
+         "stage {value!r} is not one of " + ", ".join(LEAD_STAGES) + "; add it to the source's `values: stage:` map"),
+    Rule("unknown_lead_source", "ExpectColumnValuesToBeInSet", "lead_source", {"value_set": list(LEAD_SOURCES)},
+         "lead_source {value!r} is not one of " + ", ".join(LEAD_SOURCES)
+         + "; add it to the source's `values: lead_source:` map"),
+)
+
+TOUCH_RULES = (
+    Rule("malformed_line", "ExpectColumnValuesToBeNull", MALFORMED, {},
+         "the line could not be split into the header's columns: {value!r}; fix quoting or delimiters in the file"),
+    Rule("missing_lead_id", "ExpectColumnValuesToNotBeNull", "lead_source_id", {},
+         "the touch names no lead; map `lead_source_id`"),
+    Rule("unknown_touch_type", "ExpectColumnValuesToBeInSet", "touch_type", {"value_set": list(TOUCH_TYPES)},
+         "touch_type {value!r} is not one of " + ", ".join(TOUCH_TYPES) + "; add it to `values: touch_type:`"),
+    Rule("unknown_channel", "ExpectColumnValuesToBeInSet", "channel", {"value_set": list(CHANNELS)},
+         "channel {value!r} is not one of " + ", ".join(CHANNELS) + "; add it to `values: channel:`"),
+    Rule("missing_occurred_at", "ExpectColumnValuesToNotBeNull", "occurred_at", {},
+         "occurred_at is missing; map it to the event's timestamp"),
+)
+
+RULES = {"leads": LEAD_RULES, "touches": TOUCH_RULES}
+
+
+@dataclass
+class Validated:
+    valid: pd.DataFrame
+    quarantine: pd.DataFrame
+    docs_index: str | None
+    statistics: dict
+
+
+def mark_superseded(leads: pd.DataFrame) -> pd.Series:
+    """True for every copy of a (source_system, source_id) except the most recently updated one."""
+    order = leads.sort_values(["updated_at", "row_key"], ascending=[False, False], na_position="last")
+    dup = order.duplicated(["source_system", "source_id"], keep="first") & order["source_id"].notna()
+    return dup.reindex(leads.index)
+
+
+def _gx_context(docs_dir: Path | None):
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    if docs_dir is None:
+        ctx = gx.get_context(mode="ephemeral")
+    else:
+        docs_dir.mkdir(parents=True, exist_ok=True)
+        ctx = gx.get_context(mode="file", project_root_dir=str(docs_dir))
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return ctx
+
+
+def _run_suite(ctx, entity: str, frame: pd.DataFrame, rules: tuple[Rule, ...], run_id: str):
+    import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    source = ctx.data_sources.add_or_update_pandas("slowburn")
+    names = [a.name for a in source.assets]
+    asset = source.get_asset(entity) if entity in names else source.add_dataframe_asset(entity)
+    batch = (asset.batch_definitions[0] if asset.batch_definitions
+             else asset.add_batch_definition_whole_dataframe("nightly"))
+    suite = ctx.suites.add_or_update(gx.ExpectationSuite(name=f"slowburn_{entity}",
+                                                         expectations=[r.build() for r in rules]))
+    definition = ctx.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=f"slowburn_{entity}", data=batch, suite=suite))
+    return definition.run(
+        batch_parameters={"dataframe": frame},
+        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["row_key"],
+                       "return_unexpected_index_query": False},
+        run_id=RunIdentifier(run_name=run_id),
+    )
+
+
+def validate(frame: pd.DataFrame, entity: str, *, run_id: str, docs_dir: Path | None = None,
+             coercion_problems: pd.DataFrame | None = None, context=None) -> Validated:
+    """Split `frame` into valid rows and quarantine rows (one per failed rule and row)."""
+    rules = RULES[entity]
+    checked = frame.copy()
+    if MALFORMED not in checked.columns:
+        checked[MALFORMED] = pd.Series(pd.NA, index=checked.index, dtype="string")
+    if entity == "leads":
+        checked["superseded"] = mark_superseded(checked)
+        checked["contact_key"] = checked["email_canonical"].fillna(checked["phone_e164"])
+    ctx = context or _gx_context(docs_dir)
+    result = _run_suite(ctx, entity, checked, rules, run_id)
+    by_name = {r.name: r for r in rules}
+    failures = []
+    for outcome in result.results:
+        rule = by_name[outcome.expectation_config.meta["rule"]]
+        hits = outcome.result.get("unexpected_index_list") or []
+        if not hits:
+            continue
+        keys = [h["row_key"] for h in hits]
+        values = [h.get(rule.column) for h in hits]
+        failures.append(pd.DataFrame({"row_key": keys, "rule": rule.name, "column": rule.column,
+                                      "value": [None if pd.isna(v) else str(v)[:200] for v in values],
+                                      "reason": [rule.reason.format(value=v) for v in values]}))
+    if coercion_problems is not None and len(coercion_problems):
+        cp = coercion_problems
+        failures.append(pd.DataFrame({
+            "row_key": cp["row_key"].to_numpy(), "rule": "unparseable_" + cp["column"].astype(str),
+            "column": cp["column"].to_numpy(), "value": cp["value"].to_numpy(),
+            "reason": [f"{c} value {v!r} could not be read as {_kind_word(c)}; fix the value in the source"
+                       for c, v in zip(cp["column"], cp["value"])],
+        }))
+    failed = (pd.concat(failures, ignore_index=True) if failures
+              else pd.DataFrame(columns=["row_key", "rule", "column", "value", "reason"]))
+    ids = checked.set_index("row_key")[["source_system", "source_id" if entity == "leads" else "lead_source_id"]]
+    ids.columns = ["source_system", "source_id"]
+    failed = failed.join(ids, on="row_key")
+    failed.insert(0, "entity", entity)
+    failed = failed[QUARANTINE_COLUMNS].astype("string")
+    bad_keys = set(failed["row_key"])
+    valid = frame[~frame["row_key"].isin(bad_keys)].reset_index(drop=True)
+    docs_index = None
+    if docs_dir is not None and context is None:
+        sites = ctx.build_data_docs()
+        docs_index = next(iter(sites.values()), None)
+    stats = {"evaluated": len(frame), "valid": len(valid), "quarantined_rows": len(bad_keys),
+             "quarantine_entries": len(failed),
+             "by_rule": failed["rule"].value_counts().to_dict(), "gx_success": bool(result.success)}
+    log.info("validate %s: %d rows, %d valid, %d quarantined (%s)", entity, len(frame), len(valid),
+             len(bad_keys), stats["by_rule"])
+    return Validated(valid, failed, docs_index, stats)
+
+
+def _kind_word(column: str) -> str:
+    from slowburn.contracts import INPUT_CONTRACTS
+    for contract in INPUT_CONTRACTS.values():
+        if column in contract.names:
+            return {"datetime": "a date-time", "bool": "true/false", "int": "a whole number",
+                    "float": "a number"}.get(contract.column(column).kind, "text")
+    return "its type"

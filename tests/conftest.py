@@ -1,0 +1,100 @@
+"""Shared fixtures: small, hand-written sources whose every row has a known fate."""
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+NOW = pd.Timestamp("2026-11-23T00:00:00Z")
+
+LEADS_CSV = """\
+Id,First,Last,Mail,Tel,Org,Title,Country,Owner,Status,Source,Created,Modified,OptOut
+L1,Bill,Smith,B.Smith+webinar@gmail.com,(415) 555-0100,Acme Inc.,VP Sales,USA,O1,Open,Web,2026-11-01,2026-11-20,0
+L2,William,Smith,bsmith@googlemail.com,+1 415 555 0100,ACME,VP Sales,United States,O2,Working,Web,2026-10-01,2026-11-21,0
+L3,Ann,Lee,ann@globex.com,,Globex,Engineer,US,O9,Open,List,2026-01-01,2026-02-01,0
+L4,Bob,Jones,bob@@acme,,Acme,CTO,US,O1,Open,Web,2026-11-10,2026-11-22,0
+L5,Zed,NoContact,,,Initech,,US,O1,Open,Web,2026-11-10,2026-11-22,0
+L6,Cy,Date,cy@initech.com,,Initech,,US,O1,Open,Web,yesterday,2026-11-22,0
+L7,Dee,Status,dee@initech.com,,Initech,,US,O1,Bogus,Web,2026-11-10,2026-11-22,0
+L8,Old,Copy,old@hooli.com,,Hooli,,US,O1,Open,Web,2026-11-10,2026-11-01,0
+L8,New,Copy,new@hooli.com,,Hooli,CEO,US,O1,Open,Web,2026-11-10,2026-11-22,1
+L9,Eve,Left,eve@umbrella.com,,Umbrella,Director,US,O3,Open,Web,2026-11-10,2026-11-22,0
+"""
+# Fates: L1+L2 merge (gmail canonical), L3 orphaned (unknown owner) and unclosed, L4 invalid email,
+# L5 no contact, L6 bad date, L7 unknown status, L8 twice (older copy quarantined), L9 owner deactivated.
+EXPECTED_QUARANTINE = {"L4": "invalid_email", "L5": "no_contact_point", "L6": "unparseable_created_at",
+                       "L7": "unknown_status"}
+
+TOUCHES_CSV = """\
+sys,lead,type,channel,at,actor
+salesforce,L1,demo_request,web,2026-11-21T10:00:00Z,marketing
+salesforce,L1,pricing_page_view,web,2026-11-20T10:00:00Z,marketing
+salesforce,L1,form_fill,web,2026-11-19T10:00:00Z,marketing
+salesforce,L2,meeting,in_person,2026-11-22T10:00:00Z,O2
+salesforce,L3,email_open,email,2026-03-01T10:00:00Z,marketing
+salesforce,L1,teleport,web,2026-11-20T10:00:00Z,marketing
+"""
+
+OWNERS_CSV = """\
+owner_id,name,email,active,deactivated_at,team,territory,daily_capacity
+O1,Rita Rep,rita@corp.com,true,,East,NA-East,20
+O2,Sam Rep,sam@corp.com,true,,West,NA-West,20
+O3,Gone Rep,gone@corp.com,false,2026-06-01,West,NA-West,20
+"""
+
+SOURCES_YAML = """\
+sources:
+  - name: crm
+    kind: file
+    entity: leads
+    path: leads.csv
+    watermark: Modified
+    constants: {source_system: salesforce}
+    columns: {source_id: Id, first_name: First, last_name: Last, email: Mail, phone: Tel, company: Org,
+              title: Title, country: Country, owner_id: Owner, status: Status, lead_source: Source,
+              created_at: Created, updated_at: Modified, email_opt_out: OptOut}
+    values:
+      status: {Open: new, Working: working}
+      lead_source: {Web: form_fill, List: purchased_list}
+  - name: engagement
+    kind: file
+    entity: touches
+    path: touches.csv
+    columns: {source_system: sys, lead_source_id: lead, touch_type: type, channel: channel,
+              occurred_at: at, actor: actor}
+  - name: owners
+    kind: file
+    entity: owners
+    path: owners.csv
+    columns: {owner_id: owner_id, name: name, email: email, active: active, deactivated_at: deactivated_at,
+              team: team, territory: territory, daily_capacity: daily_capacity}
+"""
+
+
+def write_tiny_sources(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "leads.csv").write_text(LEADS_CSV, encoding="utf-8")
+    (folder / "touches.csv").write_text(TOUCHES_CSV, encoding="utf-8")
+    (folder / "owners.csv").write_text(OWNERS_CSV, encoding="utf-8")
+    (folder / "sources.yaml").write_text(SOURCES_YAML, encoding="utf-8")
+    return folder / "sources.yaml"
+
+
+@pytest.fixture
+def tiny_sources(tmp_path) -> Path:
+    return write_tiny_sources(tmp_path / "sources")
+
+
+@pytest.fixture
+def run_context(tmp_path, tiny_sources):
+    from slowburn.pipeline import RunContext
+    return RunContext(logical_date=NOW, sources_path=tiny_sources, home=tmp_path / "home")
+
+
+def dedent(text: str) -> str:
+    return textwrap.dedent(text)
