@@ -5,6 +5,7 @@ scikit-learn imports happen inside the tasks.
 """
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pendulum
@@ -40,7 +41,7 @@ with DAG(
     max_active_runs=1,
     tags=["slowburn", "leads", "hygiene"],
     doc_md=DOC,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=5), "retry_exponential_backoff": True,
+    default_args={"retries": int(os.environ.get("SLOWBURN_RETRIES", "2")), "retry_delay": timedelta(minutes=5), "retry_exponential_backoff": True,
                   "owner": "data-eng"},
 ) as dag:
     steps = [SlowburnStepOperator(step=s) for s in ("extract", "normalise", "validate", "dedupe", "score",

@@ -137,12 +137,13 @@ def _python_rows(frame: pd.DataFrame) -> list[tuple]:
             text = np.datetime_as_string(naive.to_numpy().astype("datetime64[s]"), unit="s").astype(object)
             text[naive.isna().to_numpy()] = None
             arrays.append(text)
-        elif pd.api.types.is_bool_dtype(s):
-            arrays.append(s.astype("object").where(s.notna(), None).map(
-                lambda v: None if v is None else int(v)).to_numpy())
         else:
-            obj = s.astype("object")
-            arrays.append(obj.where(s.notna(), None).to_numpy())
+            if pd.api.types.is_bool_dtype(s):
+                s = s.astype("Int64")
+            # tolist() yields Python scalars; numpy scalars would be stored by sqlite3 as blobs.
+            values = s.astype("object").tolist()
+            mask = s.isna().tolist()
+            arrays.append([None if m else v for v, m in zip(values, mask)])
     return list(zip(*arrays))
 
 

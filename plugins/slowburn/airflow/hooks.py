@@ -32,13 +32,11 @@ class SlowburnWarehouseHook(BaseHook):
         self.slowburn_conn_id = slowburn_conn_id
 
     def sqlalchemy_url(self) -> str:
-        from airflow.sdk.exceptions import AirflowRuntimeError
+        from airflow.sdk.exceptions import AirflowNotFoundException
 
         try:
             conn = self.get_connection(self.slowburn_conn_id)
-        except (AirflowRuntimeError, Exception) as exc:  # noqa: BLE001 - any "not found" flavour
-            if "not found" not in str(exc).lower() and "NOT_FOUND" not in str(exc):
-                raise
+        except AirflowNotFoundException:
             from slowburn.pipeline import default_warehouse_url
             url = default_warehouse_url(Path(os.environ.get("SLOWBURN_HOME", ".slowburn")))
             log.info("connection %s not defined; using the embedded SQLite warehouse", self.slowburn_conn_id)

@@ -1,6 +1,7 @@
 """SlowburnStepOperator: one pipeline step as one Airflow task."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -42,4 +43,5 @@ class SlowburnStepOperator(BaseOperator):
         )
         result = run_step(ctx, self.step)
         self.log.info("%s: %s", self.step, result)
-        return {k: v for k, v in result.items() if not isinstance(v, dict)} | {"run_id": ctx.run_id}
+        # XCom gets JSON-safe counts and paths only.
+        return json.loads(json.dumps({**result, "run_id": ctx.run_id}, default=str))

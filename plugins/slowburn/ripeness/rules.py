@@ -97,7 +97,7 @@ def score_rules(golden: pd.DataFrame, features: pd.DataFrame, model: RulesModel,
     pts["corporate email"] = np.where(domain.notna() & ~domain.isin(FREE_MAIL_DOMAINS),
                                       model.corporate_email_points, 0.0)
     pts["email bounced"] = np.where(f["bounced"].fillna(False).astype(bool), model.bounce_points, 0.0)
-    pts["unsubscribed"] = np.where(f["unsubscribed"].fillna(False).astype(bool) | f["email_opt_out"].astype(bool),
+    pts["opted out of email"] = np.where(f["unsubscribed"].fillna(False).astype(bool) | f["email_opt_out"].astype(bool),
                                    model.unsubscribe_points, 0.0)
     pts["competitor"] = np.where(domain.isin(model.competitor_domains), model.competitor_points, 0.0)
     raw = pts.sum(axis=1)
@@ -129,7 +129,7 @@ def _reasons(points: pd.DataFrame, top: int) -> list[str]:
     out = []
     for row, idx in zip(values, order):
         out.append(json.dumps([{"factor": names[i], "points": round(float(row[i]), 1)}
-                               for i in idx if row[i] != 0]))
+                               for i in idx if round(float(row[i]), 1) != 0]))
     return out
 
 
