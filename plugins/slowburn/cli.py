@@ -40,9 +40,8 @@ def cmd_sample(args) -> int:
 def cmd_run(args) -> int:
     from slowburn.pipeline import run_all
     ctx = _context(args)
-    results = run_all(ctx)
-    _print_results(ctx, results)
-    return 0 if results["load"]["invariant_ok"] else 1
+    run_all(ctx)
+    return cmd_status(args)
 
 
 def cmd_step(args) -> int:
@@ -52,15 +51,29 @@ def cmd_step(args) -> int:
     return 0
 
 
-def _print_results(ctx, results: dict) -> None:
+def cmd_status(args) -> int:
+    """Print a finished run's counts per step and where its results are."""
+    ctx = _context(args)
+    path = ctx.run_dir / "summary.json"
+    if not path.exists():
+        print(f"slowburn: run {ctx.run_id} has no summary at {path}; did it finish?", file=sys.stderr)
+        return 1
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    _print_results(ctx, summary["steps"], summary["ledger"], summary["warehouse"])
+    return 0 if summary["ledger"]["invariant_ok"] else 1
+
+
+def _print_results(ctx, steps: dict, ledger: dict, warehouse: str) -> None:
     print(f"\nslowburn run {ctx.run_id}")
-    for step, counts in results.items():
-        flat = ", ".join(f"{k}={v}" for k, v in counts.items() if not isinstance(v, dict))
+    for step, counts in steps.items():
+        flat = ", ".join(f"{k}={v}" for k, v in counts.items() if not isinstance(v, dict) and k != "data_docs")
         print(f"  {step:<10} {flat}")
-    from slowburn.warehouse import redacted
-    print(f"\nwarehouse:   {redacted(ctx.warehouse_url)}")
-    print(f"data docs:   {results['validate'].get('data_docs')}")
-    print(f"run summary: {results['summarize']['summary_html']}")
+    balanced = "balanced" if ledger["invariant_ok"] else "NOT BALANCED"
+    print(f"\nledger: landed {ledger['landed_leads']} = linked {ledger['linked_leads']} + quarantined "
+          f"{ledger['quarantined_leads']} ({balanced})")
+    print(f"warehouse:   {warehouse}")
+    print(f"data docs:   {steps.get('validate', {}).get('data_docs')}")
+    print(f"run summary: {(ctx.run_dir / 'summary.html').resolve()}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="run the whole nightly pipeline without Airflow")
     _run_options(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("status", help="print a finished run's counts and result paths")
+    _run_options(p)
+    p.set_defaults(func=cmd_status)
 
     from slowburn.pipeline import STEPS
     p = sub.add_parser("step", help="run one pipeline step on an existing run folder")

@@ -39,7 +39,6 @@ class SlowburnStepOperator(BaseOperator):
                                                                   "include/config/sources.yaml")),
             home=Path(self.home or os.environ.get("SLOWBURN_HOME", ".slowburn")),
             warehouse_url=SlowburnWarehouseHook(self.warehouse_conn_id).sqlalchemy_url(),
-            started_at=dag_run.start_date or None,
         )
         result = run_step(ctx, self.step)
         self.log.info("%s: %s", self.step, result)

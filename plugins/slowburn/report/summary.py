@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from slowburn.warehouse import redacted
+
 
 def _png(fig) -> str:
     buf = io.BytesIO()
@@ -56,7 +58,7 @@ def write_run_summary(ctx) -> dict:
     summary = {
         "run_id": ctx.run_id,
         "logical_date": str(ctx.logical_date),
-        "warehouse": wh.__repr__(),
+        "warehouse": redacted(wh.url),
         "ledger": {k: (bool(v) if k == "invariant_ok" else v) for k, v in row.items() if k != "step_counts"},
         "steps": steps,
         "validation": validation,
