@@ -44,6 +44,24 @@ CREATE TABLE IF NOT EXISTS landed_leads (
     PRIMARY KEY (run_id, row_key)
 );
 
+-- The latest valid, normalised version of every source lead seen so far: what tonight's dedupe,
+-- scoring and flags work on, so that a lead that never changes still gets scored and flagged.
+CREATE TABLE IF NOT EXISTS current_leads (
+    run_id TEXT NOT NULL,
+    row_key TEXT NOT NULL,
+    source_name TEXT,
+    source_system TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    first_name TEXT, last_name TEXT, email TEXT, phone TEXT, company TEXT, title TEXT, website TEXT,
+    street TEXT, city TEXT, state TEXT, postcode TEXT, country TEXT, owner_id TEXT, status TEXT,
+    stage TEXT, lead_source TEXT,
+    created_at {ts}, updated_at {ts}, last_activity_at {ts},
+    email_opt_out {bool}, do_not_call {bool},
+    email_canonical TEXT, email_tag TEXT, email_domain TEXT, phone_e164 TEXT, first_name_norm TEXT,
+    last_name_norm TEXT, company_norm TEXT, country_code TEXT,
+    PRIMARY KEY (source_system, source_id)
+);
+
 CREATE TABLE IF NOT EXISTS touches (
     run_id TEXT NOT NULL,
     row_key TEXT NOT NULL,

@@ -44,8 +44,8 @@ def orphaned(golden: pd.DataFrame, owners: pd.DataFrame) -> pd.DataFrame:
 def unclosed(golden: pd.DataFrame, scores: pd.DataFrame, now: pd.Timestamp, cfg: FlagConfig) -> pd.DataFrame:
     """Open leads with no activity for longer than the configured age: rotting in the pipeline."""
     df = golden.merge(scores[["golden_id", "last_touch_at"]], on="golden_id", how="left")
-    last = pd.concat([pd.to_datetime(df["last_touch_at"], utc=True), df["last_activity_at"], df["created_at"]],
-                     axis=1).max(axis=1)
+    stamps = [pd.to_datetime(df[c], utc=True) for c in ("last_touch_at", "last_activity_at", "created_at")]
+    last = pd.to_datetime(pd.concat(stamps, axis=1).max(axis=1), utc=True)
     idle = (now - last).dt.days
     open_lead = df["status"].isin(OPEN_STATUSES) | df["status"].isna()
     hit_mask = open_lead & (idle > cfg.unclosed_after_days)

@@ -157,18 +157,41 @@ def validate(ctx: RunContext) -> dict:
             "data_docs": touches.docs_index or leads.docs_index}
 
 
+def current_leads(ctx: RunContext) -> pd.DataFrame:
+    """Tonight's valid rows plus the latest valid version of every lead seen before.
+
+    An incremental pull only brings what changed; the leads that never change are exactly the
+    ones that go stale, so dedupe, scoring, routing and flags work on the whole current picture.
+    """
+    today = ctx.read("valid_leads").assign(run_id=ctx.run_id)
+    contracts.check(today, contracts.NORMALISED_LEADS, step="dedupe")
+    wh = ctx.warehouse()
+    wh.ensure_schema()
+    earlier = wh.read_typed("SELECT * FROM current_leads WHERE run_id <> :run_id",
+                            datetime_columns=("created_at", "updated_at", "last_activity_at"),
+                            bool_columns=("email_opt_out", "do_not_call"), run_id=ctx.run_id)
+    if earlier.empty:
+        return today
+    keys = ["source_system", "source_id"]
+    replaced = earlier.set_index(keys).index.isin(today.set_index(keys).index)
+    earlier = earlier[~replaced].astype({c: "string" for c in earlier.columns if earlier[c].dtype == object})
+    return pd.concat([earlier, today[[c for c in today.columns if c in earlier.columns or c == "run_id"]]],
+                     ignore_index=True)
+
+
 def dedupe(ctx: RunContext) -> dict:
     from slowburn.dedupe import cluster_exact, survive
 
-    leads = ctx.read("valid_leads")
-    contracts.check(leads, contracts.NORMALISED_LEADS, step="dedupe")
+    leads = current_leads(ctx)
     links = cluster_exact(leads)
     golden = survive(leads, links)
+    ctx.write("current_leads", leads)
     ctx.write("lead_links", links)
     ctx.write("golden_leads", golden)
-    return {"linked_leads": len(links), "golden_leads": len(golden),
+    tonight = links["run_id"] == ctx.run_id
+    return {"linked_leads": int(tonight.sum()), "current_leads": len(leads), "golden_leads": len(golden),
             "merged_rows": len(links) - len(golden),
-            "by_rule": links["match_rule"].value_counts().to_dict()}
+            "by_rule": links.loc[tonight, "match_rule"].value_counts().to_dict()}
 
 
 def score(ctx: RunContext) -> dict:
@@ -177,7 +200,13 @@ def score(ctx: RunContext) -> dict:
     model = RulesModel()
     golden, links, touches = ctx.read("golden_leads"), ctx.read("lead_links"), ctx.read("valid_touches")
     contracts.check(touches, contracts.TOUCHES, step="score")
-    features = touch_features(touches, links, model, ctx.as_of)
+    earlier = ctx.warehouse().read_typed(
+        "SELECT source_system, lead_source_id, touch_type, occurred_at FROM touches WHERE run_id <> :run_id",
+        datetime_columns=("occurred_at",), run_id=ctx.run_id)
+    # File drops without a watermark re-send old events: count each event once.
+    history = pd.concat([earlier, touches[earlier.columns]], ignore_index=True).drop_duplicates(
+        ["source_system", "lead_source_id", "touch_type", "occurred_at"])
+    features = touch_features(history, links, model, ctx.as_of)
     scores = score_rules(golden, features, model, ctx.as_of)
     scores["scored_at"] = ctx.as_of
     ctx.write("lead_scores", scores)
@@ -213,6 +242,7 @@ def ledger_counts(ctx: RunContext) -> dict:
     landed = ctx.read("landed_leads")
     quarantine = ctx.read("quarantine")
     links = ctx.read("lead_links")
+    links = links[links["run_id"] == ctx.run_id]
     q_leads = quarantine.loc[quarantine["entity"] == "leads", "row_key"].nunique()
     q_touches = quarantine.loc[quarantine["entity"] == "touches", "row_key"].nunique()
     linked = links["row_key"].nunique()
@@ -236,6 +266,7 @@ def load(ctx: RunContext) -> dict:
         "landed_leads": landed,
         "touches": ctx.read("touches"),
         "quarantine": ctx.read("quarantine").rename(columns={"column": "column_name"}),
+        "current_leads": ctx.read("current_leads"),
         "golden_leads": ctx.read("golden_leads"),
         "lead_links": ctx.read("lead_links"),
         "lead_scores": ctx.read("lead_scores"),

@@ -13,8 +13,12 @@ import sqlalchemy as sa
 
 log = logging.getLogger(__name__)
 
-RUN_TABLES = ("landed_leads", "touches", "quarantine", "golden_leads", "lead_links", "lead_scores",
-              "sales_queue", "nurture_queue", "lead_flags", "owners", "outcomes", "source_watermarks")
+# Run tables keep history: a run's load replaces only its own rows.
+RUN_TABLES = ("landed_leads", "touches", "quarantine", "lead_scores", "lead_flags", "owners", "outcomes",
+              "source_watermarks")
+# State tables hold the current picture (every known lead, its links, golden record and queue) and
+# are replaced whole by each run, in the same transaction.
+STATE_TABLES = ("current_leads", "lead_links", "golden_leads", "sales_queue", "nurture_queue")
 
 _DIALECT_TYPES = {
     "sqlite": {"ts": "TEXT", "bool": "INTEGER", "float": "REAL"},
@@ -78,14 +82,19 @@ class Warehouse:
         """Replace everything `run_id` wrote with `frames` and its ledger row, all or nothing."""
         self.ensure_schema()
         columns = self._columns()
+        unknown = set(frames) - set(RUN_TABLES) - set(STATE_TABLES)
+        if unknown:
+            raise ValueError(f"{sorted(unknown)} are not warehouse tables")
         with self.engine.begin() as conn:
             for table in RUN_TABLES:
                 conn.execute(sa.text(f"DELETE FROM {table} WHERE run_id = :run_id"), {"run_id": run_id})
+            for table in STATE_TABLES:
+                if table in frames:
+                    conn.execute(sa.text(f"DELETE FROM {table}"))
             conn.execute(sa.text("DELETE FROM run_ledger WHERE run_id = :run_id"), {"run_id": run_id})
             for table, frame in frames.items():
-                if table not in RUN_TABLES:
-                    raise ValueError(f"{table} is not a run table")
-                frame = frame.assign(run_id=run_id)
+                if table in RUN_TABLES or "run_id" not in frame.columns:
+                    frame = frame.assign(run_id=run_id)
                 cols = [c for c in columns[table] if c in frame.columns]
                 self._insert(conn, table, frame[cols])
                 log.info("load: %s <- %d rows", table, len(frame))
@@ -94,7 +103,7 @@ class Warehouse:
 
     def _columns(self) -> dict[str, list[str]]:
         insp = sa.inspect(self.engine)
-        return {t: [c["name"] for c in insp.get_columns(t)] for t in RUN_TABLES + ("run_ledger",)}
+        return {t: [c["name"] for c in insp.get_columns(t)] for t in RUN_TABLES + STATE_TABLES + ("run_ledger",)}
 
     def _insert(self, conn, table: str, frame: pd.DataFrame) -> None:
         if frame.empty:
@@ -109,6 +118,18 @@ class Warehouse:
     def read(self, sql: str, **params) -> pd.DataFrame:
         with self.engine.connect() as conn:
             return pd.read_sql(sa.text(sql), conn, params=params)
+
+    def read_typed(self, sql: str, datetime_columns=(), bool_columns=(), **params) -> pd.DataFrame:
+        """A query's rows with timestamps and booleans typed back (SQLite stores them as text and 0/1)."""
+        frame = self.read(sql, **params)
+        for col in datetime_columns:
+            if col in frame:
+                # The contract's unit (ns): mixing units makes pandas fall back to object on concat.
+                frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601").astype("datetime64[ns, UTC]")
+        for col in bool_columns:
+            if col in frame:
+                frame[col] = frame[col].astype("boolean")
+        return frame
 
     def read_table(self, table: str, run_id: str | None = None) -> pd.DataFrame:
         if run_id is None:

@@ -21,7 +21,7 @@ EXACT_KEYS = (
     ("exact_phone_surname", ("phone_e164", "last_name_norm")),
 )
 
-LINK_COLUMNS = ["row_key", "source_system", "source_id", "golden_id", "match_probability", "match_rule"]
+LINK_COLUMNS = ["run_id", "row_key", "source_system", "source_id", "golden_id", "match_probability", "match_rule"]
 
 
 def _group_edges(df: pd.DataFrame, cols: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -42,7 +42,11 @@ def _group_edges(df: pd.DataFrame, cols: tuple[str, ...]) -> tuple[np.ndarray, n
 
 
 def cluster_exact(leads: pd.DataFrame) -> pd.DataFrame:
-    """lead_links for `leads` (normalised, valid rows): every row gets exactly one golden_id."""
+    """lead_links for `leads` (normalised, valid rows), row for row: every row gets exactly one golden_id.
+
+    `leads` may span runs (today's rows plus the current state of earlier ones); run_id and row_key
+    together say which landing each link belongs to.
+    """
     n = len(leads)
     if n == 0:
         return pd.DataFrame({c: pd.Series(dtype="string") for c in LINK_COLUMNS}).astype(
@@ -62,6 +66,7 @@ def cluster_exact(leads: pd.DataFrame) -> pd.DataFrame:
     uniq, inverse = np.unique(smallest, return_inverse=True)
     ids = np.array(["g-" + hashlib.sha1(k.encode()).hexdigest()[:16] for k in uniq], dtype=object)[inverse]
     links = pd.DataFrame({
+        "run_id": leads["run_id"].to_numpy() if "run_id" in leads else None,
         "row_key": leads["row_key"].to_numpy(),
         "source_system": leads["source_system"].to_numpy(),
         "source_id": leads["source_id"].to_numpy(),
@@ -87,7 +92,9 @@ def survive(leads: pd.DataFrame, links: pd.DataFrame) -> pd.DataFrame:
     created_at is the earliest (the lead is as old as its first sighting), last_activity_at the latest,
     and an opt-out or do-not-call on any source row wins: honouring it is a legal duty, not a preference.
     """
-    df = leads.merge(links[["row_key", "golden_id"]], on="row_key", how="inner", validate="one_to_one")
+    if len(links) != len(leads):
+        raise ValueError("links must be aligned row for row with leads (use cluster_exact's output)")
+    df = leads.assign(golden_id=links["golden_id"].to_numpy())
     df = df.sort_values(["golden_id", "updated_at"], ascending=[True, False], na_position="last")
     g = df.groupby("golden_id", sort=True)
     latest_cols = ["first_name", "last_name", "email", "email_canonical", "phone_e164", "company", "title",

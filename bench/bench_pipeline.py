@@ -1,0 +1,547 @@
+#!/usr/bin/env python
+"""Benchmark the slowburn nightly pipeline without Airflow: wall time and peak memory per step.
+
+For each size the sample sources are generated once (and cached in the work folder, keyed by
+n_leads/seed/now in their manifest.json). For each repeat a fresh home folder (so a fresh SQLite
+warehouse) is created and every step runs as its own subprocess, exactly as an Airflow task would:
+
+    python -m slowburn.cli step NAME --sources ... --home ... --logical-date 2026-11-23
+
+Per step we record
+  * wall s     -- time.perf_counter() around Popen .. os.wait4(): includes interpreter start-up and
+                  the pandas/pyarrow/GX imports, i.e. what one Airflow task pays;
+  * in-step s  -- the "seconds" the step itself writes into <home>/runs/<run_id>/step_counts.json
+                  (the step's own compute and I/O, without imports);
+  * peak RSS   -- the child's ru_maxrss from os.wait4() (KiB on Linux).
+
+An "imports baseline" (a subprocess that only imports slowburn.pipeline, pandas and
+great_expectations) is measured too, so readers can subtract the fixed per-task overhead.
+
+Usage:  python bench/bench_pipeline.py --sizes 100000 1000000 --repeats 3
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.metadata as md
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+# NOTE: this parent process deliberately does not import pandas (or anything heavy). On Linux a
+# child's ru_maxrss starts from the RSS high-water mark of the address space it exec()s from
+# (vfork shares the parent's), so a small parent keeps the children's peak-memory numbers honest.
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = ("extract", "normalise", "validate", "dedupe", "score", "route", "flag", "load", "summarize")
+LOGICAL_DATE = "2026-11-23"
+DEFAULT_NOW = "2026-11-23"
+LOG_TAIL_LINES = 40
+
+# Targets: size -> (max end-to-end seconds, max peak RSS bytes or None)
+TARGETS = {
+    100_000: (60.0, None),
+    1_000_000: (600.0, 6 * 10**9),
+}
+
+BASELINES = {
+    # what every `slowburn step` subprocess imports before it does any work
+    "imports: slowburn.cli + slowburn.pipeline + pandas":
+        "import pandas, slowburn.cli, slowburn.pipeline",
+    # the baseline the brief asks for (GX is imported by the validate step only)
+    "imports: slowburn.pipeline + pandas + great_expectations":
+        "import slowburn.pipeline, pandas, great_expectations",
+}
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+def _mib(kib: float) -> float:
+    return kib / 1024.0
+
+
+def _median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def _fmt(x, spec=".2f", none="-"):
+    return none if x is None else format(x, spec)
+
+
+def _child_env() -> dict:
+    env = dict(os.environ)
+    # the bench decides where the run lives and which warehouse it uses: a fresh SQLite in --home
+    for var in ("SLOWBURN_WAREHOUSE_URL", "SLOWBURN_HOME", "SLOWBURN_SOURCES"):
+        env.pop(var, None)
+    env["GX_ANALYTICS_ENABLED"] = "false"
+    env.setdefault("PYTHONHASHSEED", "0")
+    if (REPO / "include" / "sql").is_dir():
+        env.setdefault("SLOWBURN_INCLUDE_DIR", str(REPO / "include"))
+    return env
+
+
+def run_measured(cmd: list[str], log_path: Path, cwd: Path, env: dict) -> dict:
+    """Run cmd with stdout+stderr to log_path; return wall seconds, exit code and the child's peak RSS."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=str(cwd), env=env)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except KeyboardInterrupt:
+            proc.kill()
+            os.wait4(proc.pid, 0)
+            proc.returncode = -9
+            raise
+        wall = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    proc.returncode = code  # we reaped it ourselves; tell Popen so it does not try again
+    return {"wall_s": wall, "exit_code": code, "maxrss_kib": usage.ru_maxrss,
+            "user_s": usage.ru_utime, "sys_s": usage.ru_stime}
+
+
+def tail(path: Path, n: int = LOG_TAIL_LINES) -> str:
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        return f"(could not read {path}: {exc})"
+    return "\n".join(lines[-n:])
+
+
+def abort(what: str, result: dict, log_path: Path) -> None:
+    print(f"\n---- last {LOG_TAIL_LINES} lines of {log_path} ----", file=sys.stderr)
+    print(tail(log_path), file=sys.stderr)
+    print("---- end of log ----", file=sys.stderr)
+    sys.exit(f"bench_pipeline: ABORT: {what} failed with exit code {result['exit_code']} after "
+             f"{result['wall_s']:.1f} s (peak RSS {_mib(result['maxrss_kib']):.0f} MB); full log: {log_path}")
+
+
+def machine_info() -> dict:
+    mem_total_kib = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_total_kib = int(line.split()[1])
+    except OSError:
+        pass
+    cgroup_mem = None
+    try:
+        raw = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        cgroup_mem = None if raw == "max" else int(raw)
+    except (OSError, ValueError):
+        pass
+    versions = {}
+    for dist in ("pandas", "numpy", "pyarrow", "great_expectations", "SQLAlchemy", "matplotlib"):
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            versions[dist] = None
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = None
+    cpu_model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    git_rev = None
+    try:
+        git_rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                 text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {
+        "hostname": platform.node(), "platform": platform.platform(), "cpu_model": cpu_model,
+        "nproc": affinity, "cpu_count": os.cpu_count(),
+        "mem_total_gib": round(mem_total_kib / 1024**2, 1) if mem_total_kib else None,
+        "cgroup_memory_max_gib": round(cgroup_mem / 1024**3, 1) if cgroup_mem else None,
+        "python": platform.python_version(), "python_executable": sys.executable,
+        "versions": versions, "git_rev": git_rev, "git_dirty": git_dirty(),
+        "code_fingerprint_at_start": source_fingerprint(),
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def source_fingerprint() -> str:
+    """A short hash of the pipeline's code and SQL, to tell whether the code changed mid-benchmark."""
+    h = hashlib.sha256()
+    files = sorted([*(REPO / "plugins" / "slowburn").rglob("*.py"), *(REPO / "include").rglob("*.sql"),
+                    *(REPO / "include").rglob("*.yaml"), *(REPO / "include").rglob("*.yml")])
+    for f in files:
+        try:
+            h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes() + b"\0")
+        except OSError:
+            pass
+    return h.hexdigest()[:12]
+
+
+def git_dirty() -> list[str]:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "plugins", "include"],
+                             capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line[3:] for line in out.splitlines() if line.strip()]
+
+
+def run_id_for(logical_date: str) -> str:
+    # slowburn.pipeline.RunContext.run_id: the logical date (UTC) as %Y-%m-%dT%H%M%S
+    return datetime.fromisoformat(logical_date).strftime("%Y-%m-%dT%H%M%S")
+
+
+def read_step_counts(home: Path, logical_date: str) -> dict:
+    path = home / "runs" / run_id_for(logical_date) / "step_counts.json"
+    if not path.exists():  # fall back to whatever single run folder exists
+        found = sorted((home / "runs").glob("*/step_counts.json"))
+        if len(found) != 1:
+            return {}
+        path = found[0]
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------------------------------- phases
+
+def measure_baselines(workdir: Path, repeats: int, env: dict) -> dict:
+    out = {}
+    for label, code in BASELINES.items():
+        runs = []
+        for i in range(max(3, repeats)):
+            log_path = workdir / "logs" / f"baseline-{len(out)}-{i}.log"
+            res = run_measured([sys.executable, "-c", code], log_path, workdir, env)
+            if res["exit_code"] != 0:
+                abort(f"imports baseline {code!r}", res, log_path)
+            runs.append(res)
+        out[label] = {
+            "code": code, "runs": runs,
+            "median_wall_s": _median([r["wall_s"] for r in runs]),
+            "median_peak_mb": _median([_mib(r["maxrss_kib"]) for r in runs]),
+        }
+        print(f"  {label:<58} wall {out[label]['median_wall_s']:.2f} s   "
+              f"peak RSS {out[label]['median_peak_mb']:.0f} MB   (median of {len(runs)})", flush=True)
+    return out
+
+
+def ensure_sample(workdir: Path, n: int, seed: int, now: str, env: dict) -> dict:
+    folder = workdir / f"sample-n{n}-seed{seed}-{now}"
+    manifest_path = folder / "manifest.json"
+    want_now = datetime.fromisoformat(now)
+    want_now = want_now.replace(tzinfo=timezone.utc) if want_now.tzinfo is None else want_now
+    if manifest_path.exists():
+        try:
+            m = json.loads(manifest_path.read_text(encoding="utf-8"))
+            got_now = datetime.fromisoformat(m["now"])
+            if m.get("n_leads") == n and m.get("seed") == seed and got_now == want_now \
+                    and Path(m["files"]["sources"]).exists():
+                print(f"  sample: reusing {folder} (manifest matches n_leads={n}, seed={seed}, now={now})",
+                      flush=True)
+                return {"folder": str(folder), "sources": m["files"]["sources"], "cached": True,
+                        "counts": m.get("counts"), "wall_s": None, "peak_mb": None}
+        except (ValueError, KeyError, TypeError):
+            pass
+        print(f"  sample: {manifest_path} does not match; regenerating", flush=True)
+    if folder.exists():
+        shutil.rmtree(folder)
+    print(f"  sample: generating {n} leads (seed {seed}, now {now}) into {folder} ...", flush=True)
+    log_path = workdir / "logs" / f"sample-n{n}.log"
+    res = run_measured([sys.executable, "-m", "slowburn.cli", "sample", "--out", str(folder), "--leads", str(n),
+                        "--seed", str(seed), "--now", now], log_path, workdir, env)
+    if res["exit_code"] != 0:
+        abort(f"sample generation (n={n})", res, log_path)
+    m = json.loads(manifest_path.read_text(encoding="utf-8"))
+    print(f"  sample: generated in {res['wall_s']:.1f} s, peak RSS {_mib(res['maxrss_kib']):.0f} MB", flush=True)
+    return {"folder": str(folder), "sources": m["files"]["sources"], "cached": False, "counts": m.get("counts"),
+            "wall_s": res["wall_s"], "peak_mb": _mib(res["maxrss_kib"])}
+
+
+def run_pipeline_once(workdir: Path, n: int, rep: int, sources: str, logical_date: str, env: dict,
+                      keep_home: bool) -> dict:
+    fingerprint = source_fingerprint()
+    home = workdir / f"home-n{n}-r{rep}"
+    if home.exists():
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    logs = workdir / "logs" / f"n{n}-r{rep}"
+    if logs.exists():
+        shutil.rmtree(logs)
+    steps = {}
+    for step in STEPS:
+        log_path = logs / f"{step}.log"
+        cmd = [sys.executable, "-m", "slowburn.cli", "step", step, "--sources", sources, "--home", str(home),
+               "--logical-date", logical_date]
+        res = run_measured(cmd, log_path, workdir, env)
+        if res["exit_code"] != 0:
+            abort(f"step {step!r} (n={n}, repeat {rep + 1})", res, log_path)
+        counts = read_step_counts(home, logical_date).get(step, {})
+        res["in_step_s"] = counts.get("seconds")
+        res["peak_mb"] = _mib(res["maxrss_kib"])
+        res["counts"] = {k: v for k, v in counts.items() if k != "seconds"}
+        res["log"] = str(log_path)
+        steps[step] = res
+        print(f"    {step:<10} wall {res['wall_s']:8.2f} s   in-step {_fmt(res['in_step_s'], '8.2f')} s   "
+              f"peak RSS {res['peak_mb']:8.0f} MB   (user {res['user_s']:.1f} s, sys {res['sys_s']:.1f} s)",
+              flush=True)
+    if not keep_home:
+        shutil.rmtree(home, ignore_errors=True)
+    if source_fingerprint() != fingerprint:
+        print("    WARNING: the pipeline's code changed while this repeat ran; its numbers mix two versions",
+              flush=True)
+    total_wall = sum(s["wall_s"] for s in steps.values())
+    total_in = sum(s["in_step_s"] or 0.0 for s in steps.values())
+    peak = max(s["peak_mb"] for s in steps.values())
+    print(f"    {'TOTAL':<10} wall {total_wall:8.2f} s   in-step {total_in:8.2f} s   max peak RSS {peak:5.0f} MB",
+          flush=True)
+    return {"home": str(home), "code_fingerprint": fingerprint, "steps": steps, "total_wall_s": total_wall, "total_in_step_s": total_in,
+            "max_peak_mb": peak}
+
+
+# ---------------------------------------------------------------------------------------- summary
+
+def summarise_size(n: int, runs: list[dict]) -> dict:
+    per_step = {}
+    for step in STEPS:
+        walls = [r["steps"][step]["wall_s"] for r in runs]
+        ins = [r["steps"][step]["in_step_s"] for r in runs]
+        peaks = [r["steps"][step]["peak_mb"] for r in runs]
+        per_step[step] = {
+            "median_wall_s": _median(walls), "min_wall_s": min(walls), "max_wall_s": max(walls),
+            "median_in_step_s": _median(ins),
+            "min_in_step_s": min((x for x in ins if x is not None), default=None),
+            "max_in_step_s": max((x for x in ins if x is not None), default=None),
+            "median_peak_mb": _median(peaks), "min_peak_mb": min(peaks), "max_peak_mb": max(peaks),
+        }
+    tw = [r["total_wall_s"] for r in runs]
+    ti = [r["total_in_step_s"] for r in runs]
+    pk = [r["max_peak_mb"] for r in runs]
+    load = runs[-1]["steps"]["load"]["counts"]
+    rows = {k: load.get(k) for k in ("landed_leads", "quarantined_leads", "linked_leads", "golden_leads",
+                                     "sales_queue", "nurture_queue", "lead_flags", "landed_touches",
+                                     "quarantined_touches", "invariant_ok")}
+    consistent = all({k: r["steps"]["load"]["counts"].get(k) for k in rows} == rows for r in runs)
+    return {
+        "n_leads": n, "repeats": len(runs), "per_step": per_step,
+        "total": {"median_wall_s": _median(tw), "min_wall_s": min(tw), "max_wall_s": max(tw),
+                  "median_in_step_s": _median(ti), "min_in_step_s": min(ti), "max_in_step_s": max(ti),
+                  "median_max_peak_mb": _median(pk), "max_peak_mb": max(pk), "min_max_peak_mb": min(pk),
+                  "peak_step": max(STEPS, key=lambda s: per_step[s]["max_peak_mb"])},
+        "row_counts": rows, "row_counts_consistent_across_repeats": consistent,
+        "code_fingerprints": sorted({r["code_fingerprint"] for r in runs}),
+    }
+
+
+def check_targets(summary: dict) -> list[dict]:
+    n = summary["n_leads"]
+    if n not in TARGETS:
+        return []
+    max_s, max_bytes = TARGETS[n]
+    t = summary["total"]
+    out = [{"target": f"{n:,} leads end to end (sum of step wall times, median) <= {max_s:.0f} s",
+            "measured": f"{t['median_wall_s']:.1f} s", "pass": t["median_wall_s"] <= max_s},
+           {"target": f"{n:,} leads end to end (sum of in-step times, median) <= {max_s:.0f} s",
+            "measured": f"{t['median_in_step_s']:.1f} s", "pass": t["median_in_step_s"] <= max_s}]
+    if max_bytes:
+        peak_bytes = t["max_peak_mb"] * 1024**2
+        out.append({"target": f"{n:,} leads peak RSS of any step (max over repeats) <= {max_bytes / 1e9:.0f} GB "
+                              f"({max_bytes / 1024**2:.0f} MiB)",
+                    "measured": f"{t['max_peak_mb']:.0f} MiB ({peak_bytes / 1e9:.2f} GB) in {t['peak_step']}",
+                    "pass": peak_bytes <= max_bytes})
+    return out
+
+
+def ratio_lines(summaries: list[dict]) -> list[str]:
+    if len(summaries) < 2:
+        return []
+    small, big = summaries[0], summaries[-1]
+    scale = big["n_leads"] / small["n_leads"]
+    head = f"{big['n_leads']:,} / {small['n_leads']:,} time ratio (x{scale:g} rows; linear = {scale:g})"
+    lines = [head, "", "| step | in-step ratio | wall ratio | peak RSS ratio |", "|---|---:|---:|---:|"]
+
+    def r(a, b):
+        return None if not a or b is None else b / a
+
+    for step in STEPS:
+        s, b = small["per_step"][step], big["per_step"][step]
+        lines.append(f"| {step} | {_fmt(r(s['median_in_step_s'], b['median_in_step_s']), '.1f')} | "
+                     f"{_fmt(r(s['median_wall_s'], b['median_wall_s']), '.1f')} | "
+                     f"{_fmt(r(s['median_peak_mb'], b['median_peak_mb']), '.1f')} |")
+    st, bt = small["total"], big["total"]
+    lines.append(f"| **total** | {_fmt(r(st['median_in_step_s'], bt['median_in_step_s']), '.1f')} | "
+                 f"{_fmt(r(st['median_wall_s'], bt['median_wall_s']), '.1f')} | "
+                 f"{_fmt(r(st['median_max_peak_mb'], bt['median_max_peak_mb']), '.1f')} |")
+    return lines
+
+
+def size_table(s: dict, baseline_s: float | None) -> list[str]:
+    lines = [f"| step | wall s (median) | in-step s (median) | wall − in-step s | wall s [min–max] | "
+             f"peak RSS MB (median) | peak RSS MB [min–max] |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for step in STEPS:
+        p = s["per_step"][step]
+        overhead = None if p["median_in_step_s"] is None else p["median_wall_s"] - p["median_in_step_s"]
+        lines.append(f"| {step} | {p['median_wall_s']:.2f} | {_fmt(p['median_in_step_s'])} | {_fmt(overhead)} | "
+                     f"{p['min_wall_s']:.2f}–{p['max_wall_s']:.2f} | {p['median_peak_mb']:.0f} | "
+                     f"{p['min_peak_mb']:.0f}–{p['max_peak_mb']:.0f} |")
+    t = s["total"]
+    lines.append(f"| **end to end** | **{t['median_wall_s']:.2f}** | **{t['median_in_step_s']:.2f}** | "
+                 f"{t['median_wall_s'] - t['median_in_step_s']:.2f} | {t['min_wall_s']:.2f}–{t['max_wall_s']:.2f} | "
+                 f"**{t['median_max_peak_mb']:.0f}** (max, {t['peak_step']}) | "
+                 f"{t['min_max_peak_mb']:.0f}–{t['max_peak_mb']:.0f} |")
+    if baseline_s is not None:
+        lines.append("")
+        lines.append(f"Imports baseline ≈ {baseline_s:.2f} s per step subprocess "
+                     f"(≈ {baseline_s * len(STEPS):.1f} s over {len(STEPS)} steps). Note: in-step seconds include "
+                     "imports a step does lazily inside its function (great_expectations in validate, "
+                     "matplotlib in summarize), so wall − in-step understates the import cost for those steps.")
+    return lines
+
+
+def render_markdown(results: dict) -> str:
+    m = results["machine"]
+    v = m["versions"]
+    out = [f"# slowburn pipeline benchmark: sizes {', '.join(f'{n:,}' for n in results['args']['sizes'])}", "",
+           f"- machine: {m['hostname']}, {m['cpu_model']}, nproc {m['nproc']}, RAM {m['mem_total_gib']} GiB"
+           + (f", cgroup limit {m['cgroup_memory_max_gib']} GiB" if m.get("cgroup_memory_max_gib") else ""),
+           f"- python {m['python']}, pandas {v.get('pandas')}, numpy {v.get('numpy')}, pyarrow {v.get('pyarrow')}, "
+           f"great_expectations {v.get('great_expectations')}, SQLAlchemy {v.get('SQLAlchemy')}",
+           f"- git {m['git_rev']}"
+           + (f" + uncommitted changes in {', '.join(m['git_dirty'])}" if m.get("git_dirty") else "")
+           + f" (code fingerprint {m['code_fingerprint_at_start']}), started {m['started_at']}, repeats {results['args']['repeats']}, "
+           f"seed {results['args']['seed']}, now {results['args']['now']}, logical date {results['args']['logical_date']}",
+           "- wall = perf_counter around the step subprocess (interpreter + imports + step); in-step = the step's "
+           "own `seconds` from step_counts.json; peak RSS = child ru_maxrss from os.wait4 (MB = MiB)", "",
+           "## Imports baseline", "", "| subprocess | wall s (median) | peak RSS MB (median) |", "|---|---:|---:|"]
+    for label, b in results["baselines"].items():
+        out.append(f"| `python -c \"{b['code']}\"` | {b['median_wall_s']:.2f} | {b['median_peak_mb']:.0f} |")
+    base = _baseline_seconds(results)
+    for s in results["sizes"]:
+        gen = results["samples"][str(s["n_leads"])]
+        out += ["", f"## {s['n_leads']:,} leads ({s['repeats']} repeat(s))", ""]
+        if gen["cached"]:
+            out.append(f"Sample: reused cached `{gen['folder']}`.")
+        else:
+            out.append(f"Sample generation (not part of pipeline time): {gen['wall_s']:.1f} s, "
+                       f"peak RSS {gen['peak_mb']:.0f} MB.")
+        out.append("")
+        out += size_table(s, base)
+        rc = s["row_counts"]
+        out += ["", "Row counts (load step): " + ", ".join(f"{k}={v}" for k, v in rc.items())
+                + ("" if s["row_counts_consistent_across_repeats"] else "  **(differ across repeats!)**")]
+        if len(s["code_fingerprints"]) > 1:
+            out += ["", f"**Warning:** the code changed between repeats (fingerprints {s['code_fingerprints']})."]
+    if results["targets"]:
+        out += ["", "## Targets", "", "| target | measured | result |", "|---|---|---|"]
+        for t in results["targets"]:
+            out.append(f"| {t['target']} | {t['measured']} | {'PASS' if t['pass'] else '**FAIL**'} |")
+    ratios = ratio_lines(results["sizes"])
+    if ratios:
+        out += ["", "## Scaling", ""] + ratios
+    return "\n".join(out) + "\n"
+
+
+def _baseline_seconds(results: dict) -> float | None:
+    b = results.get("baselines") or {}
+    first = next(iter(b.values()), None)
+    return first["median_wall_s"] if first else None
+
+
+def write_results(out_dir: Path, sizes: list[int], results: dict) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = "results-" + "-".join(str(n) for n in sizes)
+    jpath, mpath = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    jpath.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    if results["sizes"]:
+        mpath.write_text(render_markdown(results), encoding="utf-8")
+    return jpath, mpath
+
+
+# ---------------------------------------------------------------------------------------- main
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="lead counts")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--now", default=DEFAULT_NOW, help="the sample's `now` (fixed, so the sample cache stays valid)")
+    p.add_argument("--logical-date", default=LOGICAL_DATE)
+    p.add_argument("--workdir", default=os.environ.get("SLOWBURN_BENCH_DIR", "/tmp/slowburn-bench"),
+                   help="samples, run homes and logs (default: $SLOWBURN_BENCH_DIR or /tmp/slowburn-bench)")
+    p.add_argument("--out", default=str(REPO / "bench" / "results"), help="where results-*.json/.md go")
+    p.add_argument("--keep-homes", action="store_true", help="keep each repeat's home folder (disk heavy at 1M)")
+    args = p.parse_args(argv)
+    if args.repeats < 1 or any(n < 1 for n in args.sizes):
+        p.error("--repeats and --sizes must be positive")
+    sizes = sorted(dict.fromkeys(args.sizes))
+
+    workdir = Path(args.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(args.out).resolve()
+    env = _child_env()
+
+    machine = machine_info()
+    v = machine["versions"]
+    print(f"slowburn pipeline benchmark  sizes={sizes} repeats={args.repeats} seed={args.seed} now={args.now} "
+          f"logical_date={args.logical_date}")
+    print(f"machine: {machine['hostname']}  {machine['cpu_model']}  nproc={machine['nproc']}  "
+          f"RAM={machine['mem_total_gib']} GiB"
+          + (f"  cgroup limit={machine['cgroup_memory_max_gib']} GiB" if machine["cgroup_memory_max_gib"] else ""))
+    print(f"python {machine['python']} ({sys.executable})  pandas {v['pandas']}  numpy {v['numpy']}  "
+          f"pyarrow {v['pyarrow']}  great_expectations {v['great_expectations']}  git {machine['git_rev']}")
+    if machine["git_dirty"]:
+        print(f"uncommitted changes in: {', '.join(machine['git_dirty'])}")
+    print(f"code fingerprint: {machine['code_fingerprint_at_start']}")
+    print(f"workdir: {workdir}   results: {out_dir}", flush=True)
+
+    results = {"args": {"sizes": sizes, "repeats": args.repeats, "seed": args.seed, "now": args.now,
+                        "logical_date": args.logical_date, "workdir": str(workdir)},
+               "machine": machine, "baselines": {}, "samples": {}, "runs": {}, "sizes": [], "targets": [],
+               "complete": False}
+
+    print("\n== imports baseline (subtract from each step's wall time)", flush=True)
+    results["baselines"] = measure_baselines(workdir, args.repeats, env)
+
+    for n in sizes:
+        print(f"\n== {n:,} leads", flush=True)
+        sample = ensure_sample(workdir, n, args.seed, args.now, env)
+        results["samples"][str(n)] = sample
+        runs = []
+        for rep in range(args.repeats):
+            print(f"  repeat {rep + 1}/{args.repeats} (fresh home, fresh SQLite warehouse)", flush=True)
+            runs.append(run_pipeline_once(workdir, n, rep, sample["sources"], args.logical_date, env,
+                                          args.keep_homes))
+            results["runs"][str(n)] = runs
+            write_results(out_dir, sizes, results)  # partial results survive an abort later on
+        summary = summarise_size(n, runs)
+        results["sizes"].append(summary)
+        results["targets"] += check_targets(summary)
+        write_results(out_dir, sizes, results)
+
+    results["complete"] = True
+    results["parent_maxrss_mb"] = _mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    jpath, mpath = write_results(out_dir, sizes, results)
+
+    print("\n" + "=" * 100)
+    print(render_markdown(results))
+    if results["targets"]:
+        print("targets:")
+        for t in results["targets"]:
+            print(f"  {'PASS' if t['pass'] else 'FAIL'}  {t['target']}: {t['measured']}")
+    print(f"\nbench parent peak RSS: {results['parent_maxrss_mb']:.0f} MB (children's ru_maxrss can't be below it)")
+    print(f"results: {jpath}\n         {mpath}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

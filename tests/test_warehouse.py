@@ -1,0 +1,105 @@
+"""Transactional, idempotent loads on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import uuid
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from slowburn.warehouse import Warehouse
+
+PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+
+
+def _pg_available() -> bool:
+    try:
+        with sa.create_engine(PG_URL).connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def warehouse(request, tmp_path):
+    if request.param == "sqlite":
+        yield Warehouse(f"sqlite:///{tmp_path / 'wh.db'}")
+        return
+    if not _pg_available():
+        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
+    schema = f"sb_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    yield Warehouse(f"{PG_URL}?options=-csearch_path%3D{schema}")
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+
+
+def _ledger(**extra):
+    base = dict(logical_date=pd.Timestamp("2026-11-23", tz="UTC"), status="success", landed_leads=2,
+                linked_leads=2, quarantined_leads=0, golden_leads=1, landed_touches=0, quarantined_touches=0,
+                sales_queue=0, nurture_queue=1, lead_flags=0, invariant_ok=True, step_counts="{}")
+    return {**base, **extra}
+
+
+def _links(n=2):
+    return pd.DataFrame({"row_key": [f"crm:{i}" for i in range(n)], "source_system": "crm",
+                         "source_id": [f"L{i}" for i in range(n)], "golden_id": "g-1",
+                         "match_probability": 1.0, "match_rule": "exact_email"})
+
+
+def _quarantine(n):
+    return pd.DataFrame({"entity": "leads", "row_key": [f"crm:{i}" for i in range(n)], "rule": "invalid_email",
+                         "reason": "bad"})
+
+
+def test_replace_run_is_idempotent(warehouse):
+    """Run tables keep one copy per run; state tables hold only the latest picture."""
+    warehouse.replace_run("r1", {"quarantine": _quarantine(2), "lead_links": _links()}, _ledger())
+    warehouse.replace_run("r1", {"quarantine": _quarantine(2), "lead_links": _links()}, _ledger())
+    warehouse.replace_run("r2", {"quarantine": _quarantine(3), "lead_links": _links(3)}, _ledger())
+    counts = warehouse.read("SELECT run_id, COUNT(*) AS n FROM quarantine GROUP BY run_id ORDER BY run_id")
+    assert counts.n.tolist() == [2, 3]
+    assert len(warehouse.read_table("lead_links")) == 3
+    assert len(warehouse.read_table("run_ledger")) == 2
+
+
+def test_failure_mid_load_leaves_previous_state(warehouse):
+    warehouse.replace_run("r1", {"lead_links": _links()}, _ledger())
+    bad_scores = pd.DataFrame({"golden_id": ["g-1"], "score": [None], "tier": ["hot"], "reasons": ["[]"],
+                               "model_version": ["v"], "touches": [0], "rep_touches": [0],
+                               "scored_at": [pd.Timestamp("2026-11-23", tz="UTC")]})  # score NOT NULL
+    with pytest.raises(Exception):
+        warehouse.replace_run("r1", {"lead_links": _links(5), "lead_scores": bad_scores}, _ledger())
+    # The failed attempt's deletes and inserts are rolled back together.
+    assert len(warehouse.read_table("lead_links", "r1")) == 2
+    assert len(warehouse.read_table("run_ledger")) == 1
+
+
+def test_timestamps_and_booleans_round_trip(warehouse):
+    golden = pd.DataFrame({"golden_id": ["g-1"], "created_at": [pd.Timestamp("2026-11-20T08:30:00", tz="UTC")],
+                           "email_opt_out": [True], "do_not_call": [False], "source_count": [1],
+                           "source_keys": ["crm:L1"]})
+    warehouse.replace_run("r1", {"golden_leads": golden}, _ledger())
+    got = warehouse.read_table("golden_leads").iloc[0]
+    assert pd.Timestamp(got.created_at).tz_localize(None) if pd.Timestamp(got.created_at).tzinfo is None else True
+    assert str(got.created_at).startswith("2026-11-20") and "08:30:00" in str(got.created_at)
+    assert bool(got.email_opt_out) is True and bool(got.do_not_call) is False
+
+
+def test_watermarks_come_from_earlier_successful_runs(warehouse):
+    d1, d2 = pd.Timestamp("2026-11-22", tz="UTC"), pd.Timestamp("2026-11-23", tz="UTC")
+    wm = lambda v, d: pd.DataFrame({"source_name": ["crm"], "high_watermark": [v], "rows_landed": [1],
+                                    "logical_date": [d]})
+    warehouse.replace_run("r1", {"source_watermarks": wm("2026-11-21T10:00:00", d1)}, _ledger(logical_date=d1))
+    warehouse.replace_run("r2", {"source_watermarks": wm("2026-11-22T10:00:00", d2)}, _ledger(logical_date=d2))
+    assert warehouse.previous_watermarks("r2", d2) == {"crm": "2026-11-21T10:00:00"}
+    assert warehouse.previous_watermarks("r3", d2 + pd.Timedelta(days=1)) == {"crm": "2026-11-22T10:00:00"}
+    assert warehouse.previous_watermarks("r1", d1) == {}
+
+
+def test_password_is_redacted_in_repr():
+    wh = Warehouse("postgresql+psycopg2://bob:s3cret@127.0.0.1:5432/test")
+    assert "s3cret" not in repr(wh)
