@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -9,6 +10,9 @@ import pandas as pd
 import pytest
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+# Keep Airflow (imported by the DAG tests) away from ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="slowburn-airflow-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 NOW = pd.Timestamp("2026-11-23T00:00:00Z")
 

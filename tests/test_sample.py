@@ -250,7 +250,11 @@ def test_invalid_rows_each_reason_present_and_broken(sample):
 
 def test_orphans_match_the_owners_table(sample):
     t, owners = sample["truth"], sample["owners"]
-    assert 0.04 < t["planted_orphaned"].mean() < 0.06
+    assert 0.04 < t["orphan_reason"].notna().mean() < 0.06
+    from slowburn.contracts import OPEN_STATUSES
+    is_open = t["status"].isin(list(OPEN_STATUSES)).fillna(False).to_numpy()
+    unowned = (t["orphan_reason"].notna() | t["owner_id"].isna()).to_numpy()
+    assert (t["planted_orphaned"].to_numpy() == (is_open & unowned)).all()
     active = set(owners.loc[owners["active"] == "true", "owner_id"])
     inactive = set(owners.loc[owners["active"] == "false", "owner_id"])
     o = t[t["source_system"] != "event_list"]

@@ -46,11 +46,11 @@ def unclosed(golden: pd.DataFrame, scores: pd.DataFrame, now: pd.Timestamp, cfg:
     df = golden.merge(scores[["golden_id", "last_touch_at"]], on="golden_id", how="left")
     stamps = [pd.to_datetime(df[c], utc=True) for c in ("last_touch_at", "last_activity_at", "created_at")]
     last = pd.to_datetime(pd.concat(stamps, axis=1).max(axis=1), utc=True)
-    idle = (now - last).dt.days
+    idle = (now - last) / pd.Timedelta(days=1)
     open_lead = df["status"].isin(OPEN_STATUSES) | df["status"].isna()
     hit_mask = open_lead & (idle > cfg.unclosed_after_days)
     hit = df[hit_mask]
-    days = idle[hit_mask].astype(int)
+    days = idle[hit_mask].astype(int)  # whole days, for people to read
     return pd.DataFrame({
         "golden_id": hit["golden_id"].to_numpy(),
         "flag": "unclosed",

@@ -1389,7 +1389,9 @@ class _Generator:
             "variations": vtxt,
             "planted_invalid": _s(self.invalid),
             "duplicate_source_id_of": _s(np.where(R["copy_of"] >= 0, R["id"][np.maximum(R["copy_of"], 0)], None)),
-            "planted_orphaned": R["orphan"] > 0,
+            # Orphaned as the flag defines it: an open lead nobody active owns. Event-list rows
+            # arrive unassigned, so they count too; a closed lead needs no owner.
+            "planted_orphaned": open_ & ((R["orphan"] > 0) | (owner < 0)),
             "orphan_reason": _s(np.array([None, "no_owner", "unknown_owner", "deactivated_owner"],
                                          dtype=object)[R["orphan"]]),
             "planted_stale": stale,

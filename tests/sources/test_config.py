@@ -1,0 +1,292 @@
+"""slowburn.sources.config: a sources file is validated at load time, naming the source and the bad key."""
+from __future__ import annotations
+
+import copy
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from slowburn.contracts import ContractError
+from slowburn.sources import extract_source
+from slowburn.sources.config import SourceConfig, load_sources, parse_sources
+
+VALID_YAML = """\
+sources:
+  - name: crm
+    kind: sql
+    entity: leads
+    url: sqlite:///{here}/crm.db
+    table: Lead
+    watermark: LastModifiedDate
+    default_region: GB
+    chunk_rows: 5000
+    constants: {source_system: salesforce}
+    columns: {source_id: Id, email: Email, updated_at: LastModifiedDate}
+    values:
+      status: {"Open - Not Contacted": new, 3: working}
+  - name: events
+    kind: file
+    entity: touches
+    path: drops/events_*.csv
+    encoding: latin-1
+    columns: {lead_source_id: lead, occurred_at: at}
+  - name: owners
+    kind: file
+    entity: owners
+    path: /abs/owners.parquet
+    columns: {owner_id: id}
+"""
+
+
+def _write(folder: Path, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "sources.yaml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def _sql_source(**changes) -> dict:
+    item = {"name": "crm", "kind": "sql", "entity": "leads", "url": "sqlite:///{here}/crm.db", "table": "Lead",
+            "columns": {"source_id": "Id"}}
+    for key, value in changes.items():
+        if value is None:
+            item.pop(key, None)
+        else:
+            item[key] = value
+    return {"sources": [item]}
+
+
+def _file_source(**changes) -> dict:
+    item = {"name": "drop", "kind": "file", "entity": "owners", "path": "owners.csv",
+            "columns": {"owner_id": "id"}}
+    for key, value in changes.items():
+        if value is None:
+            item.pop(key, None)
+        else:
+            item[key] = value
+    return {"sources": [item]}
+
+
+# --------------------------------------------------------------------------------------------- valid
+
+def test_load_valid_document(tmp_path):
+    path = _write(tmp_path / "conf", VALID_YAML)
+    here = (tmp_path / "conf").resolve()
+    crm, events, owners = load_sources(path)
+
+    assert isinstance(crm, SourceConfig)
+    assert (crm.name, crm.kind, crm.entity) == ("crm", "sql", "leads")
+    assert crm.url == f"sqlite:///{here}/crm.db"  # {here} is the sources file's folder
+    assert crm.table == "Lead" and crm.query is None
+    assert crm.watermark == "LastModifiedDate"
+    assert crm.default_region == "GB"
+    assert crm.chunk_rows == 5000
+    assert crm.constants == {"source_system": "salesforce"}
+    assert crm.columns == {"source_id": "Id", "email": "Email", "updated_at": "LastModifiedDate"}
+    # vendor values are keys as text, even when YAML read them as numbers
+    assert crm.values == {"status": {"Open - Not Contacted": "new", "3": "working"}}
+    assert crm.contract.name == "leads"
+
+    assert (events.kind, events.entity, events.encoding) == ("file", "touches", "latin-1")
+    assert events.path == str(here / "drops" / "events_*.csv")  # relative paths resolve against the file
+    assert events.url is None and events.watermark is None
+    assert events.default_region == "US" and events.chunk_rows == 200_000  # defaults
+    assert events.constants == {} and events.values == {}
+
+    assert owners.path == "/abs/owners.parquet"  # absolute paths are kept
+    assert owners.encoding == "utf-8"
+
+
+def test_parse_query_source_and_here_in_path(tmp_path):
+    (sql,) = parse_sources(_sql_source(table=None, query="SELECT * FROM Lead"), tmp_path)
+    assert sql.table is None and sql.query == "SELECT * FROM Lead"
+    (f,) = parse_sources(_file_source(path="{here}/x/owners.csv"), tmp_path)
+    assert f.path == f"{tmp_path}/x/owners.csv"
+
+
+def test_parse_accepts_empty_sources_list(tmp_path):
+    assert parse_sources({"sources": []}, tmp_path) == []
+
+
+# --------------------------------------------------------------------------------------------- errors
+
+def _error(doc, here: Path) -> str:
+    with pytest.raises(ContractError) as err:
+        parse_sources(doc, here)
+    return str(err.value)
+
+
+def test_unknown_key_names_source_and_key(tmp_path):
+    msg = _error(_sql_source(tabel="Lead"), tmp_path)
+    assert "source 'crm'" in msg
+    assert "unknown key(s) ['tabel']" in msg
+    assert "'table'" in msg  # the allowed keys are listed, so the typo's fix is visible
+
+
+def test_unknown_entity_names_source_and_key(tmp_path):
+    msg = _error(_sql_source(entity="lead"), tmp_path)
+    assert "source 'crm'" in msg
+    assert "`entity`" in msg
+    assert "'lead'" in msg
+    assert "'leads'" in msg
+
+
+def test_unknown_kind_names_source_and_key(tmp_path):
+    msg = _error(_sql_source(kind="api"), tmp_path)
+    assert "source 'crm'" in msg and "`kind`" in msg and "'api'" in msg
+
+
+@pytest.mark.parametrize("section,value", [
+    ("columns", {"source_id": "Id", "emial": "Mail"}),
+    ("constants", {"emial": "x"}),
+    ("values", {"emial": {"a": "b"}}),
+])
+def test_unknown_contract_column_names_source_and_column(tmp_path, section, value):
+    msg = _error(_sql_source(**{section: value}), tmp_path)
+    assert "source 'crm'" in msg
+    assert "'emial' is not a leads contract column" in msg
+    assert "'email'" in msg  # the contract columns are listed
+
+
+def test_contract_column_check_uses_the_sources_entity(tmp_path):
+    # owner_id is a leads column, but daily_capacity is not
+    msg = _error(_sql_source(columns={"daily_capacity": "Cap"}), tmp_path)
+    assert "'daily_capacity' is not a leads contract column" in msg
+
+
+def test_sql_source_without_url(tmp_path):
+    msg = _error(_sql_source(url=None), tmp_path)
+    assert "source 'crm'" in msg and "`url`" in msg
+
+
+def test_sql_source_with_empty_url(tmp_path):
+    msg = _error(_sql_source(url=""), tmp_path)
+    assert "source 'crm'" in msg and "`url`" in msg
+
+
+@pytest.mark.parametrize("changes", [{"query": "SELECT 1"}, {"table": None}], ids=["both", "neither"])
+def test_sql_source_needs_exactly_one_of_table_or_query(tmp_path, changes):
+    msg = _error(_sql_source(**changes), tmp_path)
+    assert "source 'crm'" in msg
+    assert "`table`" in msg and "`query`" in msg
+
+
+def test_file_source_without_path(tmp_path):
+    msg = _error(_file_source(path=None), tmp_path)
+    assert "source 'drop'" in msg and "`path`" in msg
+
+
+def test_duplicate_names(tmp_path):
+    doc = {"sources": [_sql_source()["sources"][0], _file_source(name="crm")["sources"][0]]}
+    msg = _error(doc, tmp_path)
+    assert "source 'crm'" in msg
+    assert "used twice" in msg
+
+
+def test_missing_name_names_the_position(tmp_path):
+    doc = {"sources": [_file_source()["sources"][0], _sql_source(name=None)["sources"][0]]}
+    msg = _error(doc, tmp_path)
+    assert "sources[1]" in msg and "`name`" in msg
+
+
+@pytest.mark.parametrize("doc", [None, {}, {"sources": {"crm": {}}}, ["crm"]], ids=["none", "empty", "map", "list"])
+def test_document_without_sources_list(tmp_path, doc):
+    assert "`sources:`" in _error(doc, tmp_path)
+
+
+def test_missing_sources_file(tmp_path):
+    missing = tmp_path / "nowhere" / "sources.yaml"
+    with pytest.raises(ContractError) as err:
+        load_sources(missing)
+    msg = str(err.value)
+    assert str(missing) in msg
+    assert "does not exist" in msg
+
+
+def test_error_in_a_loaded_file_names_the_source(tmp_path):
+    path = _write(tmp_path, """\
+        sources:
+          - name: good
+            kind: file
+            entity: owners
+            path: owners.csv
+            columns: {owner_id: id}
+          - name: typo
+            kind: file
+            entity: owners
+            pth: owners.csv
+            columns: {owner_id: id}
+        """)
+    with pytest.raises(ContractError) as err:
+        load_sources(path)
+    assert "source 'typo'" in str(err.value)
+    assert "['pth']" in str(err.value)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a file source whose path matches nothing fails at extract time with "
+                                       "an error that names the path but not the source")
+def test_missing_data_file_names_the_source(tmp_path):
+    (cfg,) = parse_sources(_file_source(name="event_drop", path="events_*.csv"), tmp_path)
+    with pytest.raises(ContractError) as err:
+        extract_source(cfg)
+    msg = str(err.value)
+    assert "events_*.csv" in msg and "`path`" in msg
+    assert "event_drop" in msg
+
+
+# ----------------------------------------------------------------------------- wrongly shaped values
+
+@pytest.mark.xfail(strict=True, reason="BUG: a `values:` entry that is not a mapping raises AttributeError, "
+                                       "not a ContractError naming the source and the key")
+def test_values_entry_must_be_a_mapping(tmp_path):
+    msg = _error(_sql_source(values={"status": ["Open", "new"]}), tmp_path)
+    assert "source 'crm'" in msg and "status" in msg
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: `columns:` written as a list raises a bare ValueError from dict(), "
+                                       "not a ContractError naming the source and the key")
+def test_columns_must_be_a_mapping(tmp_path):
+    with pytest.raises(ContractError) as err:
+        parse_sources(_sql_source(columns=["Id", "Email"]), tmp_path)
+    assert "source 'crm'" in str(err.value) and "columns" in str(err.value)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: an unknown `encoding:` is not validated at load time; it fails "
+                                       "mid-run with LookupError")
+def test_unknown_encoding_fails_at_load_time(tmp_path):
+    msg = _error(_file_source(encoding="latin-9x"), tmp_path)
+    assert "source 'drop'" in msg and "encoding" in msg
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: PyYAML reads unquoted Yes/No keys as booleans, so `values:` maps "
+                                       "'True'/'False' and never translates the vendor values 'Yes'/'No'")
+def test_yaml_boolean_looking_vendor_values_are_kept_as_written(tmp_path):
+    path = _write(tmp_path, """\
+        sources:
+          - name: crm
+            kind: file
+            entity: leads
+            path: leads.csv
+            columns: {source_id: Id, email_opt_out: OptOut}
+            values:
+              email_opt_out: {Yes: "true", No: "false"}
+        """)
+    try:
+        (cfg,) = load_sources(path)
+    except ContractError as err:  # refusing the ambiguous file, naming source and key, is a fix too
+        assert "source 'crm'" in str(err) and "email_opt_out" in str(err)
+        return
+    assert cfg.values == {"email_opt_out": {"Yes": "true", "No": "false"}}
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: parse_sources() rewrites the caller's dicts in place (url {here}, "
+                                       "path, values keys), so parsing the same document twice with another "
+                                       "`here` keeps the first folder")
+def test_parse_does_not_change_the_callers_document(tmp_path):
+    doc = _sql_source(values={"status": {1: "new"}})
+    before = copy.deepcopy(doc)
+    (first,) = parse_sources(doc, tmp_path / "a")
+    assert doc == before
+    (second,) = parse_sources(doc, tmp_path / "b")
+    assert second.url == f"sqlite:///{tmp_path / 'b'}/crm.db"
