@@ -222,7 +222,9 @@ def score(ctx: RunContext) -> dict:
 def route(ctx: RunContext) -> dict:
     from slowburn.route import route as route_leads
 
-    sales, nurture = route_leads(ctx.read("golden_leads"), ctx.read("lead_scores"), ctx.read("owners"), ctx.as_of)
+    owners = ctx.read("owners")
+    contracts.check(owners, contracts.OWNERS, step="route")
+    sales, nurture = route_leads(ctx.read("golden_leads"), ctx.read("lead_scores"), owners, ctx.as_of)
     ctx.write("sales_queue", sales)
     ctx.write("nurture_queue", nurture)
     return {"sales_queue": len(sales), "nurture_queue": len(nurture),
@@ -233,7 +235,9 @@ def route(ctx: RunContext) -> dict:
 def flag(ctx: RunContext) -> dict:
     from slowburn.flags import flag_leads
 
-    flags = flag_leads(ctx.read("golden_leads"), ctx.read("lead_scores"), ctx.read("owners"), ctx.as_of)
+    owners = ctx.read("owners")
+    contracts.check(owners, contracts.OWNERS, step="flag")
+    flags = flag_leads(ctx.read("golden_leads"), ctx.read("lead_scores"), owners, ctx.as_of)
     ctx.write("lead_flags", flags)
     return {"lead_flags": len(flags), "by_flag": flags["flag"].value_counts().to_dict()}
 
