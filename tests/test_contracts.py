@@ -210,8 +210,6 @@ def test_coerce_ignores_columns_outside_the_contract():
     assert out["extra"].tolist() == ["keep me"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: coerce() turns integers outside int64 into -9223372036854775808 "
-                                       "silently instead of nulling and reporting them")
 @pytest.mark.parametrize("raw", ["1e30", "99999999999999999999", "inf"])
 def test_coerce_int_overflow_is_a_problem_not_a_wrong_number(raw):
     df = pd.DataFrame({"daily_capacity": pd.array([raw, "2"], dtype="string")})
@@ -220,8 +218,6 @@ def test_coerce_int_overflow_is_a_problem_not_a_wrong_number(raw):
     assert list(zip(problems["index"], problems["column"], problems["value"])) == [(0, "daily_capacity", raw)]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: coerce() raises OutOfBoundsDatetime on the common CRM sentinel "
-                                       "'9999-12-31' instead of keeping the row")
 def test_coerce_far_future_sentinel_date_does_not_crash():
     df = pd.DataFrame({"owner_id": ["O1", "O2"], "deactivated_at": ["9999-12-31", "2026-01-01"]}).astype("string")
     out, problems = coerce(df, C.OWNERS)
@@ -232,3 +228,45 @@ def test_coerce_far_future_sentinel_date_does_not_crash():
     # either the value survives, or it is null and reported for quarantine
     assert kept == pd.Timestamp("9999-12-31T00:00:00Z") or (pd.isna(kept) and reported == [
         (0, "deactivated_at", "9999-12-31")])
+
+
+def test_coerce_int_keeps_the_int64_extremes_exactly():
+    df = pd.DataFrame({"daily_capacity": pd.array(["-9223372036854775808", "9223372036854775807", "7"],
+                                                  dtype="string")})
+    out, problems = coerce(df, C.OWNERS)
+    assert out["daily_capacity"].tolist() == [-2 ** 63, 2 ** 63 - 1, 7]
+    assert len(problems) == 0
+
+
+@pytest.mark.parametrize("raw", ["9223372036854775808", "-1e19", "-inf", "nan"])
+def test_coerce_int_just_outside_int64_is_a_problem(raw):
+    df = pd.DataFrame({"daily_capacity": pd.array([raw], dtype="string")})
+    out, problems = coerce(df, C.OWNERS)
+    assert out["daily_capacity"].isna().all()
+    assert problems["value"].tolist() == [raw]
+
+
+def test_coerce_int_from_python_ints_beyond_int64():
+    df = pd.DataFrame({"daily_capacity": pd.Series([2 ** 63, 2 ** 70, 3], dtype="object")})
+    out, problems = coerce(df, C.OWNERS)
+    assert out["daily_capacity"].isna().tolist() == [True, True, False]
+    assert problems["index"].tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("raw", ["9999-12-31T23:59:59Z", "0001-01-01", "1500-06-01 10:00"])
+def test_coerce_dates_outside_the_nanosecond_range_are_problems(raw):
+    df = pd.DataFrame({"deactivated_at": pd.array([raw, "2026-01-01"], dtype="string")})
+    out, problems = coerce(df, C.OWNERS)
+    assert str(out["deactivated_at"].dtype) == "datetime64[ns, UTC]"
+    assert pd.isna(out.loc[0, "deactivated_at"])
+    assert out.loc[1, "deactivated_at"] == pd.Timestamp("2026-01-01T00:00:00Z")
+    assert list(zip(problems["index"], problems["value"])) == [(0, raw)]
+
+
+def test_coerce_typed_far_future_datetimes_are_problems():
+    # e.g. a Parquet timestamp[us] column holding the sentinel
+    stamps = pd.Series(pd.to_datetime(["9999-12-31", "2026-01-01"]).as_unit("us"))
+    out, problems = coerce(pd.DataFrame({"deactivated_at": stamps}), C.OWNERS)
+    assert pd.isna(out.loc[0, "deactivated_at"])
+    assert out.loc[1, "deactivated_at"] == pd.Timestamp("2026-01-01T00:00:00Z")
+    assert problems["index"].tolist() == [0]

@@ -205,13 +205,7 @@ def coerce(df: pd.DataFrame, contract: Contract) -> tuple[pd.DataFrame, pd.DataF
             cast = raw.astype("string").str.strip()
             cast = cast.mask(cast == "")
         elif c.kind == DATETIME:
-            if isinstance(raw.dtype, pd.DatetimeTZDtype):
-                cast = raw.dt.tz_convert("UTC")
-            elif pd.api.types.is_datetime64_any_dtype(raw):
-                cast = raw.dt.tz_localize("UTC")
-            else:
-                cast = pd.to_datetime(raw.astype("string").str.strip(), errors="coerce", utc=True, format="mixed")
-            cast = cast.astype(PANDAS_DTYPES[DATETIME])
+            cast = _to_datetime(raw)
         elif c.kind == BOOL:
             if pd.api.types.is_bool_dtype(raw):
                 cast = raw.astype("boolean")
@@ -219,7 +213,7 @@ def coerce(df: pd.DataFrame, contract: Contract) -> tuple[pd.DataFrame, pd.DataF
                 text = raw.astype("string").str.strip().str.lower()
                 cast = text.map(_BOOL_WORDS).astype("boolean")
         elif c.kind == INT:
-            cast = pd.to_numeric(raw, errors="coerce").round().astype("Int64")
+            cast = _to_int64(raw)
         else:
             cast = pd.to_numeric(raw, errors="coerce").astype("Float64")
         bad = present & cast.isna()
@@ -237,3 +231,54 @@ _BOOL_WORDS = {
     "true": True, "t": True, "yes": True, "y": True, "1": True, "1.0": True,
     "false": False, "f": False, "no": False, "n": False, "0": False, "0.0": False,
 }
+
+
+# Instants that fit the contract's datetime64[ns]; anything outside (e.g. the CRM sentinel 9999-12-31) is a problem.
+_NS_MIN = pd.Timestamp.min.tz_localize("UTC").ceil("us")
+_NS_MAX = pd.Timestamp.max.tz_localize("UTC").floor("us")
+_INT64_MIN, _INT64_LIMIT = -(2 ** 63), 2 ** 63  # Int64 holds [-2**63, 2**63)
+
+
+def _to_datetime(raw: pd.Series) -> pd.Series:
+    """UTC datetime64[ns]: offsets converted, naive values read as UTC, unreadable or out-of-range values null."""
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):
+        cast = raw.dt.tz_convert("UTC")
+    elif pd.api.types.is_datetime64_any_dtype(raw):
+        cast = raw.dt.tz_localize("UTC")
+    else:
+        text = raw.astype("string").str.strip()
+        try:
+            cast = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+        except (pd.errors.OutOfBoundsDatetime, OverflowError, ValueError, TypeError):
+            # Rare: the vectorised parser gave up on the column; parse each distinct value alone.
+            lookup = {v: _parse_one_datetime(v) for v in text.dropna().unique()}
+            cast = pd.to_datetime(text.map(lookup).astype("object"), utc=True)
+    target = PANDAS_DTYPES[DATETIME]
+    try:
+        return cast.astype(target)
+    except (pd.errors.OutOfBoundsDatetime, OverflowError):
+        return cast.where((cast >= _NS_MIN) & (cast <= _NS_MAX)).astype(target)
+
+
+def _parse_one_datetime(value: str):
+    try:
+        stamp = pd.to_datetime(pd.Series([value], dtype="string"), errors="coerce", utc=True,
+                               format="mixed").iloc[0]
+    except (pd.errors.OutOfBoundsDatetime, OverflowError, ValueError, TypeError):
+        return pd.NaT
+    if pd.isna(stamp) or not (_NS_MIN <= stamp <= _NS_MAX):
+        return pd.NaT
+    return stamp
+
+
+def _to_int64(raw: pd.Series) -> pd.Series:
+    """Int64, rounding fractional values; text that is not a number or does not fit in int64 becomes null."""
+    num = pd.to_numeric(raw, errors="coerce")
+    if pd.api.types.is_integer_dtype(num) and not pd.api.types.is_unsigned_integer_dtype(num):
+        return num.astype("Int64")
+    if pd.api.types.is_unsigned_integer_dtype(num):
+        num = num.where(num < _INT64_LIMIT)
+    num = num.astype("Float64")
+    # Comparisons leave NaN, +-inf and values beyond int64 out (a plain cast would wrap them to -2**63).
+    fits = ((num >= _INT64_MIN) & (num < _INT64_LIMIT)).fillna(False).astype(bool)
+    return num.where(fits).round().astype("Int64")

@@ -36,9 +36,11 @@ def email_parts(email: pd.Series) -> pd.DataFrame:
     """
     clean = email.astype("string").str.strip().str.lower()
     parts = clean.str.extract(r"^(?P<local>[^@\s]+)@(?P<domain>[^@\s]+\.[^@\s]+)$")
-    local, domain = parts["local"], parts["domain"]
-    base = local.str.split("+", n=1).str[0]
-    tag = local.str.extract(r"\+(.+)$")[0]
+    # Every intermediate is pinned to the string dtype: when no value matches, pandas would otherwise
+    # hand back all-NA object columns that cannot be concatenated with strings.
+    local, domain = parts["local"].astype("string"), parts["domain"].astype("string")
+    base = local.str.replace(r"\+.*$", "", regex=True).astype("string")
+    tag = local.str.extract(r"\+(.+)$")[0].astype("string")
     is_gmail = domain.isin(GMAIL_DOMAINS)
     base = base.mask(is_gmail, base.str.replace(".", "", regex=False))
     domain = domain.mask(is_gmail, "gmail.com")
@@ -48,7 +50,7 @@ def email_parts(email: pd.Series) -> pd.DataFrame:
 
 
 def phone_e164(phone: pd.Series, region: pd.Series | str) -> pd.Series:
-    """E.164 phone numbers; numbers that do not parse to a possible number become null."""
+    """E.164 phone numbers; numbers that do not parse to a possible, complete number become null."""
     if isinstance(region, str):
         region = pd.Series(region, index=phone.index, dtype="string")
     keyed = pd.DataFrame({"p": phone.astype("string").str.strip(), "r": region.fillna("US").astype("string")})
@@ -74,7 +76,10 @@ def _e164(raw: str, region: str):
         num = phonenumbers.parse(raw, _valid_region(region) or "US")
     except phonenumbers.NumberParseException:
         return pd.NA
-    if not phonenumbers.is_possible_number(num):
+    # IS_POSSIBLE_LOCAL_ONLY (e.g. a US number without its area code, '555-0100') is not a dialable
+    # number: formatting it would invent '+15550100'. is_valid_number is deliberately not used, so that
+    # numbers in ranges phonenumbers does not know yet (or fictional 555 numbers) still normalise.
+    if phonenumbers.is_possible_number_with_reason(num) != phonenumbers.ValidationResult.IS_POSSIBLE:
         return pd.NA
     return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
 
@@ -106,26 +111,30 @@ def company_key(company: pd.Series) -> pd.Series:
 _COUNTRY_ALIASES = {
     "usa": "US", "u.s.": "US", "u.s.a.": "US", "united states of america": "US", "america": "US",
     "uk": "GB", "u.k.": "GB", "england": "GB", "scotland": "GB", "wales": "GB", "great britain": "GB",
+    "britain": "GB", "northern ireland": "GB",
     "deutschland": "DE", "holland": "NL", "the netherlands": "NL", "россия": "RU", "south korea": "KR",
+    # Everyday English names that ISO spells differently (pycountry's lookup only knows the ISO names).
+    "russia": "RU", "turkey": "TR", "macedonia": "MK", "swaziland": "SZ", "ivory coast": "CI",
+    "cote d'ivoire": "CI", "cape verde": "CV", "burma": "MM", "vatican": "VA", "vatican city": "VA",
+    "brunei": "BN", "palestine": "PS", "macau": "MO", "uae": "AE", "republic of ireland": "IE",
 }
 
 
 @lru_cache(maxsize=4096)
 def _country(value: str):
-    v = value.strip()
+    """Exact matches only: an alias, or an ISO alpha-2/alpha-3 code, name, official or common name.
+
+    No fuzzy search: it turns placeholders ('', 'Other', '-', 'none', 'ZZ', '0') into real countries.
+    Numeric ISO codes are not accepted either: a bare number in a country field is not a country.
+    """
+    v = " ".join(value.split())
+    if not v or v.isdigit():
+        return pd.NA
     alias = _COUNTRY_ALIASES.get(v.lower())
     if alias:
         return alias
-    for attr in ("alpha_2", "alpha_3"):
-        hit = pycountry.countries.get(**{attr: v.upper()}) if len(v) == (2 if attr == "alpha_2" else 3) else None
-        if hit:
-            return hit.alpha_2
     try:
         return pycountry.countries.lookup(v).alpha_2
-    except LookupError:
-        pass
-    try:
-        return pycountry.countries.search_fuzzy(v)[0].alpha_2
     except LookupError:
         return pd.NA
 

@@ -224,8 +224,6 @@ def test_error_in_a_loaded_file_names_the_source(tmp_path):
     assert "['pth']" in str(err.value)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a file source whose path matches nothing fails at extract time with "
-                                       "an error that names the path but not the source")
 def test_missing_data_file_names_the_source(tmp_path):
     (cfg,) = parse_sources(_file_source(name="event_drop", path="events_*.csv"), tmp_path)
     with pytest.raises(ContractError) as err:
@@ -237,30 +235,22 @@ def test_missing_data_file_names_the_source(tmp_path):
 
 # ----------------------------------------------------------------------------- wrongly shaped values
 
-@pytest.mark.xfail(strict=True, reason="BUG: a `values:` entry that is not a mapping raises AttributeError, "
-                                       "not a ContractError naming the source and the key")
 def test_values_entry_must_be_a_mapping(tmp_path):
     msg = _error(_sql_source(values={"status": ["Open", "new"]}), tmp_path)
     assert "source 'crm'" in msg and "status" in msg
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: `columns:` written as a list raises a bare ValueError from dict(), "
-                                       "not a ContractError naming the source and the key")
 def test_columns_must_be_a_mapping(tmp_path):
     with pytest.raises(ContractError) as err:
         parse_sources(_sql_source(columns=["Id", "Email"]), tmp_path)
     assert "source 'crm'" in str(err.value) and "columns" in str(err.value)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an unknown `encoding:` is not validated at load time; it fails "
-                                       "mid-run with LookupError")
 def test_unknown_encoding_fails_at_load_time(tmp_path):
     msg = _error(_file_source(encoding="latin-9x"), tmp_path)
     assert "source 'drop'" in msg and "encoding" in msg
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: PyYAML reads unquoted Yes/No keys as booleans, so `values:` maps "
-                                       "'True'/'False' and never translates the vendor values 'Yes'/'No'")
 def test_yaml_boolean_looking_vendor_values_are_kept_as_written(tmp_path):
     path = _write(tmp_path, """\
         sources:
@@ -280,9 +270,6 @@ def test_yaml_boolean_looking_vendor_values_are_kept_as_written(tmp_path):
     assert cfg.values == {"email_opt_out": {"Yes": "true", "No": "false"}}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: parse_sources() rewrites the caller's dicts in place (url {here}, "
-                                       "path, values keys), so parsing the same document twice with another "
-                                       "`here` keeps the first folder")
 def test_parse_does_not_change_the_callers_document(tmp_path):
     doc = _sql_source(values={"status": {1: "new"}})
     before = copy.deepcopy(doc)
@@ -290,3 +277,61 @@ def test_parse_does_not_change_the_callers_document(tmp_path):
     assert doc == before
     (second,) = parse_sources(doc, tmp_path / "b")
     assert second.url == f"sqlite:///{tmp_path / 'b'}/crm.db"
+
+
+@pytest.mark.parametrize("section", ["constants", "values"])
+def test_constants_and_values_must_be_mappings(tmp_path, section):
+    msg = _error(_sql_source(**{section: ["source_system", "x"]}), tmp_path)
+    assert "source 'crm'" in msg and f"`{section}`" in msg
+
+
+def test_vendor_column_must_be_text(tmp_path):
+    msg = _error(_sql_source(columns={"source_id": "Id", "email_opt_out": True}), tmp_path)
+    assert "source 'crm'" in msg and "email_opt_out" in msg and "quote" in msg
+
+
+@pytest.mark.parametrize("keys", [{True: "true"}, {None: "new"}], ids=["bool", "null"])
+def test_yaml_typed_vendor_values_are_refused(tmp_path, keys):
+    msg = _error(_sql_source(values={"status": keys}), tmp_path)
+    assert "source 'crm'" in msg and "status" in msg and "Quote" in msg
+
+
+def test_quoted_yes_no_vendor_values_load(tmp_path):
+    path = _write(tmp_path, """\
+        sources:
+          - name: crm
+            kind: file
+            entity: leads
+            path: leads.csv
+            columns: {source_id: Id, email_opt_out: OptOut}
+            values:
+              email_opt_out: {"Yes": "true", "No": "false"}
+        """)
+    (cfg,) = load_sources(path)
+    assert cfg.values == {"email_opt_out": {"Yes": "true", "No": "false"}}
+
+
+@pytest.mark.parametrize("encoding", ["base64", "rot13x", ""])
+def test_non_text_encodings_are_refused(tmp_path, encoding):
+    msg = _error(_file_source(encoding=encoding), tmp_path)
+    assert "source 'drop'" in msg and "`encoding`" in msg
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "cp1252", "UTF8", "utf_8"])
+def test_known_encodings_are_accepted(tmp_path, encoding):
+    (cfg,) = parse_sources(_file_source(encoding=encoding), tmp_path)
+    assert cfg.encoding == encoding
+
+
+@pytest.mark.parametrize("chunk_rows", [0, -5, "1000", True])
+def test_chunk_rows_must_be_a_positive_whole_number(tmp_path, chunk_rows):
+    msg = _error(_sql_source(chunk_rows=chunk_rows), tmp_path)
+    assert "source 'crm'" in msg and "`chunk_rows`" in msg
+
+
+def test_parse_does_not_change_nested_mappings(tmp_path):
+    doc = _file_source(values=None, constants={"team": "East"})
+    before = copy.deepcopy(doc)
+    (cfg,) = parse_sources(doc, tmp_path)
+    cfg.constants["team"] = "West"
+    assert doc == before

@@ -4,9 +4,13 @@ Everything here works without Airflow; the hooks in slowburn.airflow only build 
 """
 from __future__ import annotations
 
+import json
 import logging
+import math
 from dataclasses import dataclass
+from decimal import Decimal
 
+import numpy as np
 import pandas as pd
 
 from slowburn.contracts import ContractError
@@ -17,7 +21,7 @@ from slowburn.sources.sql import read_sql_source
 log = logging.getLogger(__name__)
 
 __all__ = ["Extracted", "extract_source", "apply_mapping", "load_sources", "parse_sources", "SourceConfig",
-           "MALFORMED"]
+           "MALFORMED", "encode_watermark", "decode_watermark"]
 
 
 @dataclass
@@ -25,27 +29,46 @@ class Extracted:
     """One source's rows for one run, mapped to contract column names but still as text."""
     source: SourceConfig
     rows: pd.DataFrame
-    high_watermark: str | None
+    high_watermark: str | None  # encoded with encode_watermark(); pass it back as `since` next run
 
 
 def _read_raw(cfg: SourceConfig, since: str | None) -> pd.DataFrame:
+    bound = decode_watermark(since)
     if cfg.kind == "sql":
         return read_sql_source(cfg.url, table=cfg.table, query=cfg.query, watermark=cfg.watermark,
-                               since=since, chunk_rows=cfg.chunk_rows)
+                               since=bound, chunk_rows=cfg.chunk_rows, source=cfg.name)
     frames = []
-    for path in resolve_paths(cfg.path):
+    for path in resolve_paths(cfg.path, source=cfg.name):
         df = read_file(path, cfg.encoding)
         log.info("source %s: read %d rows from %s", cfg.name, len(df), path.name)
         frames.append(df)
     raw = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    if cfg.watermark and since is not None:
+    if cfg.watermark and bound is not None:
         if cfg.watermark not in raw.columns:
             raise ContractError(f"source {cfg.name!r}: watermark column {cfg.watermark!r} is not in the file; "
                                 f"columns present: {list(raw.columns)}")
-        stamp = _as_utc(raw[cfg.watermark])
+        if _is_number(bound):
+            stamp = pd.to_numeric(raw[cfg.watermark], errors="coerce")
+            newer = stamp > bound
+        else:
+            stamp = _as_utc(raw[cfg.watermark])
+            newer = stamp > _since_as_utc(cfg, bound)
         # Rows whose watermark cannot be read are kept: validation quarantines them with a reason.
-        raw = raw[stamp.isna() | (stamp > pd.Timestamp(since))].reset_index(drop=True)
+        raw = raw[(stamp.isna() | newer).to_numpy(dtype=bool, na_value=True)].reset_index(drop=True)
     return raw
+
+
+def _since_as_utc(cfg: SourceConfig, since: str) -> pd.Timestamp:
+    """`since` as a UTC instant; one without an offset ('2026-11-21') is read as UTC, like the data."""
+    try:
+        stamp = pd.Timestamp(since)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ContractError(f"source {cfg.name!r}: the watermark {since!r} is not a date and time ({exc}); "
+                            f"fix or delete this source's row in source_watermarks") from None
+    if pd.isna(stamp):
+        raise ContractError(f"source {cfg.name!r}: the watermark {since!r} is not a date and time; "
+                            f"fix or delete this source's row in source_watermarks")
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def _as_utc(values: pd.Series) -> pd.Series:
@@ -57,15 +80,81 @@ def _as_utc(values: pd.Series) -> pd.Series:
 
 
 def _high_watermark(cfg: SourceConfig, raw: pd.DataFrame) -> str | None:
+    """The largest watermark value read, encoded by encode_watermark() so that its type survives."""
     if not cfg.watermark or raw.empty or cfg.watermark not in raw.columns:
         return None
     col = raw[cfg.watermark]
-    if cfg.kind == "sql" and not pd.api.types.is_datetime64_any_dtype(col):
-        # Compared in the source database as it stores it (often ISO text), so keep its own form.
-        top = col.dropna().astype(str).max()
-        return None if pd.isna(top) else top
+    if not pd.api.types.is_datetime64_any_dtype(col):
+        number = _numeric_max(col)
+        if number is not None:
+            return encode_watermark(number)
+        if cfg.kind == "sql":
+            # Compared in the source database as it stores it (often ISO text), so keep its own form.
+            values = col.dropna()
+            return encode_watermark(values.astype(str).max()) if len(values) else None
     top = _as_utc(col).max()
-    return None if pd.isna(top) else top.isoformat()
+    return None if pd.isna(top) else encode_watermark(top.isoformat())
+
+
+def _numeric_max(col: pd.Series):
+    """The max of a numeric column (int, float, or Decimal objects from a database); None otherwise."""
+    if pd.api.types.is_bool_dtype(col):
+        return None
+    values = col.dropna()
+    if pd.api.types.is_numeric_dtype(col):
+        return values.max() if len(values) else None
+    # Object columns: Decimal (NUMERIC) values from a database driver. The head check fails fast on text.
+    if col.dtype == object and len(values) and all(_is_number(v) for v in values.head(100)) \
+            and values.map(_is_number).all():
+        return max(values)
+    return None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, Decimal, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_))
+
+
+def encode_watermark(value) -> str | None:
+    """Text for source_watermarks.high_watermark that keeps the value's type.
+
+    Numbers are stored as JSON numbers ('10', '2.5') and read back as numbers, so that the next pull
+    compares numerically (as text, '9' > '10'; and SQLite ranks every INTEGER below any TEXT).
+    Everything else is stored as its own text ('2026-11-03 10:00:00'), unless that text would itself
+    read back as JSON (a text column holding '10'): then it is stored as a JSON string ('"10"').
+    decode_watermark() inverts this, and reads older plain-text values as text.
+    """
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if _is_number(value):
+        number = value.item() if isinstance(value, (np.integer, np.floating)) else value
+        if isinstance(number, (float, Decimal)) and math.isfinite(number) and number == int(number):
+            number = int(number)  # an integer column read as float because of nulls
+        elif isinstance(number, Decimal):
+            number = float(number)
+        if not isinstance(number, float) or math.isfinite(number):
+            return json.dumps(number)
+    text = str(value)
+    return text if decode_watermark(text) == text else json.dumps(text)
+
+
+def decode_watermark(text: str | None):
+    """The watermark stored by encode_watermark(): an int or float for numbers, else the text."""
+    if text is None:
+        return None
+    if not isinstance(text, str):  # already decoded
+        return text
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text  # plain text: a timestamp, or a value stored before watermarks were encoded
+    if isinstance(value, bool) or value is None:
+        return text
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+        return value
+    if isinstance(value, str):
+        return value
+    return text
 
 
 def apply_mapping(raw: pd.DataFrame, cfg: SourceConfig) -> pd.DataFrame:
@@ -105,8 +194,26 @@ def extract_source(cfg: SourceConfig, since: str | None = None) -> Extracted:
     raw = _read_raw(cfg, since)
     hwm = _high_watermark(cfg, raw)
     rows = apply_mapping(raw, cfg)
-    rows["row_hash"] = (pd.util.hash_pandas_object(raw.astype("string"), index=False).map("{:016x}".format)
-                        .astype("string").values if len(raw) else pd.Series(dtype="string"))
+    rows["row_hash"] = _row_hashes(raw)
     log.info("source %s: %d %s rows landed (watermark since %s, now %s)", cfg.name, len(rows), cfg.entity,
              since, hwm)
     return Extracted(cfg, rows, hwm)
+
+
+def _row_hashes(raw: pd.DataFrame):
+    """A content hash per row: of its vendor columns, or of the raw text of a malformed line.
+
+    A malformed line elsewhere in the file must not change the hash of an unchanged row, so the
+    MALFORMED column is never hashed together with the vendor columns.
+    """
+    if not len(raw):
+        return pd.Series(dtype="string")
+    vendor = [c for c in raw.columns if c != MALFORMED]
+    hashes = (pd.util.hash_pandas_object(raw[vendor].astype("string"), index=False) if vendor
+              else pd.Series(np.zeros(len(raw), dtype="uint64"), index=raw.index))
+    if MALFORMED in raw.columns:
+        bad = raw[MALFORMED].notna().to_numpy(dtype=bool)
+        if bad.any():
+            hashes[bad] = pd.util.hash_pandas_object(raw.loc[bad, [MALFORMED]].astype("string"),
+                                                     index=False).to_numpy()
+    return hashes.map("{:016x}".format).astype("string").values

@@ -25,6 +25,8 @@ sources:
 """
 from __future__ import annotations
 
+import codecs
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,7 +64,10 @@ _ALLOWED = {f for f in SourceConfig.__dataclass_fields__}
 
 
 def parse_sources(raw: dict, here: Path) -> list[SourceConfig]:
-    """Validate a parsed sources document; `here` resolves {here} and relative paths."""
+    """Validate a parsed sources document; `here` resolves {here} and relative paths.
+
+    The caller's document is not changed: each source is validated and resolved on a copy.
+    """
     if not isinstance(raw, dict) or not isinstance(raw.get("sources"), list):
         raise ContractError("sources file: expected a top-level `sources:` list")
     out: list[SourceConfig] = []
@@ -71,6 +76,7 @@ def parse_sources(raw: dict, here: Path) -> list[SourceConfig]:
         where = f"sources[{i}]"
         if not isinstance(item, dict):
             raise ContractError(f"{where}: expected a mapping")
+        item = copy.deepcopy(item)
         name = item.get("name")
         if not name or not isinstance(name, str):
             raise ContractError(f"{where}: `name` is required")
@@ -78,7 +84,7 @@ def parse_sources(raw: dict, here: Path) -> list[SourceConfig]:
         if name in seen:
             raise ContractError(f"{where}: the name is used twice; names must be unique")
         seen.add(name)
-        unknown = sorted(set(item) - _ALLOWED)
+        unknown = sorted(set(item) - _ALLOWED, key=str)
         if unknown:
             raise ContractError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(_ALLOWED)}")
         if item.get("kind") not in KINDS:
@@ -87,12 +93,27 @@ def parse_sources(raw: dict, here: Path) -> list[SourceConfig]:
             raise ContractError(f"{where}: `entity` must be one of {sorted(INPUT_CONTRACTS)}, "
                                 f"got {item.get('entity')!r}")
         contract = INPUT_CONTRACTS[item["entity"]]
-        columns = dict(item.get("columns") or {})
-        constants = dict(item.get("constants") or {})
-        for key in list(columns) + list(constants) + list(item.get("values") or {}):
+        columns = _mapping(item, "columns", where, "contract column: vendor column")
+        constants = _mapping(item, "constants", where, "contract column: value")
+        values = _mapping(item, "values", where, "contract column: {vendor value: contract value}")
+        for key in list(columns) + list(constants) + list(values):
             if key not in contract.names:
                 raise ContractError(f"{where}: {key!r} is not a {contract.name} contract column; "
                                     f"contract columns are {contract.names}")
+        for key, vendor in columns.items():
+            if not isinstance(vendor, str) or not vendor:
+                raise ContractError(f"{where}: `columns.{key}` must name a vendor column as text, got {vendor!r}; "
+                                    f"quote it in the sources file (YAML reads Yes/No/On/Off, numbers and "
+                                    f"null as other types)")
+        item["values"] = {key: _value_map(where, key, vmap) for key, vmap in values.items()}
+        for key in ("url", "table", "query", "path", "encoding", "watermark", "default_region"):
+            if item.get(key) is not None and not isinstance(item[key], str):
+                raise ContractError(f"{where}: `{key}` must be text, got {item[key]!r}")
+        if "encoding" in item:
+            _check_encoding(where, item["encoding"])
+        chunk_rows = item.get("chunk_rows", 1)
+        if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+            raise ContractError(f"{where}: `chunk_rows` must be a whole number of at least 1, got {chunk_rows!r}")
         if item["kind"] == "sql":
             if not item.get("url"):
                 raise ContractError(f"{where}: a sql source needs `url`")
@@ -105,9 +126,45 @@ def parse_sources(raw: dict, here: Path) -> list[SourceConfig]:
             path = Path(str(item["path"]).replace("{here}", str(here)))
             item["path"] = str(path if path.is_absolute() else here / path)
         item["columns"], item["constants"] = columns, constants
-        item["values"] = {k: {str(a): b for a, b in v.items()} for k, v in (item.get("values") or {}).items()}
         out.append(SourceConfig(**item))
     return out
+
+
+def _mapping(item: dict, key: str, where: str, shape: str) -> dict:
+    value = item.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ContractError(f"{where}: `{key}` must be a mapping ({shape}), got a {type(value).__name__}: "
+                            f"{value!r}")
+    return dict(value)
+
+
+def _value_map(where: str, column: str, vmap) -> dict:
+    """Vendor value -> contract value, with vendor values as text, as they are compared."""
+    if vmap is None:
+        return {}
+    if not isinstance(vmap, dict):
+        raise ContractError(f"{where}: `values.{column}` must be a mapping of vendor value to contract value, "
+                            f"got a {type(vmap).__name__}: {vmap!r}")
+    ambiguous = [k for k in vmap if isinstance(k, bool) or k is None]
+    if ambiguous:
+        raise ContractError(
+            f"{where}: `values.{column}` has vendor value(s) {ambiguous} that YAML read as "
+            f"{'booleans' if any(isinstance(k, bool) for k in ambiguous) else 'null'}; the file most likely says "
+            f"Yes/No/On/Off/True/False/null unquoted. Quote them (for example \"Yes\": \"true\") so they match "
+            f"the vendor's text as written")
+    return {str(a): b for a, b in vmap.items()}
+
+
+def _check_encoding(where: str, encoding: str) -> None:
+    try:
+        text_encoding = getattr(codecs.lookup(encoding), "_is_text_encoding", True)  # not base64, zlib...
+    except LookupError:
+        text_encoding = False
+    if not text_encoding:
+        raise ContractError(f"{where}: `encoding` {encoding!r} is not a known text encoding; use for example "
+                            f"utf-8, latin-1 or cp1252")
 
 
 def load_sources(path: str | Path) -> list[SourceConfig]:

@@ -16,10 +16,11 @@ log = logging.getLogger(__name__)
 MALFORMED = "__malformed_line__"  # column holding the raw text of a line the CSV parser could not split
 
 
-def resolve_paths(pattern: str) -> list[Path]:
+def resolve_paths(pattern: str, source: str | None = None) -> list[Path]:
     paths = sorted(Path(p) for p in glob.glob(pattern))
     if not paths:
-        raise ContractError(f"no file matches {pattern!r}; check the source's `path`")
+        where = f"source {source!r}: " if source else ""
+        raise ContractError(f"{where}no file matches {pattern!r}; check the source's `path`")
     return paths
 
 
@@ -31,8 +32,8 @@ def read_file(path: Path, encoding: str = "utf-8") -> pd.DataFrame:
     """
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
-        df = pd.read_parquet(path)
-        return df
+        # Nullable dtypes: an int64 column with nulls stays Int64 ('101'), not float64 ('101.0').
+        return pd.read_parquet(path, dtype_backend="numpy_nullable")
     if suffix not in (".csv", ".txt", ".tsv"):
         raise ContractError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
     if path.stat().st_size == 0:
@@ -59,19 +60,32 @@ def read_file(path: Path, encoding: str = "utf-8") -> pd.DataFrame:
 
 
 def _read_csv_keeping_bad_lines(text: str, sep: str) -> pd.DataFrame:
-    rows = list(csv.reader(io.StringIO(text), delimiter=sep))
-    header, body = rows[0], rows[1:]
-    good, bad_at, bad_text = [], [], []
-    for i, row in enumerate(body):
+    # Split lines the way the csv module reads them (\n, \r\n or \r, terminators kept), so that the
+    # reader's line_num says which lines of the file each record came from.
+    lines = io.StringIO(text, newline="").readlines()
+    reader = csv.reader(lines, delimiter=sep)
+    header = next(row for row in reader if row)  # pandas also skips blank lines before the header
+    good, good_at, bad_at, bad_text = [], [], [], []
+    start = reader.line_num
+    for i, row in enumerate(reader):
+        end = reader.line_num
         if len(row) == len(header):
             good.append(row)
-        elif not row:
-            continue
-        else:
+            good_at.append(i)
+        elif row:
             bad_at.append(i)
-            bad_text.append(sep.join(row))
+            # The line exactly as written (quotes and all, every physical line of a quoted newline),
+            # without its final line terminator.
+            bad_text.append(_without_terminator("".join(lines[start:end])))
+        start = end
     frame = pd.DataFrame(good, columns=header, dtype="string").replace("", pd.NA)
-    order = [i for i in range(len(body)) if i not in set(bad_at) and body[i]]
-    frame.index = order
+    frame.index = good_at
     bad = pd.DataFrame({MALFORMED: pd.array(bad_text, dtype="string")}, index=bad_at)
     return pd.concat([frame, bad]).sort_index().reset_index(drop=True)
+
+
+def _without_terminator(line: str) -> str:
+    for end in ("\r\n", "\n", "\r"):
+        if line.endswith(end):
+            return line[: -len(end)]
+    return line
