@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from slowburn.db import create_engine
+
 log = logging.getLogger(__name__)
 
 # Run tables keep history: a run's load replaces only its own rows.
@@ -47,7 +49,7 @@ def redacted(url: str | sa.URL) -> str:
 class Warehouse:
     def __init__(self, url: str):
         self.url = url
-        self.engine = sa.create_engine(url, future=True)
+        self.engine = create_engine(url)
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
             database = self.engine.url.database
