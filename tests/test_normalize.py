@@ -251,3 +251,28 @@ def test_country_code_exact_names_and_aliases(raw, code):
 @pytest.mark.parametrize("raw", ["N/A", "n.a.", "?", "826", "000", "XX", "Unknown Country", "Europe"])
 def test_country_code_no_guessing(raw):
     assert pd.isna(country_code(S(raw)).iloc[0])
+
+
+def test_nanp_fast_path_agrees_with_phonenumbers():
+    """The vectorised NANP shortcut must give exactly what phonenumbers gives, or defer to it."""
+    import numpy as np
+    import pandas as pd
+    from slowburn.normalize import _e164, _nanp_fast_path
+
+    rng = np.random.default_rng(4)
+    nsn = [f"{rng.integers(0, 10)}{rng.integers(0, 10)}{rng.integers(0, 10)}{rng.integers(0, 10_000_000):07d}"
+           for _ in range(300)]
+    shapes = ["({a}) {b}-{c}", "{a}.{b}.{c}", "+1 {a} {b} {c}", "1{a}{b}{c}", "{a}{b}{c}", "+1-{a}-{b}-{c}",
+              "+{a}{b}{c}", "{a}-{b}-{c} x12", "001 {a} {b} {c}", "+44 {a} {b} {c}"]
+    raws, regions = [], []
+    for i, n in enumerate(nsn):
+        for shape in shapes:
+            raws.append(shape.format(a=n[:3], b=n[3:6], c=n[6:]))
+            regions.append(["US", "CA", "GB", "DE"][i % 4])
+    raw, region = pd.Series(raws, dtype="string"), pd.Series(regions, dtype="string")
+    fast = _nanp_fast_path(raw, region)
+    taken = fast.notna()
+    assert taken.sum() > 500
+    slow = [_e164(r, g) for r, g in zip(raw[taken], region[taken])]
+    mismatches = [(r, g, f, s) for r, g, f, s in zip(raw[taken], region[taken], fast[taken], slow) if f != s]
+    assert mismatches == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 # Kinds are deliberately few: what a column means to the pipeline, not how a vendor stores it.
@@ -282,3 +283,12 @@ def _to_int64(raw: pd.Series) -> pd.Series:
     # Comparisons leave NaN, +-inf and values beyond int64 out (a plain cast would wrap them to -2**63).
     fits = ((num >= _INT64_MIN) & (num < _INT64_LIMIT)).fillna(False).astype(bool)
     return num.where(fits).round().astype("Int64")
+
+
+def iso_utc_text(values: pd.Series) -> pd.Series:
+    """Timestamps as ISO-8601 UTC text, vectorised (Series.dt.strftime formats row by row)."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    stamps = values.to_numpy(dtype="datetime64[us]")
+    text = pd.Series(np.datetime_as_string(stamps, unit="us"), index=values.index, dtype="string") + "+00:00"
+    return text.mask(values.isna())

@@ -13,7 +13,7 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 
-from slowburn.contracts import ContractError
+from slowburn.contracts import ContractError, iso_utc_text
 from slowburn.sources.config import SourceConfig, load_sources, parse_sources
 from slowburn.sources.files import MALFORMED, read_file, resolve_paths
 from slowburn.sources.sql import read_sql_source
@@ -174,7 +174,7 @@ def apply_mapping(raw: pd.DataFrame, cfg: SourceConfig) -> pd.DataFrame:
         if name in cfg.columns and cfg.columns[name] in raw.columns:
             col = raw[cfg.columns[name]]
             if pd.api.types.is_datetime64_any_dtype(col):
-                text = col.dt.strftime("%Y-%m-%dT%H:%M:%S%z").astype("string")
+                text = iso_utc_text(col)
             else:
                 text = col.astype("string")
             if name in cfg.values:
@@ -209,7 +209,7 @@ def _row_hashes(raw: pd.DataFrame):
     if not len(raw):
         return pd.Series(dtype="string")
     vendor = [c for c in raw.columns if c != MALFORMED]
-    hashes = (pd.util.hash_pandas_object(raw[vendor].astype("string"), index=False) if vendor
+    hashes = (pd.util.hash_pandas_object(raw[vendor], index=False) if vendor
               else pd.Series(np.zeros(len(raw), dtype="uint64"), index=raw.index))
     if MALFORMED in raw.columns:
         bad = raw[MALFORMED].notna().to_numpy(dtype=bool)

@@ -90,7 +90,8 @@ def mark_superseded(leads: pd.DataFrame) -> pd.Series:
     return dup.reindex(leads.index)
 
 
-def _gx_context(docs_dir: Path | None):
+def gx_context(docs_dir: Path | None = None):
+    """An ephemeral GX context, or a file context under docs_dir that keeps every run's Data Docs."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -135,7 +136,7 @@ def validate(frame: pd.DataFrame, entity: str, *, run_id: str, docs_dir: Path | 
     if entity == "leads":
         checked["superseded"] = mark_superseded(checked)
         checked["contact_key"] = checked["email_canonical"].fillna(checked["phone_e164"])
-    ctx = context or _gx_context(docs_dir)
+    ctx = context or gx_context(docs_dir)
     result = _run_suite(ctx, entity, checked, rules, run_id)
     by_name = {r.name: r for r in rules}
     failures = []
@@ -166,16 +167,18 @@ def validate(frame: pd.DataFrame, entity: str, *, run_id: str, docs_dir: Path | 
     failed = failed[QUARANTINE_COLUMNS].astype("string")
     bad_keys = set(failed["row_key"])
     valid = frame[~frame["row_key"].isin(bad_keys)].reset_index(drop=True)
-    docs_index = None
-    if docs_dir is not None and context is None:
-        sites = ctx.build_data_docs()
-        docs_index = next(iter(sites.values()), None)
+    docs_index = build_data_docs(ctx) if docs_dir is not None and context is None else None
     stats = {"evaluated": len(frame), "valid": len(valid), "quarantined_rows": len(bad_keys),
              "quarantine_entries": len(failed),
              "by_rule": failed["rule"].value_counts().to_dict(), "gx_success": bool(result.success)}
     log.info("validate %s: %d rows, %d valid, %d quarantined (%s)", entity, len(frame), len(valid),
              len(bad_keys), stats["by_rule"])
     return Validated(valid, failed, docs_index, stats)
+
+
+def build_data_docs(context) -> str | None:
+    sites = context.build_data_docs()
+    return next(iter(sites.values()), None)
 
 
 def _kind_word(column: str) -> str:
