@@ -18,7 +18,7 @@ export SLOWBURN_HOME := $(HOME_DIR)
 export SLOWBURN_SOURCES := $(HOME_DIR)/sample/sources.yaml
 export SLOWBURN_INCLUDE_DIR := $(CURDIR)/include
 
-.PHONY: install demo test bench bench-quick clean
+.PHONY: install demo test bench bench-quick bench-score clean
 
 $(BIN)/slowburn: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,15 @@ bench: install
 
 bench-quick: install
 	$(BIN)/python bench/bench_pipeline.py --sizes 20000 --repeats 1
+
+.PHONY: bench-dedupe
+bench-dedupe: install
+	$(BIN)/python bench/bench_dedupe.py --sizes 100000 1000000
+
+# Ripeness quality (rules vs predictive backtest, capacity simulation) at 100k leads and
+# score + route time at 1M leads; results in bench/results/score-*.md and .json.
+bench-score: install
+	$(BIN)/python bench/bench_score.py --leads 100000 --scale-leads 1000000
 
 clean:
 	rm -rf $(HOME_DIR)

@@ -397,3 +397,19 @@ def test_truth_columns(sample):
         assert col in t.columns
     assert t["is_duplicate"].dtype == bool and t["planted_stale"].dtype == bool
     assert np.isin(t["status"].dropna(), C.LEAD_STATUSES).all()
+
+
+def test_duplicate_for_credit_truth_is_exactly_the_flag_definition(sample):
+    """Planted credit grabs, and no look-alikes: a rep-created lead with an owner, created after a
+    non-rep-created lead of the same person owned by someone else (or no one), is a credit grab."""
+    t = sample["truth"]
+    rep = t[(t["lead_source"] == "rep_created") & t["owner_id"].notna()]
+    mkt = t[t["lead_source"].notna() & (t["lead_source"] != "rep_created")]
+    pairs = rep[["row_key", "person_id", "owner_id", "created_at"]].merge(
+        mkt[["person_id", "owner_id", "created_at"]], on="person_id", suffixes=("", "_m"))
+    hit = pairs[(pairs["created_at_m"] < pairs["created_at"])
+                & (pairs["owner_id_m"].fillna("") != pairs["owner_id"])]
+    by_definition = set(hit["row_key"])
+    planted = set(t.loc[t["duplicate_for_credit"], "row_key"])
+    assert planted == by_definition
+    assert len(planted) >= 20

@@ -98,6 +98,14 @@ CREATE TABLE IF NOT EXISTS golden_leads (
     email_opt_out {bool}, do_not_call {bool},
     source_count INTEGER NOT NULL,
     source_keys TEXT NOT NULL,
+    -- Lineage (slowburn.dedupe.survivorship): provenance is a JSON object naming, per field, the source
+    -- row (source_system:source_id) its value came from; members lists a merged record's source rows
+    -- (key, lead_source, owner_id, created_at); merged_from lists golden ids absorbed into this one by
+    -- this run; review_reason says why a person should look at the record (e.g. the chaining guard).
+    provenance TEXT,
+    members TEXT,
+    merged_from TEXT,
+    review_reason TEXT,
     PRIMARY KEY (run_id, golden_id)
 );
 
@@ -109,6 +117,11 @@ CREATE TABLE IF NOT EXISTS lead_links (
     golden_id TEXT NOT NULL,
     match_probability {float} NOT NULL,
     match_rule TEXT NOT NULL,
+    -- match_model: Splink model fingerprint and whether it was trained or reused, or 'deterministic';
+    -- previous_golden_id: the row's golden id before this run when it changed (merges, moves).
+    match_model TEXT,
+    previous_golden_id TEXT,
+    review_reason TEXT,
     PRIMARY KEY (run_id, row_key)
 );
 
@@ -124,6 +137,13 @@ CREATE TABLE IF NOT EXISTS lead_scores (
     rep_touches INTEGER NOT NULL,
     last_touch_at {ts},
     scored_at {ts} NOT NULL,
+    scorer TEXT,
+    fit INTEGER,
+    engagement INTEGER,
+    rules_score INTEGER,
+    last_rep_touch_at {ts},
+    last_marketing_touch_at {ts},
+    interest TEXT,
     PRIMARY KEY (run_id, golden_id)
 );
 
@@ -138,6 +158,12 @@ CREATE TABLE IF NOT EXISTS sales_queue (
     reasons TEXT NOT NULL,
     queued_at {ts} NOT NULL,
     respond_by {ts} NOT NULL,
+    probability {float},
+    model_version TEXT,
+    ripened_at {ts},
+    responded {bool},
+    pass_back {bool},
+    pass_back_reason TEXT,
     PRIMARY KEY (run_id, golden_id)
 );
 
@@ -151,6 +177,13 @@ CREATE TABLE IF NOT EXISTS nurture_queue (
     score INTEGER NOT NULL,
     tier TEXT NOT NULL,
     email_opt_out {bool} NOT NULL,
+    channel TEXT,
+    buying_stage TEXT,
+    interest TEXT,
+    probability {float},
+    sla_missed {bool},
+    sla_missed_at {ts},
+    missed_owner_id TEXT,
     PRIMARY KEY (run_id, golden_id)
 );
 

@@ -63,6 +63,58 @@ def cmd_status(args) -> int:
     return 0 if summary["ledger"]["invariant_ok"] else 1
 
 
+def cmd_dedupe(args) -> int:
+    """Link a file of leads (contract columns, any of them may be missing) into golden ids."""
+    import tempfile
+
+    from slowburn import contracts
+    from slowburn.dedupe import dedupe_leads
+    from slowburn.dedupe.config import load_config
+    from slowburn.normalize import normalise_leads
+
+    path = Path(args.input)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        raw = pd.read_parquet(path)
+    else:
+        raw = pd.read_csv(path, dtype="string", keep_default_na=False, na_values=[""], encoding=args.encoding)
+    n = len(raw)
+    landed = pd.DataFrame(index=raw.index)
+    for col in contracts.LEADS.names:
+        landed[col] = raw[col].astype("string") if col in raw.columns else pd.Series(pd.NA, index=raw.index,
+                                                                                       dtype="string")
+    row_no = pd.Series(range(1, n + 1), index=raw.index).astype(str)
+    landed["source_system"] = landed["source_system"].fillna("input")
+    landed["source_id"] = landed["source_id"].fillna(row_no)
+    landed.insert(0, "row_key", "input:" + row_no)
+    landed.insert(1, "source_name", "input")
+    leads, problems = normalise_leads(landed, {"input": args.region})
+    if len(problems):
+        print(f"slowburn dedupe: {len(problems)} cell(s) could not be read and are treated as empty",
+              file=sys.stderr)
+    cfg = load_config(args.config)
+    if args.threshold is not None:
+        cfg = cfg.with_overrides(thresholds={"match_probability": args.threshold,
+                                             "review_probability": min(args.threshold,
+                                                                       cfg.review_probability)})
+    with tempfile.TemporaryDirectory(prefix="slowburn-dedupe-") as tmp:
+        result = dedupe_leads(leads, None, cfg, model_dir=Path(args.model_dir) if args.model_dir else None,
+                              run_dir=Path(tmp), retrain=args.retrain)
+    out = result.links[["source_system", "source_id", "golden_id", "match_probability"]]
+    target = Path(args.out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.suffix.lower() in (".parquet", ".pq"):
+        out.to_parquet(target, index=False)
+    else:
+        out.to_csv(target, index=False, lineterminator="\n")
+    rep = result.report
+    print(json.dumps({"rows": n, "golden_ids": int(out["golden_id"].nunique()), "mode": rep.get("mode"),
+                      "reason": rep.get("reason"), "by_rule": rep.get("by_rule"), "review_pairs": rep.get("review_pairs"),
+                      "seconds": rep.get("seconds"), "out": str(target.resolve())}, indent=2, default=str))
+    return 0
+
+
 def _print_results(ctx, steps: dict, ledger: dict, warehouse: str) -> None:
     print(f"\nslowburn run {ctx.run_id}")
     for step, counts in steps.items():
@@ -101,6 +153,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name", choices=STEPS)
     _run_options(p)
     p.set_defaults(func=cmd_step)
+
+    p = sub.add_parser("dedupe", help="link a CSV or Parquet of leads into golden ids")
+    p.add_argument("input", help="CSV or Parquet with lead contract columns (any may be missing)")
+    p.add_argument("--out", required=True, help="output .csv or .parquet: source_system, source_id, golden_id, "
+                                                 "match_probability")
+    p.add_argument("--config", help="dedupe YAML (default: $SLOWBURN_DEDUPE_CONFIG or include/config/dedupe.yaml)")
+    p.add_argument("--model-dir", help="reuse/save the trained Splink model here (default: train, do not save)")
+    p.add_argument("--retrain", action="store_true", help="train even if --model-dir has a usable model")
+    p.add_argument("--threshold", type=float, help="match probability needed to merge (default from config)")
+    p.add_argument("--region", default="US", help="default phone region for numbers without a country")
+    p.add_argument("--encoding", default="utf-8", help="CSV encoding (default utf-8)")
+    p.set_defaults(func=cmd_dedupe)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

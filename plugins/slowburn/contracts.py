@@ -286,9 +286,18 @@ def _to_int64(raw: pd.Series) -> pd.Series:
 
 
 def iso_utc_text(values: pd.Series) -> pd.Series:
-    """Timestamps as ISO-8601 UTC text, vectorised (Series.dt.strftime formats row by row)."""
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
+    """Timestamps as ISO-8601 text, vectorised (Series.dt.strftime formats row by row).
+
+    Aware values are converted to UTC and carry '+00:00'; naive ones stay naive, as the source sent
+    them. Fractions of a second appear only when some value has them.
+    """
+    aware = isinstance(values.dtype, pd.DatetimeTZDtype)
+    if aware:
         values = values.dt.tz_convert("UTC").dt.tz_localize(None)
     stamps = values.to_numpy(dtype="datetime64[us]")
-    text = pd.Series(np.datetime_as_string(stamps, unit="us"), index=values.index, dtype="string") + "+00:00"
+    fractional = bool((stamps[~np.isnat(stamps)].astype("int64") % 1_000_000).any())
+    text = pd.Series(np.datetime_as_string(stamps, unit="us" if fractional else "s"), index=values.index,
+                     dtype="string")
+    if aware:
+        text = text + "+00:00"
     return text.mask(values.isna())

@@ -64,9 +64,56 @@ def unclosed(golden: pd.DataFrame, scores: pd.DataFrame, now: pd.Timestamp, cfg:
     }, columns=FLAG_COLUMNS)
 
 
+REP_CREATED = "rep_created"
+
+
+def duplicate_for_credit(golden: pd.DataFrame) -> pd.DataFrame:
+    """Rep-created leads that duplicate an earlier marketing lead of the same person, under a different owner.
+
+    Reps re-enter marketing's leads to get the credit. A golden record shows it when one of its source
+    rows has lead_source 'rep_created' and an owner, and another source row of the same person that was
+    not rep-created (a form fill, page visit, email, event or list lead) was created earlier and is
+    owned by someone else or no one. Reads the record's `members` (see slowburn.dedupe.survivorship).
+    """
+    if "members" not in golden.columns or golden.empty:
+        return pd.DataFrame(columns=FLAG_COLUMNS)
+    members = golden["members"].astype("string")
+    cand = golden[members.str.contains('"lead_source":"rep_created"', regex=False).fillna(False).to_numpy()]
+    out = []
+    for gid, text in zip(cand["golden_id"], cand["members"]):
+        rows = json.loads(text)
+        best = None
+        for rep in rows:
+            if rep.get("lead_source") != REP_CREATED or not rep.get("owner_id") or not rep.get("created_at"):
+                continue
+            earlier = [m for m in rows if m.get("lead_source") not in (None, REP_CREATED) and m.get("created_at")
+                       and m["created_at"] < rep["created_at"] and m.get("owner_id") != rep["owner_id"]]
+            if earlier:
+                first = min(earlier, key=lambda m: m["created_at"])
+                best = best or (rep, first)
+        if best is None:
+            continue
+        rep, mkt = best
+        days = (pd.Timestamp(rep["created_at"]) - pd.Timestamp(mkt["created_at"])) / pd.Timedelta(days=1)
+        mkt_owner = mkt.get("owner_id") or "unassigned"
+        out.append({
+            "golden_id": gid, "flag": "duplicate_for_credit", "severity": "medium", "owner_id": rep["owner_id"],
+            "evidence": json.dumps({"rep_created_lead": rep["key"], "rep_owner_id": rep["owner_id"],
+                                    "rep_created_at": rep["created_at"], "marketing_lead": mkt["key"],
+                                    "marketing_lead_source": mkt["lead_source"],
+                                    "marketing_owner_id": mkt.get("owner_id"),
+                                    "marketing_created_at": mkt["created_at"]}),
+            "reason": (f"rep-created lead {rep['key']} (owner {rep['owner_id']}) duplicates marketing lead "
+                       f"{mkt['key']} ({mkt['lead_source']}, owner {mkt_owner}) created {days:.1f} days earlier"),
+            "suggested_action": (f"merge {rep['key']} into {mkt['key']} and keep the attribution with the "
+                                 "marketing lead"),
+        })
+    return pd.DataFrame(out, columns=FLAG_COLUMNS)
+
+
 def flag_leads(golden: pd.DataFrame, scores: pd.DataFrame, owners: pd.DataFrame, now: pd.Timestamp,
                cfg: FlagConfig = FlagConfig()) -> pd.DataFrame:
-    frames = [orphaned(golden, owners), unclosed(golden, scores, now, cfg)]
+    frames = [orphaned(golden, owners), unclosed(golden, scores, now, cfg), duplicate_for_credit(golden)]
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype="string") for c in FLAG_COLUMNS})

@@ -140,21 +140,21 @@ def normalise(ctx: RunContext) -> dict:
 
 
 def validate(ctx: RunContext) -> dict:
-    from slowburn.validate import validate as run_validation
+    from slowburn.validate import build_data_docs, gx_context, validate as run_validation
 
-    docs = ctx.home / "gx"
-    leads = run_validation(ctx.read("normalised_leads"), "leads", run_id=ctx.run_id, docs_dir=docs,
+    gx = gx_context(ctx.home / "gx")  # one context for both suites: creating one costs seconds
+    leads = run_validation(ctx.read("normalised_leads"), "leads", run_id=ctx.run_id, context=gx,
                            coercion_problems=ctx.read("lead_problems"))
-    touches = run_validation(ctx.read("normalised_touches"), "touches", run_id=ctx.run_id, docs_dir=docs,
+    touches = run_validation(ctx.read("normalised_touches"), "touches", run_id=ctx.run_id, context=gx,
                              coercion_problems=ctx.read("touch_problems"))
+    docs = build_data_docs(gx)
     ctx.write("valid_leads", leads.valid)
     ctx.write("valid_touches", touches.valid)
     ctx.write("quarantine", pd.concat([leads.quarantine, touches.quarantine], ignore_index=True))
-    ctx.write_json("validation", {"leads": leads.statistics, "touches": touches.statistics,
-                                  "data_docs": touches.docs_index or leads.docs_index})
+    ctx.write_json("validation", {"leads": leads.statistics, "touches": touches.statistics, "data_docs": docs})
     return {"valid_leads": len(leads.valid), "quarantined_leads": leads.statistics["quarantined_rows"],
             "valid_touches": len(touches.valid), "quarantined_touches": touches.statistics["quarantined_rows"],
-            "data_docs": touches.docs_index or leads.docs_index}
+            "data_docs": docs}
 
 
 def current_leads(ctx: RunContext) -> pd.DataFrame:
@@ -179,57 +179,156 @@ def current_leads(ctx: RunContext) -> pd.DataFrame:
                      ignore_index=True)
 
 
+def previous_links(ctx: RunContext) -> pd.DataFrame:
+    """The lead_links state as the previous run left it: which golden record every earlier row is in."""
+    wh = ctx.warehouse()
+    wh.ensure_schema()
+    return wh.read("SELECT * FROM lead_links")
+
+
 def dedupe(ctx: RunContext) -> dict:
-    from slowburn.dedupe import cluster_exact, survive
+    """Link tonight's new and changed leads into golden records (see slowburn.dedupe).
+
+    Earlier rows keep their golden ids from the lead_links state and are only compared with
+    tonight's rows; the Splink model is reused from <home>/models/dedupe while the data has not
+    drifted, and the model used is saved into the run folder (dedupe_model.json) for audit.
+    """
+    from slowburn.dedupe import dedupe_leads
+    from slowburn.dedupe.config import load_config
 
     leads = current_leads(ctx)
-    links = cluster_exact(leads)
-    golden = survive(leads, links)
+    result = dedupe_leads(leads, previous_links(ctx), load_config(), run_id=ctx.run_id,
+                          model_dir=ctx.home / "models" / "dedupe", run_dir=ctx.run_dir)
     ctx.write("current_leads", leads)
-    ctx.write("lead_links", links)
-    ctx.write("golden_leads", golden)
-    tonight = links["run_id"] == ctx.run_id
-    return {"linked_leads": int(tonight.sum()), "current_leads": len(leads), "golden_leads": len(golden),
-            "merged_rows": len(links) - len(golden),
-            "by_rule": links.loc[tonight, "match_rule"].value_counts().to_dict()}
+    ctx.write("lead_links", result.links)
+    ctx.write("golden_leads", result.golden)
+    ctx.write("dedupe_review", result.review)
+    ctx.write("golden_merges", result.merges.astype({"survivor": "string", "absorbed": "string"}))
+    if result.model is not None:
+        ctx.write_json("dedupe_model", result.model)
+    ctx.write_json("dedupe_report", result.report)
+    tonight = (result.links["run_id"] == ctx.run_id).fillna(False)
+    return {"linked_leads": int(tonight.sum()), "current_leads": len(leads), "golden_leads": len(result.golden),
+            "merged_rows": len(result.links) - len(result.golden), "mode": result.report.get("mode"),
+            "review_pairs": len(result.review), "golden_records_merged": len(result.merges),
+            "by_rule": result.links.loc[tonight, "match_rule"].value_counts().to_dict()}
 
 
 def score(ctx: RunContext) -> dict:
-    from slowburn.ripeness import RulesModel, score_rules, touch_features
+    from slowburn.ripeness import load_config, score_leads
 
-    model = RulesModel()
+    cfg = load_config()
     golden, links, touches = ctx.read("golden_leads"), ctx.read("lead_links"), ctx.read("valid_touches")
     contracts.check(touches, contracts.TOUCHES, step="score")
-    earlier = ctx.warehouse().read_typed(
-        "SELECT source_system, lead_source_id, touch_type, occurred_at FROM touches WHERE run_id <> :run_id",
+    wh = ctx.warehouse()
+    key = ["source_system", "lead_source_id", "touch_type", "occurred_at"]
+    earlier = wh.read_typed(
+        "SELECT source_system, lead_source_id, touch_type, occurred_at, campaign FROM touches WHERE run_id <> :run_id",
         datetime_columns=("occurred_at",), run_id=ctx.run_id)
     # File drops without a watermark re-send old events: count each event once.
-    history = pd.concat([earlier, touches[earlier.columns]], ignore_index=True).drop_duplicates(
-        ["source_system", "lead_source_id", "touch_type", "occurred_at"])
-    features = touch_features(history, links, model, ctx.as_of)
-    scores = score_rules(golden, features, model, ctx.as_of)
+    history = (pd.concat([earlier, touches[earlier.columns]], ignore_index=True).drop_duplicates(key)
+               if len(earlier) else touches[earlier.columns])
+    scores, info = score_leads(golden, links, history, _outcome_history(ctx, wh), cfg, ctx.as_of, home=ctx.home)
     scores["scored_at"] = ctx.as_of
     ctx.write("lead_scores", scores)
-    touched = touches.merge(links[["source_system", "source_id", "golden_id"]],
-                            left_on=["source_system", "lead_source_id"], right_on=["source_system", "source_id"],
-                            how="left").drop(columns=["source_id"])
+    ctx.write_json("scoring", info)
+    touched = touches.assign(golden_id=_golden_id_of_touches(touches, links))
     ctx.write("touches", touched)
     return {"scored": len(scores), "tiers": scores["tier"].value_counts().to_dict(),
+            "scorer": info["scorer"], "model_version": info["model_version"],
+            "fallback_reason": info["fallback_reason"], "model_trained": info["trained"],
+            "history_closed_leads": info["history_closed_leads"],
+            "history_conversions": info["history_conversions"],
             "touches_linked": int(touched["golden_id"].notna().sum()),
             "touches_unlinked": int(touched["golden_id"].isna().sum())}
 
 
+def _golden_id_of_touches(touches: pd.DataFrame, links: pd.DataFrame) -> pd.Series:
+    """Each touch's golden_id (null when its source lead is not linked), by an Arrow hash lookup."""
+    import numpy as np
+
+    from slowburn.ripeness.features import _index_in, _key
+
+    keyed = links.drop_duplicates(["source_system", "source_id"])
+    row = _index_in(_key(touches["source_system"], touches["lead_source_id"]),
+                    _key(keyed["source_system"], keyed["source_id"]))
+    ids = keyed["golden_id"].astype("string").to_numpy(dtype=object, na_value=None)
+    found = ids[np.maximum(row, 0)] if len(ids) else np.full(len(row), None, dtype=object)
+    return pd.Series(np.where(row >= 0, found, None), index=touches.index, dtype="string")
+
+
+def _outcome_history(ctx: RunContext, wh) -> pd.DataFrame:
+    """Every won/lost outcome seen so far (tonight's and earlier runs'), once per source lead."""
+    cols = ["source_system", "source_id", "outcome", "closed_at"]
+    tonight = ctx.read("outcomes")[cols]
+    earlier = wh.read_typed("SELECT DISTINCT source_system, source_id, outcome, closed_at FROM outcomes "
+                            "WHERE run_id <> :run_id", datetime_columns=("closed_at",), run_id=ctx.run_id)
+    both = pd.concat([earlier[cols], tonight], ignore_index=True) if len(earlier) else tonight
+    both = both.sort_values("closed_at", kind="stable", na_position="first")
+    return both.drop_duplicates(["source_system", "source_id"], keep="last")
+
+
 def route(ctx: RunContext) -> dict:
-    from slowburn.route import route as route_leads
+    from slowburn.ripeness import load_config
+    from slowburn.route import RoutingConfig, route as route_leads
 
     owners = ctx.read("owners")
     contracts.check(owners, contracts.OWNERS, step="route")
-    sales, nurture = route_leads(ctx.read("golden_leads"), ctx.read("lead_scores"), owners, ctx.as_of)
+    cfg = RoutingConfig.from_config(load_config())
+    previous_sales, previous_nurture, previous_at = _previous_queues(ctx)
+    sales, nurture = route_leads(ctx.read("golden_leads"), ctx.read("lead_scores"), owners, ctx.as_of, cfg,
+                                 previous_sales=previous_sales, previous_nurture=previous_nurture,
+                                 previous_run_at=previous_at)
     ctx.write("sales_queue", sales)
     ctx.write("nurture_queue", nurture)
     return {"sales_queue": len(sales), "nurture_queue": len(nurture),
             "over_capacity": int(sales["over_capacity"].sum()),
+            "pass_back": int(sales["pass_back"].sum()),
+            "sla_missed": int(nurture["sla_missed"].sum()),
             "no_email_segment": int(nurture["email_opt_out"].sum())}
+
+
+_QUEUE_COLUMNS = {
+    "sales_queue": (["golden_id", "owner_id", "queued_at", "ripened_at", "respond_by", "pass_back",
+                     "pass_back_reason"], ("queued_at", "ripened_at", "respond_by")),
+    "nurture_queue": (["golden_id", "score", "tier", "sla_missed_at", "missed_owner_id", "next_touch_at"],
+                      ("sla_missed_at", "next_touch_at")),
+}
+
+
+def _previous_queues(ctx: RunContext):
+    """Last night's sales and nurture queues, read before tonight's load replaces them.
+
+    The first attempt of a run keeps what it read in the run folder, so a re-run of the same logical
+    date routes against the same previous state rather than against its own earlier output. Queues
+    written by a later logical date (re-running an old night) are not "previous" and are ignored.
+    """
+    import sqlalchemy as sa
+
+    saved = {name: ctx.run_dir / f"previous_{name}.parquet" for name in _QUEUE_COLUMNS}
+    meta = ctx.run_dir / "previous_queues.json"
+    if meta.exists() and all(p.exists() for p in saved.values()):
+        at = json.loads(meta.read_text(encoding="utf-8")).get("previous_run_at")
+        return (pd.read_parquet(saved["sales_queue"]), pd.read_parquet(saved["nurture_queue"]),
+                pd.Timestamp(at) if at else None)
+    wh = ctx.warehouse()
+    wh.ensure_schema()
+    frames, run_ids = {}, set()
+    for name, (wanted, stamps) in _QUEUE_COLUMNS.items():
+        have = {c["name"] for c in sa.inspect(wh.engine).get_columns(name)}
+        cols = [c for c in wanted if c in have] + ["run_id"]
+        frame = wh.read_typed(f"SELECT {', '.join(cols)} FROM {name} WHERE run_id < :run_id",
+                              datetime_columns=tuple(c for c in stamps if c in have), run_id=ctx.run_id)
+        run_ids |= set(frame["run_id"])
+        frames[name] = frame.drop(columns=["run_id"])
+    previous_at = None
+    if run_ids:
+        previous_at = pd.Timestamp(pd.to_datetime(max(run_ids), format="%Y-%m-%dT%H%M%S")).tz_localize("UTC")
+    for name, frame in frames.items():
+        frame.to_parquet(saved[name], index=False)
+    meta.write_text(json.dumps({"previous_run_at": str(previous_at) if previous_at is not None else None}),
+                    encoding="utf-8")
+    return frames["sales_queue"], frames["nurture_queue"], previous_at
 
 
 def flag(ctx: RunContext) -> dict:

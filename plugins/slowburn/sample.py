@@ -803,6 +803,8 @@ class _Generator:
             if m.any() and len(act) > 1:
                 pos = np.searchsorted(act, owner[m])
                 owner[m] = act[(pos + 1) % len(act)]
+        # A territory with one active rep cannot give the copy another owner: then it is no credit grab.
+        credit &= owner != owner[fr]
         # Orphans: ~5% of all rows, among CRM/HubSpot rows that carry no deal.
         orphan_reason = np.zeros(N, dtype=np.int8)  # 0 none, 1 no owner, 2 unknown owner, 3 deactivated owner
         cand = np.flatnonzero(has_owner & ~deal & ~credit)
@@ -849,6 +851,8 @@ class _Generator:
         ls = np.minimum(ls, 6).astype(np.int8)
         ls[credit] = LS["rep_created"]
         ls[src == EV] = LS["event"]
+        ls[(src == HS) & (ls == LS["rep_created"])] = LS["purchased_list"]  # HubSpot writes it as OFFLINE
+        ls[self._credit_lookalikes(ls, owner, credit)] = LS["other"]
         # End of activity: closed rows at close, stale rows > 45 days ago, open rows recently.
         closed_like = np.isin(status, [ST["unqualified"], ST["converted"], ST["closed"]]) | won | lost
         dur = np.where(won, 10 + rng.gamma(2.5, 15, N), 5 + rng.gamma(2, 12, N)) * DAY
@@ -886,6 +890,29 @@ class _Generator:
                   "lead_source": ls, "owner": owner, "orphan": orphan_reason, "false_q": false_q, "worked": worked,
                   "lag": lag, "stale_target": stale_t, "end": end, "closed_at": closed_at, "n_create": n_create,
                   "n_rep1": n_rep1, "k_rand": k_rand, "dnc": dnc, "copy_of": np.full(N, -1, dtype=np.int64)})
+
+    def _credit_lookalikes(self, ls: np.ndarray, owner: np.ndarray, credit: np.ndarray) -> np.ndarray:
+        """Unplanted rows that would meet the duplicate-for-credit definition by chance.
+
+        The definition (slowburn.flags.duplicate_for_credit): a rep-created lead with an owner, created
+        after a non-rep-created lead of the same person that someone else (or no one) owns. A random
+        duplicate row can draw lead source 'rep_created' and land there; the caller gives those rows
+        another lead source, so that the planted truth and the definition agree row for row.
+        """
+        R = self.row
+        person, created = R["person"], R["created"]
+        rep = np.flatnonzero((ls == LS["rep_created"]) & ~credit & (owner >= 0))
+        mkt = np.flatnonzero(ls != LS["rep_created"])
+        if not len(rep) or not len(mkt):
+            return np.zeros(self.n, bool)
+        a = pd.DataFrame({"person": person[rep], "row": rep, "created": created[rep], "owner": owner[rep]})
+        b = pd.DataFrame({"person": person[mkt], "m_created": created[mkt], "m_owner": owner[mkt]})
+        b = b[b["person"].isin(a["person"])]
+        j = a.merge(b, on="person")
+        hit = j[(j["m_created"] < j["created"]) & (j["m_owner"] != j["owner"])]["row"].unique()
+        out = np.zeros(self.n, bool)
+        out[hit] = True
+        return out
 
     # ------------------------------------------------------------------ duplicate source ids
     def _copies(self):

@@ -188,7 +188,7 @@ def test_parquet_aware_datetime_maps_to_iso_text_with_offset(tmp_path):
     df = pd.DataFrame({"Id": ["O1"], "Gone": pd.to_datetime(["2026-06-01T09:30:00Z"], utc=True)})
     df.to_parquet(tmp_path / "owners.parquet")
     rows = extract_source(_source(tmp_path, "owners.parquet", {"owner_id": "Id", "deactivated_at": "Gone"})).rows
-    assert rows["deactivated_at"].tolist() == ["2026-06-01T09:30:00+0000"]
+    assert rows["deactivated_at"].tolist() == ["2026-06-01T09:30:00+00:00"]
 
 
 def test_parquet_nullable_int_ids_land_without_decimal_point(tmp_path):

@@ -1,7 +1,13 @@
 """Deduplication: source rows -> one golden record per person, with lineage for every row.
 
-This first matcher links rows that share a canonical email, or a phone number and a surname.
-Links are transitive (connected components), so A~B by email and B~C by phone put A, B, C together.
+The pipeline's matcher is :func:`dedupe_leads` (slowburn.dedupe.engine): a deterministic pre-pass
+and a Splink model (linkage.py), clustering with a chaining guard and stable golden ids
+(clustering.py), survivorship rules from include/config/dedupe.yaml (survivorship.py) and lead_links
+lineage (lineage.py). Matching features live in features.py.
+
+:func:`cluster_exact` is the first, exact-only matcher, kept as the baseline the benchmark compares
+against: it links rows that share a canonical email, or a phone number and a surname. Links are
+transitive (connected components), so A~B by email and B~C by phone put A, B, C together.
 """
 from __future__ import annotations
 
@@ -12,6 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+
+from slowburn.dedupe.survivorship import GOLDEN_COLUMNS, survive_rules
 
 log = logging.getLogger(__name__)
 
@@ -78,35 +86,19 @@ def cluster_exact(leads: pd.DataFrame) -> pd.DataFrame:
     return links.astype({c: "string" for c in LINK_COLUMNS if c != "match_probability"})
 
 
-GOLDEN_COLUMNS = [
-    "golden_id", "first_name", "last_name", "email", "email_canonical", "phone_e164", "company", "title",
-    "website", "street", "city", "state", "postcode", "country_code", "owner_id", "status", "stage",
-    "lead_source", "created_at", "updated_at", "last_activity_at", "email_opt_out", "do_not_call",
-    "source_count", "source_keys",
-]
-
-
 def survive(leads: pd.DataFrame, links: pd.DataFrame) -> pd.DataFrame:
-    """One golden row per golden_id: the most recent non-null value per field, with safe exceptions.
+    """One golden row per golden_id under the default survivorship rules (see survivorship.py).
 
-    created_at is the earliest (the lead is as old as its first sighting), last_activity_at the latest,
-    and an opt-out or do-not-call on any source row wins: honouring it is a legal duty, not a preference.
+    The most recent non-null value per field, with safe exceptions: created_at is the earliest (the
+    lead is as old as its first sighting), updated_at and last_activity_at the latest, and an opt-out
+    or do-not-call on any source row wins: honouring it is a legal duty, not a preference.
     """
     if len(links) != len(leads):
         raise ValueError("links must be aligned row for row with leads (use cluster_exact's output)")
-    df = leads.assign(golden_id=links["golden_id"].to_numpy())
-    df = df.sort_values(["golden_id", "updated_at"], ascending=[True, False], na_position="last")
-    g = df.groupby("golden_id", sort=True)
-    latest_cols = ["first_name", "last_name", "email", "email_canonical", "phone_e164", "company", "title",
-                   "website", "street", "city", "state", "postcode", "country_code", "owner_id", "status",
-                   "stage", "lead_source"]
-    golden = g[latest_cols].first()
-    golden["created_at"] = g["created_at"].min()
-    golden["updated_at"] = g["updated_at"].max()
-    golden["last_activity_at"] = g["last_activity_at"].max()
-    golden["email_opt_out"] = g["email_opt_out"].max().fillna(False).astype(bool)
-    golden["do_not_call"] = g["do_not_call"].max().fillna(False).astype(bool)
-    golden["source_count"] = g.size()
-    keys = df["source_system"].astype(str) + ":" + df["source_id"].astype(str)
-    golden["source_keys"] = keys.groupby(df["golden_id"]).agg("|".join)
-    return golden.reset_index()[GOLDEN_COLUMNS]
+    return survive_rules(leads.reset_index(drop=True), links["golden_id"].to_numpy(), provenance=False)[GOLDEN_COLUMNS]
+
+
+from slowburn.dedupe.engine import DedupeResult, dedupe_leads  # noqa: E402
+
+__all__ = ["cluster_exact", "survive", "survive_rules", "dedupe_leads", "DedupeResult", "GOLDEN_COLUMNS",
+           "LINK_COLUMNS", "EXACT_KEYS"]

@@ -1,4 +1,123 @@
-"""Ripeness: how ready a golden lead is for a sales call, with the reasons that made the score."""
-from slowburn.ripeness.rules import RulesModel, score_rules, touch_features
+"""Ripeness: how ready a golden lead is for a sales call, with the reasons that made the score.
 
-__all__ = ["RulesModel", "score_rules", "touch_features"]
+`score_leads` is the step's core: the rules model always scores (its fit, engagement and score are
+kept on every row); the predictive model takes over score, tier, probability and reasons when the
+won/lost history is deep enough, and the result says which one scored and why.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from slowburn.ripeness.config import RipenessConfig, RipenessConfigError, load_config, parse_config
+from slowburn.ripeness.features import lead_attributes, link_touches, touch_features
+from slowburn.ripeness.rules import FACTORS, RulesModel, tier_of
+
+__all__ = ["RipenessConfig", "RipenessConfigError", "RulesModel", "load_config", "parse_config", "score_leads",
+           "lead_attributes", "link_touches", "touch_features", "tier_of", "FACTORS", "SCORE_COLUMNS"]
+
+log = logging.getLogger(__name__)
+
+SCORE_COLUMNS = [
+    "golden_id", "score", "tier", "probability", "reasons", "model_version", "scorer", "fit", "engagement",
+    "rules_score", "touches", "rep_touches", "last_touch_at", "last_rep_touch_at", "last_marketing_touch_at",
+    "demo_requested", "pricing_viewed", "bounced", "unsubscribed", "interest",
+]
+MIN_CALIBRATION_ROWS = 30
+
+
+def score_leads(golden: pd.DataFrame, links: pd.DataFrame, touches: pd.DataFrame, outcomes: pd.DataFrame | None,
+                cfg: RipenessConfig, as_of: pd.Timestamp, home: str | Path | None = None
+                ) -> tuple[pd.DataFrame, dict]:
+    """lead_scores rows for every golden lead, and what scored them.
+
+    touches: the whole touch history (source_system, lead_source_id, touch_type, occurred_at[, campaign]).
+    outcomes: won/lost history (source_system, source_id, outcome, closed_at); None or empty means none.
+    home: where models are stored (<home>/models); None keeps the predictive model in memory only.
+    """
+    from slowburn.ripeness import predictive as P
+
+    as_of = pd.Timestamp(as_of)
+    clock = _Clock()
+    linked = link_touches(touches, links)
+    clock("link touches")
+    attrs = lead_attributes(golden, cfg)
+    clock("lead attributes")
+    if "last_activity_at" in golden:
+        attrs["last_activity_at"] = pd.to_datetime(golden["last_activity_at"], utc=True).to_numpy()
+    feats = touch_features(linked, attrs.index, as_of, cfg)
+    clock("touch features")
+    outcomes = outcomes if outcomes is not None else pd.DataFrame(
+        columns=["source_system", "source_id", "outcome", "closed_at"])
+    closed = P.closed_leads(outcomes, links) if len(outcomes) else P.closed_leads(outcomes.head(0), links)
+    closed = closed[closed["closed_at"] <= as_of]  # history only: nothing that closed after the run's moment
+    ok, message = P.history_check(closed, cfg)
+    # The rules model always scores (fit, engagement, rules_score); its reasons only when it is the scorer.
+    rules = RulesModel(cfg).score(attrs, feats, as_of, reasons=not ok).set_index("golden_id")
+    clock("rules model")
+    out = rules.assign(rules_score=rules["score"], scorer="rules", probability=np.nan)
+    info = {"history_closed_leads": int(len(closed)), "history_conversions": int(closed["won"].sum()),
+            "scorer": "rules", "model_version": RulesModel(cfg).version, "fallback_reason": None, "trained": False}
+    model = None
+    if ok:
+        folder = P.models_dir(home) if home is not None else None
+        model = P.reusable(folder, cfg, as_of, len(closed)) if folder is not None else None
+        if model is None:
+            ts = P.training_set(closed, attrs, linked, cfg)
+            digest = P.fingerprint(closed, cfg)
+            if folder is None:
+                import tempfile
+                folder = Path(tempfile.mkdtemp(prefix="slowburn-models-"))
+            model = P.train_and_store(ts, cfg, as_of, folder, digest)
+            info["trained"] = True
+            clock("train and backtest")
+        pred = model.score(P.design(attrs, feats))
+        clock("predictive model")
+        for c in ("score", "tier", "probability", "reasons", "model_version"):
+            out[c] = pred[c]
+        out["scorer"] = "predictive"
+        info.update(scorer="predictive", model_version=model.version, model_kind=model.kind,
+                    backtest=model.report.get("backtest", {}).get("metrics"))
+    else:
+        info["fallback_reason"] = message
+        log.warning("score: %s", message)
+        out["probability"] = _rules_probability(closed, attrs, linked, cfg, out["rules_score"].to_numpy())
+    feats_out = feats.reindex(out.index)
+    frame = out.join(feats_out[["touches", "rep_touches", "last_touch_at", "last_rep_touch_at",
+                                "last_marketing_touch_at", "demo_requested", "pricing_viewed", "bounced",
+                                "unsubscribed", "interest"]])
+    frame = frame.reset_index()
+    frame["score"] = frame["score"].astype(np.int64)
+    frame["probability"] = frame["probability"].astype(float)
+    for c in ("fit", "engagement", "rules_score", "touches", "rep_touches"):
+        frame[c] = frame[c].astype(np.int64)
+    clock("assemble")
+    info["seconds"] = clock.laps
+    return frame[SCORE_COLUMNS], info
+
+
+class _Clock:
+    def __init__(self):
+        import time
+        self._now = time.perf_counter
+        self._last = self._now()
+        self.laps: dict[str, float] = {}
+
+    def __call__(self, name: str) -> None:
+        t = self._now()
+        self.laps[name] = round(t - self._last, 2)
+        self._last = t
+
+
+def _rules_probability(closed, attrs, linked, cfg, scores) -> np.ndarray:
+    """Platt-scaled rules score when there is some history with both outcomes; else score / 100."""
+    from slowburn.ripeness import predictive as P
+
+    wins = int(closed["won"].sum()) if len(closed) else 0
+    if len(closed) >= MIN_CALIBRATION_ROWS and 5 <= wins <= len(closed) - 5:
+        ts = P.training_set(closed, attrs, linked, cfg)
+        return P.RulesCalibration(ts.rules_score, ts.y).probability(scores)
+    return np.asarray(scores, dtype=float) / 100.0

@@ -1,135 +1,118 @@
-"""The first, explainable rules model.
+"""The rules model: explainable points declared in the ripeness YAML.
 
-Points are additive and every factor is a named column, so the reasons shown to a rep are exactly
-the largest contributions to the score. Lead-generation sources are ranked as the seeds rank them:
-form fills, then target-page visits, then email engagement, then event lists, then purchased lists.
+Fit (who the lead is) and engagement (what it did) are scored separately and added, with the
+negative signals, into a 0-100 score. Every factor's points are whole numbers, so the reasons add up
+to the score exactly; when the total is clipped to 0..100 an explicit "floor at 0" or "cap at 100"
+factor says so. Lead sources follow the seeds' rank: form fills, then target-page visits, then email
+engagement, then event lists, then purchased lists (the YAML validator enforces the order).
 """
 from __future__ import annotations
-
-import json
-
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from slowburn.contracts import REP_TOUCH_TYPES
+from slowburn.ripeness.config import RipenessConfig, load_config
+from slowburn.ripeness.reasons import reasons_json
+
+FIT_FACTORS = ("lead source", "title seniority", "corporate email", "company on record", "target account",
+               "country")
+ENGAGEMENT_FACTORS = ("engagement (decayed)", "recent activity", "contact depth (5-12)", "demo requested",
+                      "pricing page viewed", "buying stage")
+NEGATIVE_FACTORS = ("email bounced", "opted out of email", "competitor domain")
+ADJUSTMENT_FACTORS = ("floor at 0", "cap at 100")
+FACTORS = FIT_FACTORS + ENGAGEMENT_FACTORS + NEGATIVE_FACTORS + ADJUSTMENT_FACTORS
 
 
-@dataclass(frozen=True)
-class RulesModel:
-    version: str = "rules-v1"
-    source_points: dict = field(default_factory=lambda: {
-        "form_fill": 20, "target_page": 15, "email": 10, "event": 6, "purchased_list": 2,
-        "rep_created": 8, "other": 3})
-    touch_points: dict = field(default_factory=lambda: {
-        "demo_request": 25, "form_fill": 10, "pricing_page_view": 12, "meeting": 15, "email_click": 5,
-        "event_attended": 6, "call": 4, "page_view": 3, "rep_email": 2, "email_open": 1})
-    engagement_cap: float = 40.0
-    half_life_days: float = 30.0
-    recency_points: tuple = ((7, 10), (30, 5))  # (within days, points)
-    contact_pattern: tuple = (5, 12)  # most sales close on the 5th to 12th contact
-    contact_points: float = 5.0
-    seniority_points: tuple = ((r"\b(?:chief|ceo|cto|cfo|coo|cmo|founder|owner|president)\b", 15),
-                               (r"\b(?:vp|vice president|head|director)\b", 12),
-                               (r"\b(?:manager|lead)\b", 6))
-    corporate_email_points: float = 5.0
-    bounce_points: float = -20.0
-    unsubscribe_points: float = -15.0
-    competitor_points: float = -40.0
-    competitor_domains: tuple = ()
-    tiers: tuple = (("hot", 70), ("warm", 45), ("cool", 25), ("cold", 0))
-    top_reasons: int = 3
+def _half_up(x) -> np.ndarray:
+    return np.floor(np.asarray(x, dtype=float) + 0.5).astype(np.int64)
 
 
-def touch_features(touches: pd.DataFrame, links: pd.DataFrame, model: RulesModel, now: pd.Timestamp
-                   ) -> pd.DataFrame:
-    """Per golden lead: decayed engagement points, counts, first and last touch."""
-    t = touches.merge(links[["source_system", "source_id", "golden_id"]],
-                      left_on=["source_system", "lead_source_id"], right_on=["source_system", "source_id"],
-                      how="inner")
-    if t.empty:
-        return pd.DataFrame(columns=["engagement", "touches", "rep_touches", "last_touch_at", "bounced",
-                                     "unsubscribed", "demo_requested", "pricing_viewed"]).rename_axis("golden_id")
-    age_days = ((now - t["occurred_at"]).dt.total_seconds() / 86400).clip(lower=0).astype(float)
-    weight = t["touch_type"].map(model.touch_points).astype(float).fillna(0.0)
-    t["decayed"] = weight * np.power(0.5, age_days / model.half_life_days)
-    t["is_rep"] = t["touch_type"].isin(REP_TOUCH_TYPES)
-    for name, kind in (("bounced", "email_bounce"), ("unsubscribed", "unsubscribe"),
-                       ("demo_requested", "demo_request"), ("pricing_viewed", "pricing_page_view")):
-        t[name] = t["touch_type"] == kind
-    g = t.groupby("golden_id")
-    return pd.DataFrame({
-        "engagement": g["decayed"].sum(),
-        "touches": g.size(),
-        "rep_touches": g["is_rep"].sum(),
-        "last_touch_at": g["occurred_at"].max(),
-        "bounced": g["bounced"].any(),
-        "unsubscribed": g["unsubscribed"].any(),
-        "demo_requested": g["demo_requested"].any(),
-        "pricing_viewed": g["pricing_viewed"].any(),
-    })
-
-
-def score_rules(golden: pd.DataFrame, features: pd.DataFrame, model: RulesModel, now: pd.Timestamp
-                ) -> pd.DataFrame:
-    """lead_scores rows: score 0-100, tier, reasons (JSON list of {factor, points}) and model version."""
-    f = golden.set_index("golden_id").join(features, how="left")
-    pts = pd.DataFrame(index=f.index)
-    pts["lead source"] = f["lead_source"].map(model.source_points).astype(float).fillna(0.0)
-    pts["engagement"] = f["engagement"].astype(float).fillna(0.0).clip(upper=model.engagement_cap)
-    last = f["last_touch_at"].combine_first(f["last_activity_at"]) if "last_touch_at" in f else f["last_activity_at"]
-    idle = (now - pd.to_datetime(last, utc=True)).dt.total_seconds() / 86400
-    recency = pd.Series(0.0, index=f.index)
-    for days, points in sorted(model.recency_points, reverse=True):
-        recency = recency.mask(idle <= days, float(points))
-    pts["recent activity"] = recency
-    lo, hi = model.contact_pattern
-    contacts = f["touches"].astype(float).fillna(0)
-    pts["contact depth"] = np.where((contacts >= lo) & (contacts <= hi), model.contact_points, 0.0)
-    title = f["title"].astype("string").str.lower().fillna("")
-    seniority = pd.Series(0.0, index=f.index)
-    for pattern, points in reversed(model.seniority_points):
-        seniority = seniority.mask(title.str.contains(pattern, regex=True), float(points))
-    pts["title seniority"] = seniority
-    from slowburn.normalize import FREE_MAIL_DOMAINS
-    domain = f["email_canonical"].astype("string").str.split("@").str[1]
-    pts["corporate email"] = np.where(domain.notna() & ~domain.isin(FREE_MAIL_DOMAINS),
-                                      model.corporate_email_points, 0.0)
-    pts["email bounced"] = np.where(f["bounced"].fillna(False).astype(bool), model.bounce_points, 0.0)
-    pts["opted out of email"] = np.where(f["unsubscribed"].fillna(False).astype(bool) | f["email_opt_out"].astype(bool),
-                                   model.unsubscribe_points, 0.0)
-    pts["competitor"] = np.where(domain.isin(model.competitor_domains), model.competitor_points, 0.0)
-    raw = pts.sum(axis=1)
-    score = raw.clip(0, 100).round().astype(int)
-    tier = pd.Series("cold", index=f.index)
-    for name, threshold in sorted(model.tiers, key=lambda t: t[1]):
-        tier = tier.mask(score >= threshold, name)
-    out = pd.DataFrame({
-        "golden_id": f.index,
-        "score": score.to_numpy(),
-        "tier": tier.to_numpy(),
-        "probability": np.nan,
-        "reasons": _reasons(pts, model.top_reasons),
-        "model_version": model.version,
-        "touches": contacts.astype(int).to_numpy(),
-        "rep_touches": f["rep_touches"].fillna(0).astype(int).to_numpy(),
-        "last_touch_at": pd.to_datetime(last, utc=True).to_numpy(),
-    })
-    for flag in ("demo_requested", "pricing_viewed", "bounced", "unsubscribed"):
-        out[flag] = f[flag].fillna(False).astype(bool).to_numpy() if flag in f else False
-    return out.reset_index(drop=True)
-
-
-def _reasons(points: pd.DataFrame, top: int) -> list[str]:
-    """The `top` factors with the largest absolute points per row, as JSON."""
-    values = points.to_numpy()
-    names = np.array(points.columns)
-    order = np.argsort(-np.abs(values), axis=1, kind="stable")[:, :top]
-    out = []
-    for row, idx in zip(values, order):
-        out.append(json.dumps([{"factor": names[i], "points": round(float(row[i]), 1)}
-                               for i in idx if round(float(row[i]), 1) != 0]))
+def tier_of(score, tiers) -> np.ndarray:
+    """Tier names for scores: tiers is ((name, threshold), ...); at or above a threshold is that tier."""
+    score = np.asarray(score, dtype=float)
+    out = np.full(score.shape, "cold", dtype=object)
+    for name, threshold in sorted(tiers, key=lambda t: t[1]):
+        out = np.where(score >= threshold, name, out)
     return out
 
 
+class RulesModel:
+    """Points per factor from a validated RipenessConfig (the YAML)."""
+
+    def __init__(self, cfg: RipenessConfig | None = None):
+        self.cfg = cfg or load_config()
+
+    @property
+    def version(self) -> str:
+        return self.cfg.rules_version
+
+    def factor_points(self, attrs: pd.DataFrame, feats: pd.DataFrame, as_of) -> pd.DataFrame:
+        """Whole points per factor (columns FACTORS), one row per lead in attrs' order.
+
+        `as_of` is a Timestamp (scoring now) or a Series by golden_id (the moment features were cut
+        off, e.g. the close for training rows; then the CRM's current stage is not used).
+        """
+        cfg = self.cfg
+        f = attrs.join(feats, how="left")
+        n = len(f)
+        fw, ew = cfg.fit.weight, cfg.engagement.weight
+        pts = {}
+        pts["lead source"] = fw * f["lead_source"].map(cfg.fit.lead_source).astype(float).fillna(0.0).to_numpy()
+        pts["title seniority"] = fw * f["seniority_points"].astype(float).fillna(0.0).to_numpy()
+        pts["corporate email"] = fw * np.where(f["corporate_email"].to_numpy(dtype=bool), cfg.fit.corporate_email, 0)
+        pts["company on record"] = fw * np.where(f["company_known"].to_numpy(dtype=bool), cfg.fit.company_known, 0)
+        pts["target account"] = fw * np.where(f["target_account"].to_numpy(dtype=bool),
+                                              cfg.fit.target_accounts.points, 0)
+        country = f["country_code"].astype("string")
+        pts["country"] = fw * country.map(cfg.fit.countries.points).astype(float).fillna(
+            cfg.fit.countries.other).to_numpy()
+        eng = cfg.engagement
+        pts["engagement (decayed)"] = ew * np.minimum(f["engagement"].astype(float).fillna(0.0).to_numpy(), eng.cap)
+        last = pd.to_datetime(f["last_touch_at"], utc=True)
+        per_lead = isinstance(as_of, pd.Series)
+        if per_lead:
+            now = pd.to_datetime(as_of.reindex(f.index), utc=True)
+        else:
+            now = pd.Timestamp(as_of)
+            if "last_activity_at" in f:  # the CRM may know of activity we have no touch for
+                crm = pd.to_datetime(f["last_activity_at"], utc=True)
+                last = last.combine_first(crm.where(crm <= now))
+        idle = ((now - last).dt.total_seconds() / 86400).to_numpy(dtype=float, na_value=np.nan)
+        recency = np.zeros(n)
+        for window in reversed(eng.recency):  # the narrowest window that holds the last touch wins
+            recency = np.where(idle <= window.within_days, window.points, recency)
+        pts["recent activity"] = ew * recency
+        contacts = f["touches"].fillna(0).to_numpy(dtype=float)
+        cp = eng.contact_pattern
+        pts["contact depth (5-12)"] = ew * np.where((contacts >= cp.min) & (contacts <= cp.max), cp.points, 0.0)
+        bs = eng.buying_stage
+        pts["demo requested"] = ew * np.where(f["demo_recent"].fillna(False).to_numpy(dtype=bool), bs.demo_request, 0)
+        pts["pricing page viewed"] = ew * np.where(f["pricing_recent"].fillna(False).to_numpy(dtype=bool),
+                                                   bs.pricing_page_view, 0)
+        stage = f["stage"].astype("string").map(bs.stage).astype(float).fillna(0.0).to_numpy()
+        pts["buying stage"] = ew * (np.zeros(n) if per_lead else stage)
+        neg = cfg.negative
+        pts["email bounced"] = np.where(f["bounced"].fillna(False).to_numpy(dtype=bool), neg.email_bounce, 0)
+        opted = f["unsubscribed"].fillna(False).to_numpy(dtype=bool) | f["email_opt_out"].fillna(False).to_numpy(
+            dtype=bool)
+        pts["opted out of email"] = np.where(opted, neg.unsubscribe, 0)
+        pts["competitor domain"] = np.where(f["competitor"].to_numpy(dtype=bool), neg.competitor, 0)
+        whole = pd.DataFrame({k: _half_up(v) for k, v in pts.items()}, index=f.index)
+        raw = whole.sum(axis=1).to_numpy()
+        whole["floor at 0"] = np.where(raw < 0, -raw, 0)
+        whole["cap at 100"] = np.where(raw > 100, 100 - raw, 0)
+        return whole[list(FACTORS)]
+
+    def score(self, attrs: pd.DataFrame, feats: pd.DataFrame, as_of, reasons: bool = True) -> pd.DataFrame:
+        """Per lead: score, tier, fit, engagement, reasons (JSON; None if not asked for) and the version."""
+        points = self.factor_points(attrs, feats, as_of)
+        score = points.sum(axis=1).to_numpy()
+        return pd.DataFrame({
+            "golden_id": points.index.to_numpy(),
+            "score": score.astype(np.int64),
+            "tier": tier_of(score, self.cfg.tiers.as_tuple()),
+            "fit": points[list(FIT_FACTORS)].sum(axis=1).to_numpy(),
+            "engagement": points[list(ENGAGEMENT_FACTORS)].sum(axis=1).to_numpy(),
+            "reasons": reasons_json(list(points.columns), points.to_numpy()) if reasons else None,
+            "model_version": self.version,
+        })

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from slowburn.contracts import ContractError, iso_utc_text
-from slowburn.sources.config import SourceConfig, load_sources, parse_sources
+from slowburn.sources.config import API_KINDS, SourceConfig, load_sources, parse_sources
 from slowburn.sources.files import MALFORMED, read_file, resolve_paths
 from slowburn.sources.sql import read_sql_source
 
@@ -32,8 +32,22 @@ class Extracted:
     high_watermark: str | None  # encoded with encode_watermark(); pass it back as `since` next run
 
 
+def _read_api(cfg: SourceConfig, bound) -> pd.DataFrame:
+    """HubSpot, Salesforce and Mailchimp sources read through their clients (incremental, deduped on id)."""
+    if cfg.kind == "hubspot":
+        from slowburn.sources.hubspot import read_hubspot_source
+        return read_hubspot_source(cfg, bound)
+    if cfg.kind == "salesforce":
+        from slowburn.sources.salesforce import read_salesforce_source
+        return read_salesforce_source(cfg, bound)
+    from slowburn.sources.mailchimp import read_mailchimp_source
+    return read_mailchimp_source(cfg, bound)
+
+
 def _read_raw(cfg: SourceConfig, since: str | None) -> pd.DataFrame:
     bound = decode_watermark(since)
+    if cfg.kind in API_KINDS:
+        return _read_api(cfg, bound)
     if cfg.kind == "sql":
         return read_sql_source(cfg.url, table=cfg.table, query=cfg.query, watermark=cfg.watermark,
                                since=bound, chunk_rows=cfg.chunk_rows, source=cfg.name)

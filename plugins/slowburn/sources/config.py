@@ -21,12 +21,26 @@ sources:
     entity: leads
     path: event_list.csv        # relative to this file; globs allowed
     encoding: latin-1           # csv only; default utf-8, which also strips a BOM
+  - name: hubspot_contacts
+    kind: hubspot               # also: salesforce, mailchimp (API sources, see below)
+    entity: leads
+    connection: hubspot_default # Airflow Connection (or SLOWBURN_CONN_<ID> JSON): host = base URL, password = token
+    object: contacts            # hubspot: contacts | calls | meetings | emails | ...; salesforce: Lead | Contact | Task | Event
+    rate_limit: 100/10s         # requests per window; defaults: hubspot 100/10s, salesforce 25/1s, mailchimp 20/1s
+    overlap_seconds: 300        # incremental pulls start this long before the watermark; rows are deduped on id
+    constants: {source_system: hubspot}
+    columns: {source_id: id, email: email, updated_at: lastmodifieddate}
 ```
+API sources: `url` overrides the connection's base URL; `watermark` defaults to the vendor's
+last-modified field (hubspot lastmodifieddate / hs_lastmodifieddate, salesforce SystemModstamp,
+mailchimp last_changed); salesforce `query` is an extra SOQL WHERE condition; mailchimp needs
+`list_id` (the audience), and as entity touches it yields only unsubscribes and bounces (column `event`).
 """
 from __future__ import annotations
 
 import codecs
 import copy
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +49,9 @@ import yaml
 
 from slowburn.contracts import INPUT_CONTRACTS, ContractError
 
-KINDS = ("sql", "file")
+KINDS = ("sql", "file", "hubspot", "salesforce", "mailchimp")
+API_KINDS = ("hubspot", "salesforce", "mailchimp")
+_DEFAULT_OBJECT = {"hubspot": "contacts", "salesforce": "Lead", "mailchimp": None}
 
 
 @dataclass(frozen=True)
@@ -54,6 +70,12 @@ class SourceConfig:
     watermark: str | None = None
     default_region: str = "US"
     chunk_rows: int = 200_000
+    # API sources (kind hubspot / salesforce / mailchimp)
+    connection: str | None = None
+    object: str | None = None
+    list_id: str | None = None
+    overlap_seconds: int = 300
+    rate_limit: str | None = None
 
     @property
     def contract(self):
@@ -114,7 +136,16 @@ def parse_sources(raw: dict, here: Path) -> list[SourceConfig]:
         chunk_rows = item.get("chunk_rows", 1)
         if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
             raise ContractError(f"{where}: `chunk_rows` must be a whole number of at least 1, got {chunk_rows!r}")
-        if item["kind"] == "sql":
+        for key in ("connection", "object", "list_id", "rate_limit"):
+            if item.get(key) is not None and not isinstance(item[key], str):
+                raise ContractError(f"{where}: `{key}` must be text, got {item[key]!r}")
+        if item["kind"] not in API_KINDS:
+            extra = sorted(k for k in ("connection", "object", "list_id", "rate_limit", "overlap_seconds") if k in item)
+            if extra:
+                raise ContractError(f"{where}: {extra} only apply to API sources (kind {' / '.join(API_KINDS)})")
+        if item["kind"] in API_KINDS:
+            _check_api_source(where, item)
+        elif item["kind"] == "sql":
             if not item.get("url"):
                 raise ContractError(f"{where}: a sql source needs `url`")
             if bool(item.get("table")) == bool(item.get("query")):
@@ -128,6 +159,39 @@ def parse_sources(raw: dict, here: Path) -> list[SourceConfig]:
         item["columns"], item["constants"] = columns, constants
         out.append(SourceConfig(**item))
     return out
+
+
+def _check_api_source(where: str, item: dict) -> None:
+    """Defaults and checks for kind hubspot / salesforce / mailchimp (mutates the copied item)."""
+    kind = item["kind"]
+    if item.get("path") or item.get("table"):
+        raise ContractError(f"{where}: a {kind} source reads its API; `path` and `table` do not apply")
+    if kind != "salesforce" and item.get("query"):
+        raise ContractError(f"{where}: `query` (an extra SOQL WHERE condition) only applies to salesforce sources")
+    item.setdefault("connection", f"{kind}_default")
+    if kind == "mailchimp":
+        if not item.get("list_id"):
+            raise ContractError(f"{where}: a mailchimp source needs `list_id` (the audience id)")
+        if item.get("object"):
+            raise ContractError(f"{where}: a mailchimp source reads list members; use `list_id`, not `object`")
+        item.setdefault("watermark", "last_changed")
+    else:
+        if item.get("list_id"):
+            raise ContractError(f"{where}: `list_id` only applies to mailchimp sources")
+        item.setdefault("object", _DEFAULT_OBJECT[kind])
+        if kind == "hubspot":
+            item.setdefault("watermark", "lastmodifieddate" if item["object"] == "contacts" else "hs_lastmodifieddate")
+        else:
+            item.setdefault("watermark", "SystemModstamp")
+    if item.get("url") and "://" not in item["url"]:
+        raise ContractError(f"{where}: `url` must be the API's base URL with its scheme, got {item['url']!r}")
+    overlap = item.get("overlap_seconds", 300)
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
+        raise ContractError(f"{where}: `overlap_seconds` must be a whole number of seconds >= 0, got {overlap!r}")
+    rate = item.get("rate_limit")
+    if rate is not None:
+        if not re.fullmatch(r"\s*\d+(\.\d+)?\s*/\s*(\d+(\.\d+)?)?\s*s?\s*", rate):
+            raise ContractError(f"{where}: `rate_limit` must look like 100/10s (requests per seconds), got {rate!r}")
 
 
 def _mapping(item: dict, key: str, where: str, shape: str) -> dict:

@@ -1,0 +1,262 @@
+#!/usr/bin/env python
+"""Benchmark ripeness scoring: quality of the rules vs the predictive model, and speed at scale.
+
+1. Quality (default 100k leads): the sample is generated (cached), the pipeline runs up to dedupe,
+   and every closed golden lead becomes a backtest row with features as of a moment of its open
+   life before the close. Train on the older closed leads, test on the newer ones: AUC, top-decile
+   lift and calibration error (ECE, 10 equal-count bins) for the rules model (its score, Platt-scaled
+   on the training part for a probability), the naive-Bayes and the logistic model, side by side.
+2. Capacity simulation over the last --sim-days days: every day sales can make N calls. The queue
+   holds the open leads created in the last --fresh-days days that nobody has called yet; each
+   strategy calls its top N: by rules score, by predictive probability (both computed as of that
+   day from the touches before it, models trained only on leads closed before the window), or the
+   newest first. Reported: the share of the buyers created in the window (golden leads that were
+   later won) that were called before they closed.
+3. Speed (--scale-leads, default 1M): the pipeline runs up to dedupe in subprocesses (cached), then
+   the score and route steps run as `slowburn step` twice: cold (trains and backtests the model) and
+   warm (reuses the stored model, as on the nights after). Target: score + route <= 60 s.
+
+Usage: python bench/bench_score.py [--leads 100000] [--scale-leads 1000000 | --scale-leads 0]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LOGICAL_DATE = "2026-11-23"
+PREP_STEPS = ("extract", "normalise", "validate", "dedupe")
+TARGET_SECONDS = 60.0
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    for var in ("SLOWBURN_WAREHOUSE_URL", "SLOWBURN_HOME", "SLOWBURN_SOURCES"):
+        env.pop(var, None)
+    env["GX_ANALYTICS_ENABLED"] = "false"
+    env.setdefault("SLOWBURN_INCLUDE_DIR", str(REPO / "include"))
+    return env
+
+
+def _slowburn() -> list[str]:
+    return [sys.executable, "-m", "slowburn.cli"]
+
+
+def prepare(work: Path, n: int, seed: int, now: str) -> tuple[Path, Path]:
+    """Sample sources and a home whose run folder has gone through dedupe (both cached)."""
+    sample, home = work / f"sample-{n}", work / f"home-{n}"
+    manifest = sample / "manifest.json"
+    fresh = True
+    if manifest.exists():
+        m = json.loads(manifest.read_text())
+        fresh = not (m.get("n_leads") == n and m.get("seed") == seed and str(m.get("now", "")).startswith(now))
+    if fresh:
+        print(f"generating {n:,} leads into {sample} ...", flush=True)
+        subprocess.run(_slowburn() + ["sample", "--out", str(sample), "--leads", str(n), "--seed", str(seed),
+                                      "--now", now], check=True, env=_env(), stdout=subprocess.DEVNULL)
+    run_dir = home / "runs" / (LOGICAL_DATE + "T000000")
+    if fresh or not (run_dir / "golden_leads.parquet").exists():
+        if home.exists():
+            import shutil
+            shutil.rmtree(home)
+        for step in PREP_STEPS:
+            print(f"  step {step} ({n:,} leads) ...", flush=True)
+            subprocess.run(_slowburn() + ["step", step, "--sources", str(sample / "sources.yaml"), "--home", str(home),
+                                          "--logical-date", LOGICAL_DATE], check=True, env=_env(),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return sample, home
+
+
+# ---------------------------------------------------------------------------------------------- quality
+def quality(home: Path, sim_days: int, fresh_days: int, capacities: list[int]) -> dict:
+    import numpy as np
+    import pandas as pd
+
+    from slowburn.ripeness import load_config
+    from slowburn.ripeness import predictive as P
+    from slowburn.ripeness.features import lead_attributes, link_touches, touch_features
+    from slowburn.ripeness.rules import RulesModel
+
+    run = home / "runs" / (LOGICAL_DATE + "T000000")
+    golden = pd.read_parquet(run / "golden_leads.parquet")
+    links = pd.read_parquet(run / "lead_links.parquet")
+    touches = pd.read_parquet(run / "valid_touches.parquet")
+    outcomes = pd.read_parquet(run / "outcomes.parquet")
+    cfg = load_config()
+    now = pd.Timestamp(LOGICAL_DATE, tz="UTC")
+    attrs = lead_attributes(golden, cfg)
+    linked = link_touches(touches, links, attrs.index)
+    closed = P.closed_leads(outcomes, links)
+    closed = closed[closed["closed_at"] <= now]
+    started = time.perf_counter()
+    ts = P.training_set(closed, attrs, linked, cfg)
+    bt = P.backtest(ts, cfg)
+    backtest_seconds = time.perf_counter() - started
+    models = {k: {m: v for m, v in bt["models"][k].items()} for k in bt["models"]}
+
+    # Capacity simulation.
+    start = now - pd.Timedelta(days=sim_days)
+    older = (ts.closed_at < start).to_numpy()
+    trained = {}
+    for kind in cfg.predictive.models:
+        _, calibrated = P.fit_calibrated(kind, ts.X[older], ts.y[older], cfg.predictive.calibration)
+        trained[kind] = calibrated
+    rules = RulesModel(cfg)
+    created = pd.to_datetime(attrs["created_at"], utc=True)
+    closed_at = closed["closed_at"].reindex(attrs.index)
+    won = closed["won"].reindex(attrs.index).fillna(False).astype(bool)
+    buyers = won & (created >= start) & (created < now)
+    strategies = ["newest first", "rules score"] + [f"{k} probability" for k in trained]
+    reached = {c: {s: set() for s in strategies} for c in capacities}
+    called = {c: {s: set() for s in strategies} for c in capacities}
+    sim_started = time.perf_counter()
+    for day in pd.date_range(start + pd.Timedelta(hours=8), now - pd.Timedelta(hours=1), freq="D"):
+        if day.weekday() >= 5:
+            continue
+        pool_mask = (created <= day) & (created > day - pd.Timedelta(days=fresh_days)) & ~(closed_at <= day)
+        pool = attrs.index[pool_mask.to_numpy()]
+        if len(pool) == 0:
+            continue
+        cut = pd.Series(day, index=pool)
+        feats = touch_features(linked, pool, cut, cfg)
+        a = attrs.loc[pool]
+        rank = {"newest first": created.loc[pool].array.asi8,
+                "rules score": rules.factor_points(a, feats, cut).sum(axis=1).to_numpy()}
+        X = P.design(a, feats)
+        for kind, model in trained.items():
+            rank[f"{kind} probability"] = model.predict_proba(X)[:, 1]
+        is_buyer = buyers.loc[pool].to_numpy()
+        for cap in capacities:
+            for s in strategies:
+                done = called[cap][s]
+                avail = np.array([g not in done for g in pool])
+                idx = np.flatnonzero(avail)
+                top = idx[np.argsort(-rank[s][idx], kind="stable")[:cap]]
+                done.update(pool[top])
+                reached[cap][s].update(pool[top[is_buyer[top]]])
+    n_buyers = int(buyers.sum())
+    capacity = {str(cap): {s: round(len(reached[cap][s]) / max(n_buyers, 1), 4) for s in strategies}
+                for cap in capacities}
+    arrivals = int(((created >= start) & (created < now)).sum())
+    return {"backtest": {"train": bt["train"], "test": bt["test"], "models": models,
+                         "seconds": round(backtest_seconds, 1)},
+            "capacity": {"window_days": sim_days, "fresh_days": fresh_days, "buyers_in_window": n_buyers,
+                         "leads_created_in_window": arrivals, "share_of_buyers_reached": capacity,
+                         "seconds": round(time.perf_counter() - sim_started, 1)},
+            "history": {"closed_leads": int(len(closed)), "conversions": int(closed["won"].sum())}}
+
+
+# ---------------------------------------------------------------------------------------------- speed
+def speed(sample: Path, home: Path, n: int) -> dict:
+    import shutil
+    shutil.rmtree(home / "models", ignore_errors=True)
+    for name in ("previous_sales_queue.parquet", "previous_nurture_queue.parquet", "previous_queues.json"):
+        (home / "runs" / (LOGICAL_DATE + "T000000") / name).unlink(missing_ok=True)
+    out = {}
+    for label in ("cold (trains the model)", "warm (reuses the stored model)"):
+        row = {}
+        for step in ("score", "route"):
+            started = time.perf_counter()
+            subprocess.run(_slowburn() + ["step", step, "--sources", str(sample / "sources.yaml"), "--home", str(home),
+                                          "--logical-date", LOGICAL_DATE], check=True, env=_env(),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wall = time.perf_counter() - started
+            counts = json.loads((home / "runs" / (LOGICAL_DATE + "T000000") / "step_counts.json").read_text())
+            row[step] = {"wall_s": round(wall, 1), "in_step_s": counts[step]["seconds"]}
+            if step == "score":
+                row["scorer"] = counts[step].get("model_version")
+                row["scored"] = counts[step].get("scored")
+                row["parts_s"] = json.loads((home / "runs" / (LOGICAL_DATE + "T000000") / "scoring.json"
+                                             ).read_text()).get("seconds")
+            else:
+                row["sales_queue"] = counts[step].get("sales_queue")
+                row["nurture_queue"] = counts[step].get("nurture_queue")
+        row["score_plus_route_in_step_s"] = round(row["score"]["in_step_s"] + row["route"]["in_step_s"], 1)
+        row["score_plus_route_wall_s"] = round(row["score"]["wall_s"] + row["route"]["wall_s"], 1)
+        out[label] = row
+    return {"leads": n, "runs": out, "target_s": TARGET_SECONDS}
+
+
+def markdown(result: dict) -> str:
+    lines = [f"# slowburn ripeness benchmark ({result['leads']:,} leads, seed {result['seed']})", "",
+             f"- {result['machine']}; started {result['started']}", ""]
+    q = result["quality"]
+    bt = q["backtest"]
+    lines += ["## Backtest: train on older closed leads, test on newer", "",
+              f"History: {q['history']['closed_leads']:,} closed golden leads, {q['history']['conversions']:,} won. "
+              f"Train {bt['train']['n']:,} (closed {bt['train']['closed_from'][:10]} .. {bt['train']['closed_to'][:10]}), "
+              f"test {bt['test']['n']:,} (closed {bt['test']['closed_from'][:10]} .. {bt['test']['closed_to'][:10]}, "
+              f"{bt['test']['positives']:,} won). Features as of a point of each lead's open life before its close.", "",
+              "| model | AUC | top-decile lift | calibration error (ECE) | Brier |", "|---|---:|---:|---:|---:|"]
+    for name, m in bt["models"].items():
+        lines.append(f"| {name} | {m['auc']:.3f} | {m['top_decile_lift']:.2f} | {m['calibration_error']:.3f} | "
+                     f"{m['brier']:.3f} |")
+    c = q["capacity"]
+    strategies = list(next(iter(c["share_of_buyers_reached"].values())))
+    lines += ["", f"## Capacity simulation: last {c['window_days']} days, {c['leads_created_in_window']:,} leads "
+                  f"created, {c['buyers_in_window']:,} of them later won", "",
+              f"Each working day sales calls N leads from the open leads created in the last {c['fresh_days']} days "
+              "that nobody has called yet. Share of the window's buyers called before they closed:", "",
+              "| calls per day | " + " | ".join(strategies) + " |", "|---:|" + "---:|" * len(strategies)]
+    for cap, row in c["share_of_buyers_reached"].items():
+        lines.append(f"| {cap} | " + " | ".join(f"{100 * row[s]:.1f}%" for s in strategies) + " |")
+    if result.get("speed"):
+        sp = result["speed"]
+        lines += ["", f"## Scoring and routing time at {sp['leads']:,} leads (target: score + route <= "
+                      f"{sp['target_s']:.0f} s)", "",
+                  "| run | scored | sales queue | score s (in-step / wall) | route s (in-step / wall) | "
+                  "score + route in-step s | result |", "|---|---:|---:|---:|---:|---:|---|"]
+        for label, r in sp["runs"].items():
+            ok = "PASS" if r["score_plus_route_in_step_s"] <= sp["target_s"] else "FAIL"
+            lines.append(f"| {label} | {r['scored']:,} | {r['sales_queue']:,} | {r['score']['in_step_s']} / "
+                         f"{r['score']['wall_s']} | {r['route']['in_step_s']} / {r['route']['wall_s']} | "
+                         f"{r['score_plus_route_in_step_s']} | {ok} |")
+        lines += ["", "Score step parts (warm): " + json.dumps(sp["runs"][list(sp["runs"])[-1]]["parts_s"])]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--leads", type=int, default=100_000)
+    ap.add_argument("--scale-leads", type=int, default=1_000_000, help="0 skips the timing run")
+    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--now", default=LOGICAL_DATE)
+    ap.add_argument("--work", default=str(REPO / ".slowburn" / "bench-score"))
+    ap.add_argument("--sim-days", type=int, default=90)
+    ap.add_argument("--fresh-days", type=int, default=30)
+    ap.add_argument("--capacities", type=int, nargs="+", default=[10, 25, 50, 100])
+    ap.add_argument("--out", default=str(REPO / "bench" / "results"))
+    args = ap.parse_args(argv)
+    os.environ.update({k: v for k, v in _env().items() if k in ("SLOWBURN_INCLUDE_DIR", "GX_ANALYTICS_ENABLED")})
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    result = {"leads": args.leads, "seed": args.seed, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "machine": f"{platform.node()}, nproc {os.cpu_count()}, python {platform.python_version()}"}
+    sample, home = prepare(work, args.leads, args.seed, args.now)
+    print("backtest and capacity simulation ...", flush=True)
+    result["quality"] = quality(home, args.sim_days, args.fresh_days, args.capacities)
+    if args.scale_leads:
+        big_sample, big_home = prepare(work, args.scale_leads, args.seed, args.now)
+        print(f"timing score + route at {args.scale_leads:,} leads ...", flush=True)
+        result["speed"] = speed(big_sample, big_home, args.scale_leads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"score-{args.leads}" + (f"-{args.scale_leads}" if args.scale_leads else "")
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    md = markdown(result)
+    (out / f"{stem}.md").write_text(md)
+    print(md)
+    warm = [r for label, r in result.get("speed", {}).get("runs", {}).items() if label.startswith("warm")]
+    ok = all(r["score_plus_route_in_step_s"] <= TARGET_SECONDS for r in warm)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

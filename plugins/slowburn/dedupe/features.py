@@ -1,0 +1,118 @@
+"""Matching features: the columns linkage compares, derived from normalised leads.
+
+The normalise step (slowburn.normalize) already gives every lead its canonical email (lowercase,
+gmail dots and googlemail folded, +tag stripped and kept apart in email_tag), its E.164 phone
+(with the source's default region), ASCII name keys, a company basename (cleanco) and an ISO
+country code. This module adds what only matching needs, reusing those functions instead of
+re-implementing them:
+
+* first-name nickname variants (Bill ~ William, Peggy ~ Margaret) from the `nicknames` package, for
+  the name comparison. There is no single "canonical" blocking key: the nicknames data is a
+  many-to-many relation (Bill is a nickname of Robert, Will, William and Willis), so any one key
+  misses about half of the true nickname pairs; blocking relies on surname, email, phone and
+  company instead, and the comparison accepts a nickname when either name is a variant of the other;
+* the canonical local part of the email and whether the domain is free mail;
+* the last digits of the phone, city and postcode keys;
+* a single `features()` that also works when columns are missing altogether (no email column,
+  no phone column): they are null and their comparisons drop out of the model.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from slowburn.normalize import FREE_MAIL_DOMAINS, company_key, country_code, email_parts, name_key, phone_e164
+
+# Columns the linkage reads; `features()` guarantees every one exists (string dtype unless noted).
+FEATURE_COLUMNS = (
+    "first_name_norm", "last_name_norm", "email_canonical",
+    "email_local", "email_domain", "email_free", "phone_e164", "phone_tail", "company_norm", "city_norm",
+    "postcode_norm", "country_code",
+)
+
+
+@lru_cache(maxsize=1)
+def _namer():
+    from nicknames import NickNamer
+    return NickNamer()
+
+
+@lru_cache(maxsize=200_000)
+def name_variants(first_key: str) -> tuple[str, ...]:
+    """The name itself, the names it is a nickname of, and its nicknames (ASCII lower keys), sorted.
+
+    'bill' -> (..., 'bill', ..., 'william', ...). Two first names are a nickname match when either
+    one is in the other's variants: a one-hop relation, so Bill~William and Bill~Robert, but not
+    William~Robert through Bill.
+    """
+    nn = _namer()
+    out = {first_key}
+    for n in nn.canonicals_of(first_key) | nn.nicknames_of(first_key):
+        k = "".join(ch for ch in n.lower() if ch.isalpha())
+        if k:
+            out.add(k)
+    return tuple(sorted(out))
+
+
+def _text(df: pd.DataFrame, col: str) -> pd.Series:
+    if col in df.columns:
+        return df[col].astype("string")
+    return pd.Series(pd.NA, index=df.index, dtype="string")
+
+
+def features(leads: pd.DataFrame) -> pd.DataFrame:
+    """The matching frame: `unique_id` (position in `leads`) plus FEATURE_COLUMNS, row for row.
+
+    Canonical columns the normalise step made are used as they are; when a column is missing (a CLI
+    input file, an input without email or phone altogether) it is derived with slowburn.normalize's
+    own functions, or is null. The first-name variants are a per-name lookup (`variants_table`), not
+    a per-row column, so that a million rows do not carry a million Python lists.
+    """
+    df = leads
+    out = pd.DataFrame(index=df.index)
+    out["unique_id"] = np.arange(len(df), dtype=np.int64)
+    for src, dst, fn in (("first_name", "first_name_norm", name_key), ("last_name", "last_name_norm", name_key),
+                         ("company", "company_norm", company_key)):
+        out[dst] = _text(df, dst) if dst in df.columns else fn(_text(df, src))
+    if "email_canonical" in df.columns and "email_domain" in df.columns:
+        email, domain = _text(df, "email_canonical"), _text(df, "email_domain")
+    else:
+        parts = email_parts(_text(df, "email"))
+        email, domain = parts["email_canonical"], parts["email_domain"]
+    out["email_canonical"] = email
+    out["email_local"] = email.str.extract(r"^([^@]+)@", expand=False).astype("string")
+    out["email_domain"] = domain
+    out["email_free"] = domain.isin(FREE_MAIL_DOMAINS).where(domain.notna()).astype("boolean")
+    country = _text(df, "country_code") if "country_code" in df.columns else country_code(_text(df, "country"))
+    if "phone_e164" in df.columns:
+        phone = _text(df, "phone_e164")
+    else:
+        phone = phone_e164(_text(df, "phone"), country.fillna("US"))
+    out["phone_e164"] = phone
+    out["phone_tail"] = phone.str.slice(-7).astype("string")
+    out["city_norm"] = name_key(_text(df, "city"))
+    post = _text(df, "postcode").str.upper().str.replace(r"[^0-9A-Z]", "", regex=True)
+    out["postcode_norm"] = post.mask(post == "").astype("string")
+    out["country_code"] = country
+    return out.reset_index(drop=True)
+
+
+def variants_table(first_name_norm: pd.Series) -> pd.DataFrame:
+    """One row per distinct first-name key with its nickname variants (a list), for the linkage join."""
+    names = pd.Series(first_name_norm.dropna().unique(), dtype=object)
+    return pd.DataFrame({"first_name_norm": names.astype(str),
+                         "first_name_variants": [list(name_variants(k)) for k in names]})
+
+
+def profile(feats: pd.DataFrame) -> dict:
+    """Null rate and distinct ratio per matching column: the snapshot a trained model is checked against."""
+    n = max(len(feats), 1)
+    stats = {}
+    for c in FEATURE_COLUMNS:
+        s = feats[c]
+        nonnull = s.dropna()
+        stats[c] = {"null_rate": round(1 - len(nonnull) / n, 4),
+                    "distinct_ratio": round(nonnull.nunique() / max(len(nonnull), 1), 4)}
+    return {"rows": int(len(feats)), "columns": stats}

@@ -1,0 +1,124 @@
+"""The predictive model: fallback on thin history, training on history only, stored and reused models."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from slowburn.ripeness import load_config, score_leads
+from slowburn.ripeness import predictive as P
+
+NOW = pd.Timestamp("2026-11-23T00:00:00Z")
+DEFAULT = Path(__file__).resolve().parents[2] / "include" / "config" / "ripeness.yaml"
+
+
+def _world(n: int, seed: int = 1):
+    """n leads; ripe ones request demos and mostly win. Closed leads also get a burst of touches
+    *after* their close that gives the outcome away: a model that used them would be perfect."""
+    rng = np.random.default_rng(seed)
+    ids = [f"L{i}" for i in range(n)]
+    ripe = rng.random(n)
+    created = NOW - pd.to_timedelta(rng.uniform(60, 700, n), unit="D")
+    closed = created + pd.to_timedelta(rng.uniform(20, 50, n), unit="D")
+    won = rng.random(n) < 1 / (1 + np.exp(-(-2.5 + 4 * ripe)))
+    golden = pd.DataFrame({
+        "golden_id": [f"g{i}" for i in range(n)], "lead_source": rng.choice(["form_fill", "email", "event"], n),
+        "title": rng.choice(["CEO", "Analyst", None], n), "email_canonical": "a@acme.com", "email_opt_out": False,
+        "last_activity_at": pd.NaT, "country_code": "US", "company": "Acme", "stage": "mql", "status": "working",
+        "created_at": created})
+    links = pd.DataFrame({"source_system": "crm", "source_id": ids, "golden_id": golden.golden_id})
+    rows = []
+    k = rng.poisson(1 + 8 * ripe)
+    for i in range(n):
+        life = (closed[i] - created[i]).total_seconds()
+        for _ in range(k[i]):
+            kind = "demo_request" if rng.random() < ripe[i] else "email_open"
+            rows.append(("crm", ids[i], kind, created[i] + pd.Timedelta(seconds=rng.uniform(0, life))))
+        rows.append(("crm", ids[i], "meeting" if won[i] else "unsubscribe", closed[i] + pd.Timedelta(hours=2)))
+    touches = pd.DataFrame(rows, columns=["source_system", "lead_source_id", "touch_type", "occurred_at"])
+    touches["campaign"] = None
+    outcomes = pd.DataFrame({"source_system": "crm", "source_id": ids, "outcome": np.where(won, "won", "lost"),
+                             "closed_at": closed})
+    return golden, links, touches, outcomes
+
+
+def test_thin_history_falls_back_to_rules_and_says_so(tmp_path):
+    golden, links, touches, outcomes = _world(300)
+    cfg = load_config(DEFAULT)
+    scores, info = score_leads(golden, links, touches, outcomes.head(200), cfg, NOW, home=tmp_path)
+    assert info["scorer"] == "rules" and info["model_version"].startswith("rules-default-")
+    assert "history too thin" in info["fallback_reason"] and "200 closed leads (need 1000)" in info["fallback_reason"]
+    assert (scores["scorer"] == "rules").all() and (scores["score"] == scores["rules_score"]).all()
+    assert scores["probability"].between(0, 1).all()  # Platt-scaled rules score on what history there is
+    assert not (tmp_path / "models").exists()
+    no_history, info = score_leads(golden, links, touches, None, cfg, NOW, home=tmp_path)
+    assert info["history_closed_leads"] == 0 and "0 closed leads" in info["fallback_reason"]
+    assert no_history["probability"].tolist() == (no_history["score"] / 100).tolist()
+
+
+def test_outcomes_after_the_run_moment_are_not_history(tmp_path):
+    golden, links, touches, outcomes = _world(1300)
+    cfg = load_config(DEFAULT)
+    early = NOW - pd.Timedelta(days=400)  # most leads closed after this moment: not history yet
+    _, info = score_leads(golden, links, touches, outcomes, cfg, early, home=tmp_path)
+    assert info["history_closed_leads"] == int((outcomes["closed_at"] <= early).sum()) < 1000
+    assert info["scorer"] == "rules"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    golden, links, touches, outcomes = _world(1600)
+    cfg = load_config(DEFAULT)
+    scores, info = score_leads(golden, links, touches, outcomes, cfg, NOW, home=home)
+    return home, scores, info, (golden, links, touches, outcomes)
+
+
+def test_deep_history_scores_with_a_stored_backtested_model(trained):
+    home, scores, info, _ = trained
+    assert info["scorer"] == "predictive" and info["trained"]
+    assert (scores["model_version"] == info["model_version"]).all()
+    assert info["model_version"].split("-")[0] in ("logistic", "naive_bayes")
+    registry = json.loads((home / "models" / "registry.json").read_text())
+    assert {e["kind"] for e in registry} == {"naive_bayes", "logistic"}
+    assert sum(e["champion"] for e in registry) == 1
+    for entry in registry:
+        folder = Path(entry["path"])
+        report = json.loads((folder / "report.json").read_text())
+        assert {"auc", "top_decile_lift", "calibration_error"} <= set(report["backtest"]["metrics"])
+        assert report["backtest"]["train"]["closed_to"] <= report["backtest"]["test"]["closed_from"]
+        for png in ("calibration.png", "score_distribution.png", "model.joblib"):
+            assert (folder / png).stat().st_size > 1000
+        # The post-close touches give the outcome away; features cut before the close cannot see them.
+        assert 0.6 < report["backtest"]["metrics"]["auc"] < 0.95
+
+
+def test_predictive_reasons_sum_to_the_score(trained):
+    _, scores, _, _ = trained
+    assert (scores["score"] == np.floor(100 * scores["probability"] + 0.5)).all()
+    for text, score in zip(scores["reasons"], scores["score"]):
+        reasons = json.loads(text)
+        assert sum(r["points"] for r in reasons) == pytest.approx(score, abs=1e-9)
+        assert reasons[0]["factor"] in P.FIELD_LABELS + [P.BASELINE_FACTOR]
+    ranked = json.loads(scores["reasons"].iloc[0])
+    assert [abs(r["points"]) for r in ranked] == sorted((abs(r["points"]) for r in ranked), reverse=True)
+
+
+def test_the_model_is_reused_within_its_window_and_retrained_after(trained):
+    home, scores, info, (golden, links, touches, outcomes) = trained
+    cfg = load_config(DEFAULT)
+    again, info2 = score_leads(golden, links, touches, outcomes, cfg, NOW + pd.Timedelta(days=2), home=home)
+    assert not info2["trained"] and info2["model_version"] == info["model_version"]
+    later, info3 = score_leads(golden, links, touches, outcomes, cfg, NOW + pd.Timedelta(days=9), home=home)
+    assert info3["trained"] and info3["model_version"] != info["model_version"]
+
+
+def test_metrics():
+    y = np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1])
+    assert P.top_decile_lift(y, np.arange(10)) == pytest.approx(1 / 0.2)
+    assert P.calibration_error(y, np.full(10, 0.2)) == pytest.approx((8 * 0.2 + 2 * 0.8) / 10)
+    assert P.calibration_error(np.array([0, 1] * 50), np.full(100, 0.5), bins=1) == pytest.approx(0.0)
+    assert P.metrics(y, np.linspace(0, 1, 10))["auc"] == pytest.approx(1.0)
