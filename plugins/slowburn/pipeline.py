@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -37,7 +37,6 @@ class RunContext:
     sources_path: Path
     home: Path = DEFAULT_HOME
     warehouse_url: str | None = None
-    started_at: pd.Timestamp = field(default_factory=lambda: pd.Timestamp.now(tz="UTC"))
 
     def __post_init__(self):
         ts = pd.Timestamp(self.logical_date)
@@ -113,7 +112,9 @@ def extract(ctx: RunContext) -> dict:
         empty = pd.DataFrame({c: pd.Series(dtype="string") for c in ["row_key", "source_name"] + contract.names})
         ctx.write(f"landed_{entity}", pd.concat(frames, ignore_index=True) if frames else empty)
         counts[f"landed_{entity}"] = sum(len(f) for f in frames)
-    ctx.write_json("watermarks", {"since": since, "sources": watermarks})
+    # Each Airflow task builds its own RunContext: the run's start is recorded by its first step.
+    ctx.write_json("watermarks", {"since": since, "sources": watermarks,
+                                  "started_at": pd.Timestamp.now(tz="UTC").isoformat()})
     return counts
 
 
@@ -382,7 +383,8 @@ def load(ctx: RunContext) -> dict:
     }
     ledger = {
         **counts,
-        "logical_date": ctx.logical_date, "status": "success", "started_at": ctx.started_at,
+        "logical_date": ctx.logical_date, "status": "success",
+        "started_at": pd.Timestamp(ctx.read_json("watermarks")["started_at"]),
         "finished_at": pd.Timestamp.now(tz="UTC"),
         "golden_leads": len(frames["golden_leads"]), "sales_queue": len(frames["sales_queue"]),
         "nurture_queue": len(frames["nurture_queue"]), "lead_flags": len(frames["lead_flags"]),
