@@ -103,3 +103,18 @@ def test_watermarks_come_from_earlier_successful_runs(warehouse):
 def test_password_is_redacted_in_repr():
     wh = Warehouse("postgresql+psycopg2://bob:s3cret@127.0.0.1:5432/test")
     assert "s3cret" not in repr(wh)
+
+
+def test_upgraded_schema_adds_new_columns(tmp_path):
+    """A warehouse created by an older schema.sql gains the columns a newer one declares."""
+    import sqlalchemy as sa
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE sales_queue (run_id TEXT NOT NULL, golden_id TEXT NOT NULL)")
+        conn.exec_driver_sql("INSERT INTO sales_queue VALUES ('r0', 'g-old')")
+    wh = Warehouse(url)
+    wh.ensure_schema()
+    columns = {c["name"] for c in sa.inspect(wh.engine).get_columns("sales_queue")}
+    assert {"owner_id", "respond_by", "score", "reasons"} <= columns
+    assert wh.read_table("sales_queue").golden_id.tolist() == ["g-old"]

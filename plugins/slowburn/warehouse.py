@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -63,11 +64,23 @@ class Warehouse:
         return f"Warehouse({redacted(self.url)})"
 
     def ensure_schema(self) -> None:
+        """Create missing tables, and add columns that a newer schema.sql declares to existing ones.
+
+        CREATE TABLE IF NOT EXISTS alone would leave an upgraded warehouse without new columns, and the
+        loads would then drop those values. Added columns are nullable: old rows have no value for them.
+        """
         ddl = sql_text("schema.sql").format(**_DIALECT_TYPES[self.dialect])
         statements = [s.strip() for s in _strip_comments(ddl).split(";") if s.strip()]
         with self.engine.begin() as conn:
             for stmt in statements:
                 conn.exec_driver_sql(stmt)
+            insp = sa.inspect(conn)
+            for table, declared in _declared_columns(statements).items():
+                present = {c["name"] for c in insp.get_columns(table)}
+                for name, col_type in declared:
+                    if name not in present:
+                        log.warning("warehouse: adding column %s.%s %s", table, name, col_type)
+                        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {col_type}")
 
     def previous_watermarks(self, run_id: str, logical_date: pd.Timestamp) -> dict[str, str]:
         self.ensure_schema()
@@ -98,6 +111,9 @@ class Warehouse:
                 if table in RUN_TABLES or "run_id" not in frame.columns:
                     frame = frame.assign(run_id=run_id)
                 cols = [c for c in columns[table] if c in frame.columns]
+                dropped = sorted(set(frame.columns) - set(columns[table]))
+                if dropped:
+                    log.warning("load: %s has no column(s) %s; their values are not stored", table, dropped)
                 self._insert(conn, table, frame[cols])
                 log.info("load: %s <- %d rows", table, len(frame))
             ledger_frame = pd.DataFrame([{**ledger, "run_id": run_id}])
@@ -144,6 +160,39 @@ def _sqlite_pragmas(dbapi_conn, _record):
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def _declared_columns(statements: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """(column, type) per table from our own CREATE TABLE statements (one level of parentheses)."""
+    out = {}
+    for stmt in statements:
+        head = re.match(r"CREATE TABLE IF NOT EXISTS (\w+)\s*\(", stmt, flags=re.IGNORECASE)
+        if not head:
+            continue
+        body = stmt[head.end():stmt.rfind(")")]
+        parts, depth, current = [], 0, ""
+        for ch in body:
+            depth += ch == "("
+            depth -= ch == ")"
+            if ch == "," and depth == 0:
+                parts.append(current)
+                current = ""
+            else:
+                current += ch
+        parts.append(current)
+        columns = []
+        for part in (p.strip() for p in parts):
+            words = part.split()
+            if len(words) < 2 or words[0].upper() in ("PRIMARY", "UNIQUE", "FOREIGN", "CONSTRAINT", "CHECK"):
+                continue
+            type_words = []
+            for word in words[1:]:
+                if word.upper() in ("NOT", "NULL", "PRIMARY", "DEFAULT", "REFERENCES", "UNIQUE"):
+                    break
+                type_words.append(word)
+            columns.append((words[0], " ".join(type_words)))
+        out[head.group(1)] = columns
+    return out
 
 
 def _strip_comments(sql: str) -> str:
