@@ -213,9 +213,7 @@ def _python_rows(frame: pd.DataFrame) -> list[tuple]:
             if pd.api.types.is_bool_dtype(s):
                 s = s.astype("Int64")
             # tolist() yields Python scalars; numpy scalars would be stored by sqlite3 as blobs.
-            values = s.astype("object").tolist()
-            mask = s.isna().tolist()
-            arrays.append([None if m else v for v, m in zip(values, mask)])
+            arrays.append(s.astype("object").where(s.notna(), None).tolist())
     return list(zip(*arrays))
 
 
