@@ -59,3 +59,7 @@ bench-score: install
 
 clean:
 	rm -rf $(HOME_DIR)
+
+.PHONY: bench-connectors
+bench-connectors: install
+	$(BIN)/python bench/bench_connectors.py --contacts 100000 --members 100000 --json $(HOME_DIR)/bench/connectors.json

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG, Asset
 
+import slowburn.airflow.connectors  # noqa: F401  (API sources in the sources file read Airflow Connections)
 from slowburn.airflow.operators import SlowburnStepOperator
 
 LEAD_QUEUES = Asset(name="slowburn_lead_queues", uri="slowburn://warehouse/lead_queues", group="slowburn")

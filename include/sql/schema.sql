@@ -196,6 +196,16 @@ CREATE TABLE IF NOT EXISTS lead_flags (
     evidence TEXT NOT NULL,
     reason TEXT NOT NULL,
     suggested_action TEXT NOT NULL,
+    -- Lifecycle (slowburn.flags.track_flags): a flag stays open across runs until its cause is gone,
+    -- then it is closed with a date. status: open or closed; opened_at: when it was first raised;
+    -- closed_at: when a run no longer found it; first_run_id / last_seen_run_id: the runs that first
+    -- and last found it. Each run's rows are its open flags plus the flags it closed.
+    -- (Warehouses made before these columns existed get them from slowburn.pipeline.flag.)
+    status TEXT,
+    opened_at {ts},
+    closed_at {ts},
+    first_run_id TEXT,
+    last_seen_run_id TEXT,
     PRIMARY KEY (run_id, golden_id, flag)
 );
 
@@ -216,6 +226,11 @@ CREATE TABLE IF NOT EXISTS outcomes (
     amount {float}
 );
 
+-- What slowburn.writeback sent where: one row per record and payload hash. A re-run skips every record
+-- whose `latest` row carries the hash it would send, so nothing already sent is sent again.
+-- action: the write (update, task, member, tags); payload: the state sent, as JSON; status: sent or failed
+-- (failed rows are retried next run); batch_id: the writeback_batches row that carried it.
+-- (Warehouses made before these columns existed get them from slowburn.writeback.WritebackStore.ensure.)
 CREATE TABLE IF NOT EXISTS writeback_log (
     target TEXT NOT NULL,
     record_key TEXT NOT NULL,
@@ -223,7 +238,29 @@ CREATE TABLE IF NOT EXISTS writeback_log (
     run_id TEXT NOT NULL,
     sent_at {ts} NOT NULL,
     status TEXT NOT NULL,
+    action TEXT,
+    golden_id TEXT,
+    payload TEXT,
+    latest {bool},
+    batch_id TEXT,
+    error TEXT,
     PRIMARY KEY (target, record_key, payload_hash)
+);
+
+-- The resume ledger of write-back: a batch is 'sending' from just before it goes out until its
+-- acknowledged records are logged ('done'); 'failed' when the vendor refused it as a whole.
+CREATE TABLE IF NOT EXISTS writeback_batches (
+    batch_id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    target TEXT NOT NULL,
+    action TEXT NOT NULL,
+    records INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    started_at {ts} NOT NULL,
+    finished_at {ts},
+    sent INTEGER,
+    failed INTEGER,
+    error TEXT
 );
 
 CREATE INDEX IF NOT EXISTS ix_quarantine_run ON quarantine (run_id, rule);

@@ -333,13 +333,74 @@ def _previous_queues(ctx: RunContext):
 
 
 def flag(ctx: RunContext) -> dict:
-    from slowburn.flags import flag_leads
+    """Raise tonight's flags and carry them through their lifecycle (slowburn.flags.track_flags).
 
+    Rules need the whole touch history (rep contacts, qualifying and disqualifying touches) and every
+    outcome seen, mapped to tonight's golden ids. The previous flag record is the latest earlier run's
+    rows while lead_flags is a run table (each run then holds its open flags plus the ones it closed),
+    or the whole table when it is a state table (open and closed history); the first attempt of a run
+    keeps what it read in the run folder, so a re-run closes and opens the same flags.
+    Thresholds: FlagConfig defaults, overridden by the YAML mapping at $SLOWBURN_FLAGS_CONFIG if set.
+    """
+    import sqlalchemy as sa
+    import yaml
+
+    from slowburn import warehouse as warehouse_module
+    from slowburn.flags import LIFECYCLE_COLUMNS, REP_TOUCHES, FlagConfig, flag_leads, track_flags
+
+    cfg_path = os.environ.get("SLOWBURN_FLAGS_CONFIG")
+    cfg = FlagConfig.from_mapping(yaml.safe_load(Path(cfg_path).read_text(encoding="utf-8")) if cfg_path else None)
     owners = ctx.read("owners")
     contracts.check(owners, contracts.OWNERS, step="flag")
-    flags = flag_leads(ctx.read("golden_leads"), ctx.read("lead_scores"), owners, ctx.as_of)
-    ctx.write("lead_flags", flags)
-    return {"lead_flags": len(flags), "by_flag": flags["flag"].value_counts().to_dict()}
+    golden, links = ctx.read("golden_leads"), ctx.read("lead_links")
+    wh = ctx.warehouse()
+    wh.ensure_schema()
+    types = sorted(set(REP_TOUCHES) | set(cfg.qualifying_touches) | set(cfg.disqualifying_touches))
+    key = ["source_system", "lead_source_id", "touch_type", "occurred_at"]
+    tonight = ctx.read("touches")
+    tonight = tonight.loc[tonight["touch_type"].isin(types), key]
+    earlier = wh.read_typed(
+        f"SELECT {', '.join(key)} FROM touches WHERE run_id <> :run_id AND touch_type IN "
+        f"({', '.join(repr(t) for t in types)})", datetime_columns=("occurred_at",), run_id=ctx.run_id)
+    history = pd.concat([earlier, tonight], ignore_index=True).drop_duplicates(key) if len(earlier) else tonight
+    history = history.assign(golden_id=_golden_id_of_touches(history, links))
+    outcomes = _outcome_history(ctx, wh).merge(links[["source_system", "source_id", "golden_id"]],
+                                               on=["source_system", "source_id"])
+    current = flag_leads(golden, ctx.read("lead_scores"), owners, ctx.as_of, cfg, touches=history,
+                         outcomes=outcomes)
+
+    # Warehouses made before the lifecycle columns: add them (ADD COLUMN is cheap on both dialects).
+    have = {c["name"] for c in sa.inspect(wh.engine).get_columns("lead_flags")}
+    ts = "TEXT" if wh.dialect == "sqlite" else "TIMESTAMP WITH TIME ZONE"
+    with wh.engine.begin() as conn:
+        for col in LIFECYCLE_COLUMNS:
+            if col not in have:
+                conn.exec_driver_sql(f"ALTER TABLE lead_flags ADD COLUMN {col} "
+                                     f"{ts if col.endswith('_at') else 'TEXT'}")
+    state = "lead_flags" in warehouse_module.STATE_TABLES
+    saved = ctx.run_dir / "previous_lead_flags.parquet"
+    if saved.exists():
+        previous = pd.read_parquet(saved)
+    else:
+        where = "" if state else "WHERE run_id = (SELECT MAX(run_id) FROM lead_flags WHERE run_id < :run_id)"
+        previous = wh.read_typed(f"SELECT * FROM lead_flags {where}", datetime_columns=("opened_at", "closed_at"),
+                                 run_id=ctx.run_id)
+        if "status" in previous:  # rows from before the lifecycle columns count as opened by their run
+            previous["status"] = previous["status"].fillna("open")
+            previous["first_run_id"] = previous["first_run_id"].fillna(previous["run_id"])
+            opened = pd.to_datetime(previous["run_id"], format="%Y-%m-%dT%H%M%S", errors="coerce", utc=True)
+            previous["opened_at"] = previous["opened_at"].fillna(opened)
+        previous = previous.drop(columns=["run_id"], errors="ignore")
+        previous.to_parquet(saved, index=False)
+    record = track_flags(previous, current, ctx.as_of, ctx.run_id, keep_closed=state)
+    if state:  # a state table keeps each row's own run: the run that last opened, saw or closed it
+        closed_before = (record["closed_at"].notna() & (record["closed_at"] < ctx.as_of)).to_numpy(dtype=bool)
+        record["run_id"] = record["last_seen_run_id"].where(closed_before, ctx.run_id)
+    ctx.write("lead_flags", record)
+    is_open = record["status"] == "open"
+    return {"lead_flags": int(is_open.sum()), "by_flag": record.loc[is_open, "flag"].value_counts().to_dict(),
+            "opened": int((is_open & (record["first_run_id"] == ctx.run_id)).sum()),
+            "closed": int((record["closed_at"] == ctx.as_of).sum())}
 
 
 def ledger_counts(ctx: RunContext) -> dict:

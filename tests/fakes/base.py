@@ -13,6 +13,8 @@ from werkzeug.wrappers import Request, Response
 
 
 class _QuietHandler(WSGIRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the real APIs do
+
     def log_request(self, *args, **kwargs):  # no access log on stderr
         pass
 

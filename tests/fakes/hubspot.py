@@ -9,6 +9,7 @@ with policyName and the X-HubSpot-RateLimit-* headers.
 """
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import re
@@ -64,6 +65,7 @@ class FakeHubSpot(FakeServer):
         self.writes: list[tuple[str, str, str, dict]] = []   # (object, verb, id, properties)
         self._ids = itertools.count(1001)
         self._data_lock = threading.RLock()
+        self._sorted: dict[str, list[int]] = {}
         o = r"(?P<object_type>[a-z_]+)"
         self.routes = [
             ("GET", re.compile(rf"/crm/v3/objects/{o}"), self.list_objects),
@@ -120,6 +122,12 @@ class FakeHubSpot(FakeServer):
                 self.associations.setdefault((object_type, oid), set()).add(str(c))
             return oid
 
+    def _sorted_ids(self, object_type: str) -> list[int]:
+        cached = self._sorted.get(object_type)
+        if cached is None or len(cached) != len(self.objects[object_type]):
+            cached = self._sorted[object_type] = sorted(int(i) for i in self.objects[object_type])
+        return cached
+
     def touch(self, object_type: str, oid: str, modified) -> None:
         wm = "lastmodifieddate" if object_type == "contacts" else "hs_lastmodifieddate"
         with self._data_lock:
@@ -144,15 +152,12 @@ class FakeHubSpot(FakeServer):
             return self.problem(400, f"limit may not exceed 100, got {limit}")
         props = [p for p in req.args.get("properties", "").split(",") if p]
         with self._data_lock:
-            ids = sorted(self.objects[object_type], key=int)
-            start = 0
-            if req.args.get("after"):
-                after = req.args["after"]
-                start = next((i for i, x in enumerate(ids) if int(x) >= int(after)), len(ids))
-            page = [self._view(self.objects[object_type][i], props) for i in ids[start:start + limit]]
+            ids = self._sorted_ids(object_type)
+            start = bisect.bisect_left(ids, int(req.args["after"])) if req.args.get("after") else 0
+            page = [self._view(self.objects[object_type][str(i)], props) for i in ids[start:start + limit]]
         body = {"results": page}
         if start + limit < len(ids):
-            nxt = ids[start + limit]
+            nxt = str(ids[start + limit])
             body["paging"] = {"next": {"after": nxt, "link": f"{self.url}/crm/v3/objects/{object_type}?after={nxt}"}}
         return json_response(body)
 

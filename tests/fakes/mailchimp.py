@@ -11,6 +11,7 @@ Compliance State"); tags are POSTed as {"tags": [{"name", "status": active|inact
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import io
 import itertools
@@ -26,6 +27,7 @@ from werkzeug.wrappers import Request, Response
 from fakes.base import FakeServer, correlation_id, json_response, parse_json
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+_EPOCH = datetime.datetime(2026, 11, 1, tzinfo=datetime.timezone.utc)
 STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transactional")
 
 
@@ -127,7 +129,7 @@ class FakeMailchimp(FakeServer):
             return h
 
     def _stamp(self) -> str:
-        t = pd.Timestamp("2026-11-01T00:00:00Z") + pd.Timedelta(seconds=next(self._clock))
+        t = _EPOCH + datetime.timedelta(seconds=next(self._clock))
         return t.strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
     def member(self, list_id: str, email: str) -> dict | None:
@@ -288,11 +290,21 @@ class FakeMailchimp(FakeServer):
 
     def _run_batch(self, b):
         results, errored = [], 0
+        member_path = re.compile(r"/lists/(?P<list_id>[^/]+)/members/(?P<member>[^/]+)(?P<tags>/tags)?")
         for op in b["ops"]:
-            builder = EnvironBuilder(method=op["method"], path="/3.0" + op["path"], data=op.get("body") or "",
-                                     content_type="application/json")
-            sub = Request(builder.get_environ())
-            resp = self.dispatch(sub)
+            m = member_path.fullmatch(op["path"])
+            try:
+                body = json.loads(op.get("body") or "null")
+            except ValueError:
+                body = None
+            if m and isinstance(body, dict) and op["method"] == "PUT" and not m["tags"]:
+                resp = self._put(m["list_id"], m["member"], body)
+            elif m and isinstance(body, dict) and op["method"] == "POST" and m["tags"]:
+                resp = self._tags(m["list_id"], m["member"], body)
+            else:  # anything else goes through the full router, as its own request would
+                builder = EnvironBuilder(method=op["method"], path="/3.0" + op["path"], data=op.get("body") or "",
+                                         content_type="application/json")
+                resp = self.dispatch(Request(builder.get_environ()))
             text = resp.get_data(as_text=True)
             if resp.status_code >= 400:
                 errored += 1

@@ -1,21 +1,14 @@
 """The run summary: what each step did, whether the ledger balances, and where the results are."""
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from pathlib import Path
 
 import pandas as pd
 
+from slowburn.report.plots import png_base64 as _png  # shared with the weekly review
 from slowburn.warehouse import redacted
-
-
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode()
 
 
 def _plots(scores: pd.DataFrame, quarantine: pd.DataFrame) -> dict[str, str]:

@@ -28,6 +28,7 @@ import logging
 import os
 import random
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -425,7 +426,7 @@ _RESOLVERS: list[Callable[[str], Credentials | None]] = []
 def register_credentials_resolver(resolver: Callable[[str], Credentials | None]) -> None:
     """Add a resolver (conn_id -> Credentials or None), tried before the environment.
 
-    slowburn.airflow.connectors registers one that reads Airflow Connections.
+    slowburn.airflow.connectors needs no registration: when loaded, its resolve_credentials is used.
     """
     if resolver not in _RESOLVERS:
         _RESOLVERS.insert(0, resolver)
@@ -437,7 +438,14 @@ def credentials_for(conn_id: str, *, default_base_url: str | None = None) -> Cre
     The environment may hold ``SLOWBURN_CONN_<ID>`` or ``AIRFLOW_CONN_<ID>`` (upper-cased id) as
     Airflow's JSON connection form: {"host": base URL, "password": token, "login": ..., "extra": {...}}.
     """
-    for resolver in _RESOLVERS:
+    resolvers = list(_RESOLVERS)
+    # The Airflow adapter, when the process loaded it (a DAG file imports it), resolves Connections. It is
+    # looked up rather than imported: the core never imports Airflow, and the adapter never has to import
+    # this package (and pandas) while a DAG file is parsed.
+    adapter = sys.modules.get("slowburn.airflow.connectors")
+    if adapter is not None and getattr(adapter, "resolve_credentials", None) not in (None, *resolvers):
+        resolvers.append(adapter.resolve_credentials)
+    for resolver in resolvers:
         found = resolver(conn_id)
         if found is not None:
             return _with_default(found, default_base_url)

@@ -296,7 +296,7 @@ class HubSpotClient:
             self._send_batch(object_type, verb, chunk[:half], key, outcome)
             self._send_batch(object_type, verb, chunk[half:], key, outcome)
             return
-        if resp.status_code in (400, 404, 409):
+        if resp.status_code in (400, 409):
             item = chunk[0]
             message, code = parse_error(resp) if _is_json(resp) else (resp.text[:300], None)
             prop = _property_in(message, item.get("properties", {}))

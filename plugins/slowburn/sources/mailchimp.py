@@ -12,7 +12,8 @@ Writing
   re-subscribed. The client refuses any body that sets ``status`` to subscribed or pending.
 * tags through ``POST .../members/{hash}/tags`` with ``{"tags": [{"name", "status": active|inactive}]}``.
 * more than ``batch_threshold`` operations go through ``POST /3.0/batches`` (``batch_size`` operations per
-  batch), polled until finished; per-operation results come from the batch's response archive.
+  batch, several submitted before polling), polled until finished; per-operation results come from each
+  batch's response archive, fetched without our credentials.
 * fewer go one by one on ``concurrency`` connections (Mailchimp allows 10 at once).
 """
 from __future__ import annotations
@@ -180,12 +181,7 @@ class MailchimpClient:
     def run(self, operations: list[dict]) -> Outcome:
         """Send operations ({method, path, operation_id, body}); through /batches past the threshold."""
         if len(operations) > self.batch_threshold:
-            outcome = Outcome()
-            for chunk in chunked(operations, self.batch_size):
-                part = self.run_batch(chunk)
-                outcome.ok.update(part.ok)
-                outcome.errors.update(part.errors)
-            return outcome
+            return self.run_batch(operations)
         return self.run_direct(operations)
 
     def run_direct(self, operations: list[dict]) -> Outcome:
@@ -223,34 +219,53 @@ class MailchimpClient:
         outcome.errors[key] = redact(f"mailchimp {op['method']} {op['path']} (member {key}): HTTP {status}: {message}")
 
     def run_batch(self, operations: list[dict]) -> Outcome:
-        """One ``POST /batches`` of operations, waited for; per-operation outcomes from its archive."""
+        """``POST /batches`` of at most `batch_size` operations each, all submitted before any is polled (Mailchimp
+        runs up to 500 pending batches), then waited for; per-operation outcomes come from each batch's archive."""
         wire = [{"method": op["method"], "path": op["path"], "operation_id": op["operation_id"],
                  "body": json.dumps(op["body"], separators=(",", ":"))} for op in operations]
-        batch = self.session.json("POST", "/batches", json={"operations": wire}, what="create batch")
-        batch_id = batch["id"]
-        deadline = time.monotonic() + self.poll_timeout
-        while batch.get("status") != "finished":
-            if time.monotonic() > deadline:
-                raise ConnectorError(f"mailchimp batch {batch_id}: not finished after {self.poll_timeout:.0f} s "
-                                     f"(status {batch.get('status')}); the next run resends what is not logged",
-                                     vendor=self.vendor, retryable=True)
-            time.sleep(self.poll_interval)
-            batch = self.session.json("GET", f"/batches/{batch_id}", what=f"batch {batch_id} status")
+        submitted = []
+        for chunk, ops in zip(chunked(wire, self.batch_size), chunked(operations, self.batch_size)):
+            batch = self.session.json("POST", "/batches", json={"operations": chunk}, what="create batch")
+            submitted.append((batch, ops))
         outcome = Outcome()
+        deadline = time.monotonic() + self.poll_timeout
+        waiting = list(submitted)
+        while waiting:
+            still = []
+            for batch, ops in waiting:
+                if batch.get("status") != "finished":
+                    batch = self.session.json("GET", f"/batches/{batch['id']}", what=f"batch {batch['id']} status")
+                if batch.get("status") == "finished":
+                    self._collect(batch, ops, outcome)
+                else:
+                    still.append((batch, ops))
+            waiting = still
+            if waiting:
+                if time.monotonic() > deadline:
+                    raise ConnectorError(f"mailchimp batches {[b['id'] for b, _ in waiting]}: not finished after "
+                                         f"{self.poll_timeout:.0f} s; the next run resends what is not logged",
+                                         vendor=self.vendor, retryable=True)
+                time.sleep(self.poll_interval)
+        return outcome
+
+    def _collect(self, batch: dict, operations: list[dict], outcome: Outcome) -> None:
+        batch_id = batch["id"]
         results = self._batch_results(batch) if batch.get("response_body_url") else {}
         by_id = {op["operation_id"]: op for op in operations}
+        done: set[str] = set()
         for op_id, (status, body) in results.items():
             if op_id in by_id:
                 self._record(outcome, by_id[op_id], status, body)
-        missing = [k for k in by_id if k not in outcome.ok and k not in outcome.errors]
+                done.add(op_id)
+        missing = [k for k in by_id if k not in done]
         if missing and int(batch.get("errored_operations", 0)) == 0 and not results:
             for k in missing:  # no archive but no errors: every operation succeeded
                 outcome.ok[k] = {}
-        elif missing:
+        else:
             for k in missing:
                 outcome.errors[k] = f"mailchimp batch {batch_id}: no result for operation {k}"
-        log.info("mailchimp batch %s: %d ok, %d failed", batch_id, len(outcome.ok), len(outcome.errors))
-        return outcome
+        log.info("mailchimp batch %s: %d operations, %s errored", batch_id, len(operations),
+                 batch.get("errored_operations", "?"))
 
     def _batch_results(self, batch: dict) -> dict[str, tuple[int, dict]]:
         resp = self.archive_session.call("GET", batch["response_body_url"], what=f"batch {batch['id']} results")

@@ -1,0 +1,150 @@
+"""Salesforce client (over simple-salesforce) and `kind: salesforce` sources against tests/fakes/salesforce.py."""
+from __future__ import annotations
+
+import json
+import logging
+
+import pandas as pd
+import pytest
+
+from fakes.base import Faults
+from fakes.salesforce import FakeSalesforce
+from slowburn.sources import extract_source, parse_sources
+from slowburn.sources.http import ConnectorError
+from slowburn.sources.salesforce import SalesforceClient
+
+TOKEN = "00D000000000001!AQ0AQFakeSessionIdForTests1234567890abcdef"
+T0 = pd.Timestamp("2026-11-01T00:00:00Z")
+
+
+def client(fake, **kw) -> SalesforceClient:
+    opts = {"max_requests": 10_000, "backoff": 0.005, "bulk_poll": 0.01}
+    opts.update(kw)
+    return SalesforceClient(fake.url, TOKEN, **opts)
+
+
+def seed_leads(fake, n):
+    return [fake.add("Lead", {"FirstName": f"F{i}", "LastName": f"L{i}", "Email": f"p{i}@acme.com",
+                              "Company": "Acme", "Status": "Open - Not Contacted", "HasOptedOutOfEmail": False,
+                              "LastModifiedDate": (T0 + pd.Timedelta(minutes=i)).isoformat()},
+                     modstamp=T0 + pd.Timedelta(minutes=i)) for i in range(n)]
+
+
+def test_soql_follows_next_records_url_and_every_lead_arrives_once_across_faults():
+    with FakeSalesforce(token=TOKEN, page_size=100, faults=Faults(fail_every=3, throttle_every=5)) as fake:
+        ids = seed_leads(fake, 730)
+        sf = client(fake)
+        frame = sf.read_frame("Lead", ["Email", "FirstName"])
+        assert sorted(frame["Id"]) == sorted(ids)
+        pages = [r for r in fake.received if "/query/01g" in r.path and r.status == 200]
+        assert len(pages) == 7  # 730 rows at 100 a page: the first via /query?q=, seven via nextRecordsUrl
+        assert fake.injected["5xx"] > 0 and fake.injected["429"] > 0
+
+
+def test_incremental_on_systemmodstamp_with_overlap(tmp_path, monkeypatch):
+    with FakeSalesforce(token=TOKEN, page_size=50) as fake:
+        ids = seed_leads(fake, 200)
+        monkeypatch.setenv("SLOWBURN_CONN_SALESFORCE_DEFAULT", json.dumps(
+            {"host": fake.url, "password": TOKEN, "extra": {"backoff": 0.005}}))
+        [cfg] = parse_sources({"sources": [{
+            "name": "sf_leads", "kind": "salesforce", "entity": "leads", "object": "Lead", "overlap_seconds": 120,
+            "query": "Email != null",
+            "constants": {"source_system": "salesforce"},
+            "values": {"status": {"Open - Not Contacted": "new"}},
+            "columns": {"source_id": "Id", "first_name": "FirstName", "last_name": "LastName", "email": "Email",
+                        "company": "Company", "status": "Status", "updated_at": "SystemModstamp",
+                        "email_opt_out": "HasOptedOutOfEmail"}}]}, tmp_path)
+        first = extract_source(cfg)
+        assert len(first.rows) == 200 and first.rows["status"].eq("new").all()
+        assert pd.Timestamp(first.high_watermark) == T0 + pd.Timedelta(minutes=199)
+        fake.objects["Lead"][ids[5]]["SystemModstamp"] = "2026-11-05T00:00:00.000+0000"
+        second = extract_source(cfg, first.high_watermark)
+        # the changed lead, plus the last three inside the two-minute overlap, once each
+        assert sorted(second.rows["source_id"]) == sorted([ids[5], ids[197], ids[198], ids[199]])
+        soql = [r.args["q"] for r in fake.received if r.args.get("q")][-1]
+        assert "SystemModstamp >= 2026-11-01T03:17:00Z" in soql and "(Email != null)" in soql
+
+
+def test_tasks_and_events_read_as_touches(tmp_path, monkeypatch):
+    with FakeSalesforce(token=TOKEN) as fake:
+        [lead] = seed_leads(fake, 1)
+        fake.add("Task", {"WhoId": lead, "Type": "Call", "OwnerId": "005000000000001AAA",
+                          "CreatedDate": "2026-11-20T10:00:00.000+0000"})
+        fake.add("Task", {"WhoId": lead, "Type": "Email", "OwnerId": "005000000000001AAA",
+                          "CreatedDate": "2026-11-21T10:00:00.000+0000"})
+        monkeypatch.setenv("SLOWBURN_CONN_SALESFORCE_DEFAULT", json.dumps({"host": fake.url, "password": TOKEN}))
+        [cfg] = parse_sources({"sources": [{
+            "name": "sf_tasks", "kind": "salesforce", "entity": "touches", "object": "Task",
+            "constants": {"source_system": "salesforce", "channel": "phone"},
+            "values": {"touch_type": {"Call": "call", "Email": "rep_email"}},
+            "columns": {"lead_source_id": "WhoId", "touch_type": "Type", "occurred_at": "CreatedDate",
+                        "actor": "OwnerId"}}]}, tmp_path)
+        rows = extract_source(cfg).rows
+        assert sorted(rows["touch_type"]) == ["call", "rep_email"] and rows["lead_source_id"].eq(lead).all()
+
+
+def test_a_bad_field_fails_clearly_and_is_not_retried():
+    with FakeSalesforce(token=TOKEN) as fake:
+        seed_leads(fake, 3)
+        sf = client(fake)
+        with pytest.raises(ConnectorError) as err:
+            sf.read_frame("Lead", ["Emial"])
+        assert "INVALID_FIELD" in str(err.value) and "Emial" in str(err.value)
+        assert len(fake.received) == 1
+        with pytest.raises(ConnectorError):
+            sf.read_frame("Lead", ["Email; DROP"])  # not a field name: refused before any request
+
+
+def test_collections_update_200_at_a_time_and_name_record_and_field():
+    with FakeSalesforce(token=TOKEN, faults=Faults(fail_every=4, fail_after_apply_every=3)) as fake:
+        ids = seed_leads(fake, 450)
+        sf = client(fake)
+        records = [{"attributes": {"type": "Lead"}, "Id": i, "Slowburn_Score__c": 70} for i in ids]
+        records[10]["Slowburn_Score__c"] = "seventy"
+        records[20]["Bogus__c"] = 1
+        out = sf.update(records)
+        assert len(out.ok) == 448
+        assert "Slowburn_Score__c" in out.errors[ids[10]] and ids[10] in out.errors[ids[10]]
+        assert "Bogus__c" in out.errors[ids[20]] and "INVALID_FIELD" in out.errors[ids[20]]
+        calls = [r for r in fake.received if r.method == "PATCH"]
+        assert all(len(r.json["records"]) <= 200 for r in calls)
+        assert all(r.json["allOrNone"] is False for r in calls)
+        assert fake.objects["Lead"][ids[0]]["Slowburn_Score__c"] == 70
+
+
+def test_task_upserts_by_external_id_never_double_when_answers_are_lost():
+    with FakeSalesforce(token=TOKEN, faults=Faults(fail_after_apply_every=2, fail_every=5)) as fake:
+        [lead] = seed_leads(fake, 1)
+        sf = client(fake)
+        tasks = [{"Slowburn_Key__c": f"slowburn-followup-g{i}", "Subject": "Respond", "WhoId": lead}
+                 for i in range(420)]
+        out = sf.upsert("Task", "Slowburn_Key__c", tasks)
+        assert len(out.ok) == 420 and fake.injected["lost"] > 0
+        keys = [t["Slowburn_Key__c"] for t in fake.objects["Task"].values()]
+        assert len(keys) == len(set(keys)) == 420
+
+
+def test_more_than_the_bulk_threshold_goes_through_bulk_api_2():
+    with FakeSalesforce(token=TOKEN, faults=Faults(fail_every=6)) as fake:
+        ids = seed_leads(fake, 120)
+        sf = client(fake, bulk_threshold=100)
+        records = [{"attributes": {"type": "Lead"}, "Id": i, "Slowburn_Tier__c": "hot"} for i in ids]
+        records.append({"attributes": {"type": "Lead"}, "Id": "00Q999999999999AAA", "Slowburn_Tier__c": "hot"})
+        out = sf.update(records)
+        assert len(out.ok) == 120
+        assert "INVALID_CROSS_REFERENCE_KEY" in out.errors["00Q999999999999AAA"]
+        assert fake.jobs and all(j["state"] == "JobComplete" for j in fake.jobs.values())
+        assert not [r for r in fake.received if r.path.endswith("/composite/sobjects")]
+        tasks = [{"Slowburn_Key__c": f"k{i}", "Subject": "x", "WhoId": ids[0]} for i in range(101)]
+        assert len(sf.upsert("Task", "Slowburn_Key__c", tasks).ok) == 101
+
+
+def test_session_id_never_logged(caplog):
+    caplog.set_level(logging.DEBUG)
+    with FakeSalesforce(token=TOKEN, faults=Faults(fail_every=2)) as fake:
+        seed_leads(fake, 3)
+        sf = client(fake)
+        sf.read_frame("Lead", ["Email"])
+        with pytest.raises(ConnectorError) as err:
+            SalesforceClient(fake.url, TOKEN + "x", backoff=0.001).read_frame("Lead", ["Email"])
+    assert TOKEN not in caplog.text and TOKEN not in str(err.value) and "INVALID_SESSION_ID" in str(err.value)

@@ -1,0 +1,181 @@
+"""The new flag rules against the sample's planted truth, and the open/close lifecycle across runs."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import NOW, OWNERS_CSV
+from slowburn.flags import FLAG_COLUMNS, FlagConfig, flag_leads, track_flags
+from slowburn.pipeline import RunContext, run_all
+
+HOUR = pd.Timedelta(hours=1)
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory):
+    from slowburn.sample import generate
+    tmp = tmp_path_factory.mktemp("lifecycle")
+    manifest = generate(tmp / "sample", n_leads=3000, seed=5, now=NOW.to_pydatetime())
+    ctx = RunContext(logical_date=NOW, sources_path=manifest["files"]["sources"], home=tmp / "home")
+    run_all(ctx)
+    truth = pd.read_parquet(manifest["files"]["truth"])
+    raw = pd.read_parquet(manifest["files"]["touches"]) if "touches" in manifest["files"] else \
+        pd.read_parquet(tmp / "sample" / "touches.parquet")
+    return ctx, truth, raw
+
+
+def _single_source(ctx, truth):
+    wh = ctx.warehouse()
+    golden = wh.read_table("golden_leads")
+    links = wh.read_table("lead_links").merge(golden[["golden_id", "source_count"]], on="golden_id")
+    return links[links.source_count == 1].merge(truth, on=["source_system", "source_id"], suffixes=("", "_t"))
+
+
+def _expected(flag: str, s: pd.DataFrame, raw: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """(population, truth) for a flag, from the sample's truth file and its raw touches."""
+    open_ = s["status"].isin(["new", "working", "nurturing", "qualified"])
+    created = pd.to_datetime(s["created_at"], utc=True).dt.floor("s")  # sources keep whole seconds
+    everyone = pd.Series(True, index=s.index)
+    rep = raw[raw["actor"] != "marketing"]
+    if flag == "stale_status":
+        return everyone, s["status_outdated"].astype(bool)
+    if flag == "stage_inflation":
+        # A rep who left has their later touches recorded as marketing's: those leads are reported as
+        # orphaned, so the planted population is everyone else.
+        return ~s["planted_orphaned"].astype(bool), s["planted_false_qualified"].astype(bool)
+    if flag == "sla_breach":
+        return everyone, (open_ & s["owner_id"].notna() & (created <= NOW - HOUR)
+                          & ~s["fast_response"].astype(bool))
+    if flag == "dropped_followup":
+        last_rep = s["source_id"].map(rep.groupby("lead_id")["ts"].max())
+        last_rep = pd.to_datetime(last_rep, utc=True)
+        return everyone, (open_ & s["n_rep_touches"].between(1, 3) & (NOW - last_rep > pd.Timedelta(days=14)))
+    if flag == "worked_not_closed":
+        # Disqualifying signals a rep could see: an email bounce or unsubscribe event, or the opt-out.
+        signal_ids = set(raw.loc[raw["event"].isin(["email_bounce", "unsubscribe"]), "lead_id"])
+        seen = s["source_id"].isin(signal_ids) | s["email_opt_out_flag"].fillna(False).astype(bool)
+        return everyone, open_ & (s["n_rep_touches"] > 0) & seen
+    raise KeyError(flag)
+
+
+@pytest.mark.parametrize("flag", ["stale_status", "stage_inflation", "sla_breach", "dropped_followup",
+                                  "worked_not_closed"])
+def test_new_flags_match_planted_truth(sample_run, flag):
+    ctx, truth, raw = sample_run
+    s = _single_source(ctx, truth)
+    population, actual = _expected(flag, s, raw)
+    flags = ctx.warehouse().read_table("lead_flags")
+    predicted = s["golden_id"].isin(set(flags.loc[flags["flag"] == flag, "golden_id"]))
+    predicted, actual = predicted[population], actual[population].astype(bool)
+    tp = int((predicted & actual).sum())
+    assert tp >= 5, f"{flag}: only {tp} planted cases found"
+    assert (tp / int(predicted.sum()), tp / int(actual.sum())) == (1.0, 1.0)
+
+
+def test_flag_rows_carry_evidence_reason_action_and_lifecycle(sample_run):
+    ctx, _, _ = sample_run
+    flags = ctx.warehouse().read_table("lead_flags")
+    assert set(flags["flag"]) >= {"orphaned", "unclosed", "worked_not_closed", "stage_inflation", "stale_status",
+                                  "sla_breach", "dropped_followup"}
+    assert not flags.duplicated(["golden_id", "flag"]).any()
+    assert flags[["severity", "reason", "suggested_action"]].notna().all().all()
+    assert all(isinstance(json.loads(e), dict) for e in flags["evidence"])
+    assert set(flags["status"]) == {"open"} and set(flags["first_run_id"]) == {ctx.run_id}
+    sla = flags[flags["flag"] == "sla_breach"].iloc[0]
+    assert "SLA" in sla["reason"] or "no rep contact" in sla["reason"]
+
+
+def test_thresholds_are_configurable():
+    golden = pd.DataFrame({"golden_id": ["a", "b"], "owner_id": ["O1", "O1"], "status": ["working", "working"],
+                           "stage": ["sql", "mql"], "country_code": ["US", "US"],
+                           "created_at": pd.to_datetime(["2026-09-01", "2026-09-01"], utc=True),
+                           "last_activity_at": pd.to_datetime(["2026-10-20", "2026-10-20"], utc=True)})
+    owners = pd.DataFrame({"owner_id": ["O1"], "active": [True], "deactivated_at": [pd.NaT],
+                           "territory": ["NA-East"], "daily_capacity": [10]})
+    scores = pd.DataFrame({"golden_id": ["a", "b"], "last_touch_at": pd.NaT})
+    touches = pd.DataFrame({"golden_id": ["a", "b"], "touch_type": ["call", "call"],
+                            "occurred_at": pd.to_datetime(["2026-09-01T00:30", "2026-09-03T00:00"], utc=True)})
+    base = flag_leads(golden, scores, owners, NOW, FlagConfig(), touches=touches)
+    assert set(base["flag"]) == {"sla_breach", "dropped_followup"} and set(base["golden_id"]) == {"b", "a"}
+    assert "unclosed" not in set(base["flag"])  # 33 idle days < 45
+    cfg = FlagConfig.from_mapping({"unclosed_by_stage": {"sql": 30}, "sla_hours": 72,
+                                   "followup_cadence_days": 90})
+    tuned = flag_leads(golden, scores, owners, NOW, cfg, touches=touches)
+    assert sorted(zip(tuned["golden_id"], tuned["flag"])) == [("a", "unclosed")]
+    with pytest.raises(ValueError, match="unknown flag setting"):
+        FlagConfig.from_mapping({"sla_minutes": 5})
+
+
+def _flags(*rows):
+    return pd.DataFrame([dict(zip(FLAG_COLUMNS, r)) for r in rows], columns=FLAG_COLUMNS)
+
+
+def test_track_flags_opens_keeps_and_closes():
+    t1, t2, t3 = NOW, NOW + pd.Timedelta(days=1), NOW + pd.Timedelta(days=2)
+    r1 = track_flags(None, _flags(("g1", "orphaned", "high", None, "{}", "r", "a"),
+                                  ("g2", "unclosed", "medium", "O1", "{}", "r", "a")), t1, "run1")
+    assert set(r1["status"]) == {"open"} and (r1["opened_at"] == t1).all()
+    r2 = track_flags(r1, _flags(("g1", "orphaned", "high", None, '{"new": 1}', "r2", "a"),
+                                ("g3", "sla_breach", "high", "O1", "{}", "r", "a")), t2, "run2", keep_closed=True)
+    by = r2.set_index(["golden_id", "flag"])
+    assert by.loc[("g1", "orphaned"), "opened_at"] == t1 and by.loc[("g1", "orphaned"), "first_run_id"] == "run1"
+    assert by.loc[("g1", "orphaned"), "evidence"] == '{"new": 1}' and by.loc[("g1", "orphaned"), "status"] == "open"
+    assert by.loc[("g2", "unclosed"), "status"] == "closed" and by.loc[("g2", "unclosed"), "closed_at"] == t2
+    assert by.loc[("g3", "sla_breach"), "opened_at"] == t2
+    # The cause comes back: a new episode opens; the closed one is history (kept or dropped).
+    r3 = track_flags(r2, _flags(("g2", "unclosed", "medium", "O1", "{}", "r", "a")), t3, "run3", keep_closed=True)
+    episodes = r3[(r3.golden_id == "g2")].sort_values("opened_at")
+    assert list(episodes["status"]) == ["closed", "open"] and episodes["opened_at"].iloc[1] == t3
+    r3_run = track_flags(r2, _flags(("g2", "unclosed", "medium", "O1", "{}", "r", "a")), t3, "run3",
+                         keep_closed=False)
+    assert sorted(zip(r3_run.golden_id, r3_run.status)) == [("g1", "closed"), ("g2", "open"), ("g3", "closed")]
+
+
+def test_pipeline_closes_a_flag_when_its_cause_is_gone(tmp_path, tiny_sources):
+    """Two nightly runs: the deactivated owner O3 comes back, so L9's orphaned flag closes with a date."""
+    first = RunContext(logical_date=NOW, sources_path=tiny_sources, home=tmp_path / "home")
+    run_all(first)
+    owners = OWNERS_CSV.replace("O3,Gone Rep,gone@corp.com,false,2026-06-01", "O3,Gone Rep,gone@corp.com,true,")
+    (tiny_sources.parent / "owners.csv").write_text(owners, encoding="utf-8")
+    second = RunContext(logical_date=NOW + pd.Timedelta(days=1), sources_path=tiny_sources, home=tmp_path / "home")
+    run_all(second)
+    wh = second.warehouse()
+    flags = wh.read_typed("SELECT * FROM lead_flags", datetime_columns=("opened_at", "closed_at"))
+    links = wh.read_table("lead_links")
+    l9 = links.loc[links.source_id == "L9", "golden_id"].iloc[0]
+    l3 = links.loc[links.source_id == "L3", "golden_id"].iloc[0]
+    o9 = flags[(flags.golden_id == l9) & (flags.flag == "orphaned")].set_index("run_id")
+    assert o9.loc[first.run_id, "status"] == "open"
+    assert o9.loc[second.run_id, "status"] == "closed" and o9.loc[second.run_id, "closed_at"] == second.as_of
+    o3 = flags[(flags.golden_id == l3) & (flags.flag == "orphaned")].set_index("run_id")
+    assert o3.loc[second.run_id, "status"] == "open"
+    assert o3.loc[second.run_id, "opened_at"] == first.as_of and o3.loc[second.run_id, "first_run_id"] == first.run_id
+    # A re-run of the second night opens and closes the same flags.
+    before = flags[flags.run_id == second.run_id].sort_values(["golden_id", "flag"]).reset_index(drop=True)
+    run_all(second)
+    again = wh.read_typed("SELECT * FROM lead_flags WHERE run_id = :r", datetime_columns=("opened_at", "closed_at"),
+                          r=second.run_id).sort_values(["golden_id", "flag"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(before[again.columns], again, check_dtype=False)
+
+
+def test_lifecycle_also_works_when_lead_flags_is_a_state_table(tmp_path, tiny_sources, monkeypatch):
+    """If lead_flags moves from RUN_TABLES to STATE_TABLES, the table keeps the whole open+closed history."""
+    from slowburn import warehouse
+
+    monkeypatch.setattr(warehouse, "RUN_TABLES", tuple(t for t in warehouse.RUN_TABLES if t != "lead_flags"))
+    monkeypatch.setattr(warehouse, "STATE_TABLES", warehouse.STATE_TABLES + ("lead_flags",))
+    first = RunContext(logical_date=NOW, sources_path=tiny_sources, home=tmp_path / "home")
+    run_all(first)
+    owners = OWNERS_CSV.replace("O3,Gone Rep,gone@corp.com,false,2026-06-01", "O3,Gone Rep,gone@corp.com,true,")
+    (tiny_sources.parent / "owners.csv").write_text(owners, encoding="utf-8")
+    second = RunContext(logical_date=NOW + pd.Timedelta(days=1), sources_path=tiny_sources, home=tmp_path / "home")
+    run_all(second)
+    flags = second.warehouse().read_typed("SELECT * FROM lead_flags", datetime_columns=("opened_at", "closed_at"))
+    assert not flags.duplicated(["golden_id", "flag", "opened_at"]).any()
+    orphaned = flags[flags.flag == "orphaned"].set_index("golden_id")
+    closed = orphaned[orphaned.status == "closed"]
+    assert len(closed) == 1 and (closed.closed_at == second.as_of).all() and (closed.opened_at == first.as_of).all()
+    still = orphaned[orphaned.status == "open"]
+    assert len(still) == 1 and (still.opened_at == first.as_of).all() and (still.run_id == second.run_id).all()
