@@ -115,6 +115,19 @@ def cmd_dedupe(args) -> int:
     return 0
 
 
+def cmd_writeback(args) -> int:
+    """Plan the write-back from the warehouse and write it as JSONL, sending nothing."""
+    from slowburn.writeback import WritebackConfig, run_writeback
+    ctx = _context(args)
+    cfg = WritebackConfig.load(args.config or os.environ.get("SLOWBURN_WRITEBACK"))
+    report = run_writeback(ctx.warehouse_url, {}, cfg, dry_run=True, plan_dir=ctx.home / "writeback")
+    result = report.as_dict()
+    print(json.dumps({k: v for k, v in result.items() if k not in ("sample", "failed")}, indent=2, default=str))
+    print(f"plan: {(ctx.home / 'writeback').resolve()}/writeback_plan_{report.run_id}.jsonl "
+          "(sending runs in the slowburn_writeback DAG, with the vendors' Airflow Connections)")
+    return 0
+
+
 def _print_results(ctx, steps: dict, ledger: dict, warehouse: str) -> None:
     print(f"\nslowburn run {ctx.run_id}")
     for step, counts in steps.items():
@@ -143,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="run the whole nightly pipeline without Airflow")
     _run_options(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("writeback", help="dry-run the CRM and email write-back: what would be sent")
+    _run_options(p)
+    p.add_argument("--config", help="write-back YAML (default: $SLOWBURN_WRITEBACK or built-in defaults)")
+    p.set_defaults(func=cmd_writeback)
 
     p = sub.add_parser("status", help="print a finished run's counts and result paths")
     _run_options(p)
