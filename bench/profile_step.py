@@ -41,12 +41,12 @@ class PeakSampler(threading.Thread):
         self.peak_stack: list[str] = []
         self.peak_at = 0.0
         self.timeline: list[tuple[float, int, str]] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.t0 = time.perf_counter()
 
     def run(self):
         last_logged = -1.0
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             rss = _rss_kib()
             frame = sys._current_frames().get(self.main_id)
             now = time.perf_counter() - self.t0
@@ -58,10 +58,10 @@ class PeakSampler(threading.Thread):
                 here = _innermost_project_frame(frame)
                 self.timeline.append((now, rss, here))
                 last_logged = now
-            self._stop.wait(self.interval)
+            self._halt.wait(self.interval)
 
     def stop(self):
-        self._stop.set()
+        self._halt.set()
         self.join()
 
 

@@ -26,7 +26,8 @@ Pulls leads, touches, owners and outcomes from the sources in `$SLOWBURN_SOURCES
 4. **dedupe** into one golden lead per person with lineage in `lead_links`
 5. **score** ripeness with reasons
 6. **route** hot leads to `sales_queue`, the rest to `nurture_queue`
-7. **flag** orphaned and unclosed leads
+7. **flag** orphaned, unclosed, worked-not-closed, stage-inflated, stale-status, SLA-breach,
+   dropped-follow-up and duplicate-for-credit leads; flags stay open until their cause is gone
 8. **load** everything in one transaction; `run_ledger` proves landed = linked + quarantined
 9. **summarize** into summary.json / summary.html in the run folder
 

@@ -26,6 +26,9 @@ def test_run_status_and_writeback_dry_run(tmp_path):
     counts = json.loads(plan.stdout[: plan.stdout.rindex("}") + 1])
     assert counts["dry_run"] is True and counts["sent"] == 0
     assert (tmp_path / "home" / "writeback").is_dir()
+    review = _slowburn("review", *common, cwd=tmp_path)
+    assert review.returncode == 0, review.stderr[-2000:]
+    assert list((tmp_path / "home" / "reviews").glob("*/review.html"))
 
 
 def test_missing_sources_file_is_a_clear_error(tmp_path):

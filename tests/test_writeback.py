@@ -126,7 +126,9 @@ class Vendors:
         self.mc.add_member("aud1", "P21@Acme.com", "cleaned")        # bounced
 
     def sinks(self, cfg=CFG, **mc_kw):
-        kw = {"backoff": 0.005, "max_requests": 10_000}
+        # Generous retries: these tests are about exactly-once delivery under faults, not retry limits,
+        # and concurrent requests can meet several injected faults in a row on a loaded machine.
+        kw = {"backoff": 0.005, "max_requests": 10_000, "max_retries": 10}
         return {"salesforce": wb.SalesforceSink(SalesforceClient(self.sf.url, TOKEN, bulk_poll=0.01, **kw), cfg),
                 "hubspot": wb.HubSpotSink(HubSpotClient(self.hs.url, TOKEN, **kw), cfg),
                 "mailchimp": wb.MailchimpSink(MailchimpClient(self.mc.api_url, KEY, poll_interval=0.01,
@@ -354,7 +356,9 @@ def test_nightly_pipeline_on_api_sources_then_write_back(tmp_path, monkeypatch):
         assert bool(golden.loc["cy@hooli.com", "email_opt_out"])  # Mailchimp's unsubscribe reached the golden lead
 
         cfg = wb.WritebackConfig(mailchimp_list_id="aud1")
-        kw = {"backoff": 0.005, "max_requests": 10_000}
+        # Generous retries: these tests are about exactly-once delivery under faults, not retry limits,
+        # and concurrent requests can meet several injected faults in a row on a loaded machine.
+        kw = {"backoff": 0.005, "max_requests": 10_000, "max_retries": 10}
         sinks = {"salesforce": wb.SalesforceSink(SalesforceClient(sf.url, TOKEN, **kw), cfg),
                  "hubspot": wb.HubSpotSink(HubSpotClient(hs.url, TOKEN, **kw), cfg),
                  "mailchimp": wb.MailchimpSink(MailchimpClient(mc.api_url, KEY, **kw), "aud1")}

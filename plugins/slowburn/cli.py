@@ -128,6 +128,15 @@ def cmd_writeback(args) -> int:
     return 0
 
 
+def cmd_review(args) -> int:
+    """Write the weekly lead review (HTML + CSV per rep and team) for the week of --logical-date."""
+    from slowburn.report.review import write_weekly_review
+    ctx = _context(args)
+    headline = write_weekly_review(ctx.warehouse(), ctx.home / "reviews", ctx.logical_date)
+    print(json.dumps(headline, indent=2, default=str))
+    return 0
+
+
 def _print_results(ctx, steps: dict, ledger: dict, warehouse: str) -> None:
     print(f"\nslowburn run {ctx.run_id}")
     for step, counts in steps.items():
@@ -161,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     _run_options(p)
     p.add_argument("--config", help="write-back YAML (default: $SLOWBURN_WRITEBACK or built-in defaults)")
     p.set_defaults(func=cmd_writeback)
+
+    p = sub.add_parser("review", help="write the weekly lead-review report per rep and team")
+    _run_options(p)
+    p.set_defaults(func=cmd_review)
 
     p = sub.add_parser("status", help="print a finished run's counts and result paths")
     _run_options(p)
