@@ -69,6 +69,11 @@ class RunContext:
             raise FileNotFoundError(f"{path} is missing: run the step that writes {name!r} first")
         return pd.read_parquet(path)
 
+    def rows(self, name: str) -> int:
+        """Row count of a step output, from the Parquet footer (no data read)."""
+        import pyarrow.parquet as pq
+        return pq.ParquetFile(self.path(name)).metadata.num_rows
+
     def write(self, name: str, frame: pd.DataFrame) -> None:
         tmp = self.path(name).with_suffix(".tmp")
         frame.to_parquet(tmp, index=False)
@@ -425,21 +430,15 @@ def load(ctx: RunContext) -> dict:
         raise ContractError(f"run {ctx.run_id}: landed ({counts['landed_leads']}) != linked "
                             f"({counts['linked_leads']}) + quarantined ({counts['quarantined_leads']}); "
                             "refusing to load a run that lost or doubled rows")
-    landed = ctx.read("landed_leads").rename(columns={"__malformed_line__": "malformed_line"})
     wm = ctx.read_json("watermarks")["sources"]
+    # Each table is read when the warehouse inserts it and freed after: a 1M-lead run must not hold
+    # every table at once.
     frames = {
-        "landed_leads": landed,
-        "touches": ctx.read("touches"),
-        "quarantine": ctx.read("quarantine").rename(columns={"column": "column_name"}),
-        "current_leads": ctx.read("current_leads"),
-        "golden_leads": ctx.read("golden_leads"),
-        "lead_links": ctx.read("lead_links"),
-        "lead_scores": ctx.read("lead_scores"),
-        "sales_queue": ctx.read("sales_queue"),
-        "nurture_queue": ctx.read("nurture_queue"),
-        "lead_flags": ctx.read("lead_flags"),
-        "owners": ctx.read("owners"),
-        "outcomes": ctx.read("outcomes"),
+        "landed_leads": lambda: ctx.read("landed_leads").rename(columns={"__malformed_line__": "malformed_line"}),
+        "quarantine": lambda: ctx.read("quarantine").rename(columns={"column": "column_name"}),
+        **{name: (lambda name=name: ctx.read(name)) for name in (
+            "touches", "current_leads", "golden_leads", "lead_links", "lead_scores", "sales_queue",
+            "nurture_queue", "lead_flags", "owners", "outcomes")},
         "source_watermarks": pd.DataFrame(wm).assign(logical_date=ctx.logical_date),
     }
     ledger = {
@@ -447,8 +446,7 @@ def load(ctx: RunContext) -> dict:
         "logical_date": ctx.logical_date, "status": "success",
         "started_at": pd.Timestamp(ctx.read_json("watermarks")["started_at"]),
         "finished_at": pd.Timestamp.now(tz="UTC"),
-        "golden_leads": len(frames["golden_leads"]), "sales_queue": len(frames["sales_queue"]),
-        "nurture_queue": len(frames["nurture_queue"]), "lead_flags": len(frames["lead_flags"]),
+        **{name: ctx.rows(name) for name in ("golden_leads", "sales_queue", "nurture_queue", "lead_flags")},
         "step_counts": json.dumps(read_step_counts(ctx), default=str),
     }
     ctx.warehouse().replace_run(ctx.run_id, frames, ledger)

@@ -7,6 +7,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -93,8 +94,13 @@ class Warehouse:
         ts = pd.Timestamp(ts).tz_convert("UTC") if pd.Timestamp(ts).tzinfo else pd.Timestamp(ts).tz_localize("UTC")
         return ts.strftime("%Y-%m-%dT%H:%M:%S") if self.dialect == "sqlite" else ts.to_pydatetime()
 
-    def replace_run(self, run_id: str, frames: dict[str, pd.DataFrame], ledger: dict) -> None:
-        """Replace everything `run_id` wrote with `frames` and its ledger row, all or nothing."""
+    def replace_run(self, run_id: str, frames: dict[str, pd.DataFrame | Callable[[], pd.DataFrame]],
+                    ledger: dict) -> None:
+        """Replace everything `run_id` wrote with `frames` and its ledger row, all or nothing.
+
+        A frame may be given as a function that reads it: tables are then read, inserted and freed one
+        at a time, so the load holds one table in memory, not the whole run.
+        """
         self.ensure_schema()
         columns = self._columns()
         unknown = set(frames) - set(RUN_TABLES) - set(STATE_TABLES)
@@ -107,7 +113,8 @@ class Warehouse:
                 if table in frames:
                     conn.execute(sa.text(f"DELETE FROM {table}"))
             conn.execute(sa.text("DELETE FROM run_ledger WHERE run_id = :run_id"), {"run_id": run_id})
-            for table, frame in frames.items():
+            for table, source in frames.items():
+                frame = source() if callable(source) else source
                 if table in RUN_TABLES or "run_id" not in frame.columns:
                     frame = frame.assign(run_id=run_id)
                 cols = [c for c in columns[table] if c in frame.columns]
@@ -116,6 +123,7 @@ class Warehouse:
                     log.warning("load: %s has no column(s) %s; their values are not stored", table, dropped)
                 self._insert(conn, table, frame[cols])
                 log.info("load: %s <- %d rows", table, len(frame))
+                del frame
             ledger_frame = pd.DataFrame([{**ledger, "run_id": run_id}])
             self._insert(conn, "run_ledger", ledger_frame[[c for c in columns["run_ledger"] if c in ledger_frame]])
 
@@ -123,15 +131,16 @@ class Warehouse:
         insp = sa.inspect(self.engine)
         return {t: [c["name"] for c in insp.get_columns(t)] for t in RUN_TABLES + STATE_TABLES + ("run_ledger",)}
 
-    def _insert(self, conn, table: str, frame: pd.DataFrame) -> None:
-        if frame.empty:
-            return
-        if self.dialect == "postgresql":
-            _copy_postgres(conn, table, frame)
-        else:
-            placeholders = ", ".join("?" for _ in frame.columns)
-            sql = f"INSERT INTO {table} ({', '.join(frame.columns)}) VALUES ({placeholders})"
-            conn.exec_driver_sql(sql, _python_rows(frame))
+    def _insert(self, conn, table: str, frame: pd.DataFrame, chunk_rows: int = 100_000) -> None:
+        """Insert in chunks: Python row tuples cost ~10x the frame's memory, so never build them all."""
+        placeholders = ", ".join("?" for _ in frame.columns)
+        sql = f"INSERT INTO {table} ({', '.join(frame.columns)}) VALUES ({placeholders})"
+        for start in range(0, len(frame), chunk_rows):
+            chunk = frame.iloc[start:start + chunk_rows]
+            if self.dialect == "postgresql":
+                _copy_postgres(conn, table, chunk)
+            else:
+                conn.exec_driver_sql(sql, _python_rows(chunk))
 
     def read(self, sql: str, **params) -> pd.DataFrame:
         with self.engine.connect() as conn:
