@@ -112,7 +112,9 @@ def main(argv=None) -> int:
         sampler.stop()
     print(f"\nstep {args.step}: {seconds:.1f} s; ru_maxrss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB;"
           f" sampled peak RSS {sampler.peak_kib / 1024:.0f} MB at t={sampler.peak_at:.1f} s, while running:")
-    print("".join(sampler.peak_stack[-12:]))
+    # the project's own frames (where in slowburn), then the innermost library frames (what it was doing)
+    ours = [f for f in sampler.peak_stack if "/slowburn/" in f and "profile_step.py" not in f]
+    print("".join(ours) + "  ...\n" + "".join(sampler.peak_stack[-4:]))
     print("RSS timeline (1 s samples: t, MB, innermost slowburn frame):")
     for t, rss, where in sampler.timeline:
         print(f"  {t:7.1f} s {rss / 1024:8.0f} MB  {where}")
