@@ -51,19 +51,20 @@ class Tiers(_Strict):
         return (("hot", self.hot), ("warm", self.warm), ("cool", self.cool), ("cold", 0.0))
 
 
+def _valid_regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression ({exc})") from None
+    return pattern
+
+
 class SeniorityLevel(_Strict):
     level: str
     points: float
     pattern: str
 
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, v: str) -> str:
-        try:
-            re.compile(v)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression ({exc})") from None
-        return v
+    _compiles = field_validator("pattern")(classmethod(lambda cls, v: _valid_regex(v)))
 
 
 class TargetAccounts(_Strict):
@@ -217,14 +218,7 @@ class Interest(_Strict):
     interest: str
     pattern: str
 
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, v: str) -> str:
-        try:
-            re.compile(v)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression ({exc})") from None
-        return v
+    _compiles = field_validator("pattern")(classmethod(lambda cls, v: _valid_regex(v)))
 
 
 class Routing(_Strict):
