@@ -6,7 +6,14 @@ a malformed query is 400 [{"message", "errorCode": "MALFORMED_QUERY"}], an unkno
 ``PATCH /composite/sobjects`` (update by id) and ``PATCH /composite/sobjects/{SObject}/{ExternalId}``
 (upsert) take at most 200 records (else 400 EXCEEDED_ID_LIMIT) with ``allOrNone`` and answer per record
 {id, success, errors[{statusCode, message, fields}], created}; Bulk API 2.0 ingest jobs: create, PUT the
-CSV to /batches, PATCH state UploadComplete, GET the job, successfulResults / failedResults CSVs.
+CSV to /batches, PATCH state UploadComplete, GET the job, successfulResults / failedResults /
+unprocessedrecords CSVs; in a Bulk CSV an empty cell leaves a field unchanged and ``#N/A`` sets it to null.
+
+Logging in: ``POST /services/oauth2/token`` with the refresh-token grant (client_id, optional client_secret,
+refresh_token) or the JWT bearer grant (an RS256 assertion checked against the connected app's public key:
+iss = client id, sub = username, aud = the login URL, exp in the future), answering {access_token,
+instance_url, ...}. ``expire_sessions()`` makes every issued session answer 401 INVALID_SESSION_ID.
+Every API answer carries ``Sforce-Limit-Info: api-usage=N/M`` (M = ``daily_limit``).
 """
 from __future__ import annotations
 
@@ -14,7 +21,9 @@ import csv
 import io
 import itertools
 import re
+import secrets
 import threading
+import time
 
 import pandas as pd
 from werkzeug.wrappers import Request, Response
@@ -47,9 +56,17 @@ COND = re.compile(r"^\s*\(?\s*(?P<field>\w+)\s*(?P<op>>=|<=|!=|=|>|<)\s*(?P<valu
 class FakeSalesforce(FakeServer):
     vendor = "salesforce"
 
-    def __init__(self, *, page_size: int = 2000, **kwargs):
+    def __init__(self, *, page_size: int = 2000, daily_limit: int = 1_000_000, api_used: int = 0,
+                 bulk_stop_after: int | None = None, clients: dict | None = None, jwt_public_key=None,
+                 jwt_username: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.page_size = page_size
+        self.daily_limit, self.api_used = daily_limit, api_used
+        self.bulk_stop_after = bulk_stop_after     # a job fails after this many rows; the rest are unprocessed
+        self.clients = clients or {}               # client_id -> {"secret": ..., "refresh_token": ...}
+        self.jwt_public_key, self.jwt_username = jwt_public_key, jwt_username
+        self.sessions: set[str] = {self.token}
+        self.logins: list[str] = []                # grant types, in order
         self.objects: dict[str, dict[str, dict]] = {name: {} for name in SCHEMA}
         self.cursors: dict[str, list[dict]] = {}
         self.jobs: dict[str, dict] = {}
@@ -58,6 +75,7 @@ class FakeSalesforce(FakeServer):
         self._data_lock = threading.RLock()
         v = r"/services/data/v(?P<version>\d+\.\d)"
         self.routes = [
+            ("POST", re.compile(r"/services/oauth2/token"), self.oauth_token),
             ("GET", re.compile(rf"{v}/query/?"), self.query),
             ("GET", re.compile(rf"{v}/query/(?P<locator>[\w]+)-(?P<offset>\d+)"), self.query_more),
             ("PATCH", re.compile(rf"{v}/composite/sobjects/?"), self.collection_update),
@@ -67,7 +85,7 @@ class FakeSalesforce(FakeServer):
             ("PATCH", re.compile(rf"{v}/jobs/ingest/(?P<job>\w+)/?"), self.close_job),
             ("GET", re.compile(rf"{v}/jobs/ingest/(?P<job>\w+)/?"), self.get_job),
             ("GET", re.compile(rf"{v}/jobs/ingest/(?P<job>\w+)/(?P<kind>successfulResults|failedResults|"
-                               rf"unprocessedrecords)/?"), self.job_results),
+                               rf"unprocessedrecords|unprocessedRecords)/?"), self.job_results),
         ]
 
     # ------------------------------------------------------------------------------------ vendor shape
@@ -82,6 +100,58 @@ class FakeSalesforce(FakeServer):
 
     def throttled(self):
         return self.problem(429, "Too many requests; try again later", code="REQUEST_LIMIT_EXCEEDED")
+
+    # ------------------------------------------------------------------------------------ login and quota
+    def exempt(self, req):
+        return req.path == "/services/oauth2/token"
+
+    def authorized(self, req):
+        if self.exempt(req):
+            return True
+        auth = req.headers.get("Authorization", "")
+        return auth.startswith("Bearer ") and auth[7:] in self.sessions
+
+    def expire_sessions(self) -> None:
+        with self.lock:
+            self.sessions.clear()
+
+    def rate_headers(self, remaining):
+        with self.lock:
+            self.api_used += 1
+            return {"Sforce-Limit-Info": f"api-usage={self.api_used}/{self.daily_limit}"}
+
+    def oauth_token(self, req: Request):
+        form = req.form
+        grant = form.get("grant_type")
+        if grant == "refresh_token":
+            client = self.clients.get(form.get("client_id"))
+            if client is None:
+                return self._oauth_error("invalid_client_id", "client identifier invalid")
+            if client.get("secret") and form.get("client_secret") != client["secret"]:
+                return self._oauth_error("invalid_client", "invalid client credentials")
+            if form.get("refresh_token") != client.get("refresh_token"):
+                return self._oauth_error("invalid_grant", "expired access/refresh token")
+        elif grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            import jwt
+            try:
+                claims = jwt.decode(form.get("assertion", ""), self.jwt_public_key, algorithms=["RS256"],
+                                    audience=self.url, options={"require": ["exp", "iss", "sub", "aud"]})
+            except jwt.PyJWTError as exc:
+                return self._oauth_error("invalid_grant", f"invalid assertion: {type(exc).__name__}")
+            if claims["iss"] not in self.clients or claims["sub"] != self.jwt_username:
+                return self._oauth_error("invalid_grant", "user hasn't approved this consumer")
+        else:
+            return self._oauth_error("unsupported_grant_type", "grant type not supported")
+        token = f"00D000000000001!{secrets.token_urlsafe(24)}"
+        with self.lock:
+            self.sessions.add(token)
+            self.logins.append(grant)
+        return json_response({"access_token": token, "instance_url": self.url, "id": f"{self.url}/id/00D/005",
+                              "token_type": "Bearer", "issued_at": str(int(time.time() * 1000)),
+                              "signature": "c2lnbmF0dXJl"})
+
+    def _oauth_error(self, code, message):
+        return json_response({"error": code, "error_description": message}, 400)
 
     def server_error(self, status):
         return self.problem(status, "An unexpected error occurred. Please include this ErrorId if you contact "
@@ -270,7 +340,7 @@ class FakeSalesforce(FakeServer):
         return json_response(self._job_view(job))
 
     def _job_view(self, job):
-        return {k: v for k, v in self.jobs[job].items() if k not in ("csv", "ok", "failed")}
+        return {k: v for k, v in self.jobs[job].items() if k not in ("csv", "ok", "failed", "unprocessed")}
 
     def upload_job(self, req, version, job):
         if job not in self.jobs or self.jobs[job]["state"] != "Open":
@@ -293,8 +363,12 @@ class FakeSalesforce(FakeServer):
     def _process(self, j):
         rows = list(csv.DictReader(io.StringIO(j["csv"])))
         sobject, ext = j["object"], j["externalIdFieldName"]
+        if self.bulk_stop_after is not None and len(rows) > self.bulk_stop_after:
+            j["unprocessed"] = rows[self.bulk_stop_after:]
+            rows = rows[:self.bulk_stop_after]
         for row in rows:
-            rec = {k: (v if v != "" else None) for k, v in row.items()}
+            # An empty cell leaves the field as it is; #N/A sets it to null.
+            rec = {k: (None if v == "#N/A" else v) for k, v in row.items() if v != ""}
             for k in NUMBERS & set(rec):
                 try:
                     rec[k] = float(rec[k]) if rec[k] is not None else None
@@ -311,13 +385,17 @@ class FakeSalesforce(FakeServer):
                     j["failed"].append({**row, "sf__Id": rid or "", "sf__Error": "INVALID_CROSS_REFERENCE_KEY:"
                                                                                   "invalid cross reference id:--"})
                     continue
-                fields = {k: v for k, v in rec.items() if k != "Id" and v is not None}
+                fields = {k: v for k, v in rec.items() if k != "Id"}
                 self.objects[sobject][rid].update(fields)
                 self.writes.append((sobject, "update", rid, fields))
                 j["ok"].append({"sf__Id": rid, "sf__Created": "false", **row})
             else:
-                res = self._upsert_one(sobject, ext, {k: v for k, v in rec.items() if v is not None})
+                res = self._upsert_one(sobject, ext, rec)
                 j["ok"].append({"sf__Id": res["id"], "sf__Created": str(res["created"]).lower(), **row})
+        if j.get("unprocessed"):
+            j.update(state="Failed", errorMessage="InternalServerError : the job was stopped",
+                     numberRecordsProcessed=len(rows), numberRecordsFailed=len(j["failed"]))
+            return
         j.update(state="JobComplete", numberRecordsProcessed=len(rows), numberRecordsFailed=len(j["failed"]))
 
     def get_job(self, req, version, job):
@@ -329,7 +407,7 @@ class FakeSalesforce(FakeServer):
         j = self.jobs.get(job)
         if j is None:
             return self.problem(404, "job not found", code="NOT_FOUND")
-        rows = {"successfulResults": j["ok"], "failedResults": j["failed"], "unprocessedrecords": []}[kind]
+        rows = {"successfulResults": j["ok"], "failedResults": j["failed"]}.get(kind, j.get("unprocessed", []))
         buf = io.StringIO()
         if rows:
             names = list(dict.fromkeys(k for r in rows for k in r))
@@ -338,7 +416,8 @@ class FakeSalesforce(FakeServer):
             w.writeheader()
             w.writerows(rows)
         else:
-            buf.write('"sf__Id","sf__Error"\n' if kind == "failedResults" else '"sf__Id","sf__Created"\n')
+            buf.write({"failedResults": '"sf__Id","sf__Error"\n', "successfulResults": '"sf__Id","sf__Created"\n'}
+                      .get(kind, ""))
         return Response(buf.getvalue(), mimetype="text/csv")
 
 

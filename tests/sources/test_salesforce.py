@@ -148,3 +148,144 @@ def test_session_id_never_logged(caplog):
         with pytest.raises(ConnectorError) as err:
             SalesforceClient(fake.url, TOKEN + "x", backoff=0.001).read_frame("Lead", ["Email"])
     assert TOKEN not in caplog.text and TOKEN not in str(err.value) and "INVALID_SESSION_ID" in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------- Bulk clears
+def test_bulk_writes_none_as_na_so_clears_happen_above_the_bulk_threshold():
+    with FakeSalesforce(token=TOKEN) as fake:
+        ids = seed_leads(fake, 30)
+        for rid in ids:
+            fake.objects["Lead"][rid].update(Slowburn_Queue__c="nurture", Slowburn_Segment__c="s1")
+        sf = client(fake, bulk_threshold=10)
+        records = [{"attributes": {"type": "Lead"}, "Id": i, "Slowburn_Queue__c": None, "Slowburn_Segment__c": None,
+                    "Slowburn_Tier__c": "cold"} for i in ids]
+        out = sf.update(records)
+        assert len(out.ok) == 30 and not out.errors and fake.jobs
+        uploaded = next(iter(fake.jobs.values()))["csv"]
+        assert "#N/A" in uploaded
+        for rid in ids:
+            assert fake.objects["Lead"][rid]["Slowburn_Queue__c"] is None
+            assert fake.objects["Lead"][rid]["Slowburn_Segment__c"] is None
+            assert fake.objects["Lead"][rid]["Slowburn_Tier__c"] == "cold"
+
+
+def test_unprocessed_bulk_rows_of_a_failed_job_are_reported_by_id():
+    with FakeSalesforce(token=TOKEN, bulk_stop_after=12) as fake:
+        ids = seed_leads(fake, 20)
+        sf = client(fake, bulk_threshold=5)
+        out = sf.update([{"attributes": {"type": "Lead"}, "Id": i, "Slowburn_Tier__c": "hot"} for i in ids])
+        assert sorted(out.ok) == sorted(ids[:12])
+        assert sorted(out.errors) == sorted(ids[12:])
+        assert all("not processed" in out.errors[i] and "Failed" in out.errors[i] for i in ids[12:])
+        assert [r for r in fake.received if r.path.endswith("/unprocessedrecords")]
+
+
+# ---------------------------------------------------------------------------------------------- logging in
+CLIENT_ID = "3MVG9fakeConsumerKeyForTests"
+REFRESH = "5Aep861fakeRefreshTokenForTests0123456789"
+SECRET = "F1A2K3E4S5E6C7R8E9T0"
+
+
+def _refresh_auth(fake, **kw):
+    from slowburn.sources.salesforce import SalesforceAuth
+    return SalesforceAuth(flow="refresh_token", client_id=CLIENT_ID, client_secret=SECRET,
+                          refresh_token=kw.pop("refresh_token", REFRESH), login_url=fake.url)
+
+
+def test_refresh_token_flow_logs_in_and_logs_in_again_once_when_the_session_expires(caplog):
+    caplog.set_level(logging.DEBUG)
+    with FakeSalesforce(token="unused-initial-session", clients={CLIENT_ID: {"secret": SECRET, "refresh_token": REFRESH}}
+                        ) as fake:
+        ids = seed_leads(fake, 250)
+        sf = SalesforceClient(None, auth=_refresh_auth(fake), max_requests=10_000, backoff=0.005)
+        assert sf.session.base_url == fake.url  # the instance URL came from the token endpoint
+        first = sf.update([{"attributes": {"type": "Lead"}, "Id": i, "Slowburn_Tier__c": "warm"} for i in ids[:200]])
+        fake.expire_sessions()
+        second = sf.update([{"attributes": {"type": "Lead"}, "Id": i, "Slowburn_Tier__c": "warm"} for i in ids[200:]])
+        frame = sf.read_frame("Lead", ["Slowburn_Tier__c"])
+        assert len(first.ok) == 200 and len(second.ok) == 50 and frame["Slowburn_Tier__c"].eq("warm").all()
+        assert fake.logins == ["refresh_token", "refresh_token"]
+        assert [r.status for r in fake.received if r.status == 401] == [401]
+        issued = [t for t in fake.sessions]
+    for secret in (REFRESH, SECRET, *issued):
+        assert secret not in caplog.text
+
+
+def test_a_refused_refresh_token_fails_clearly_without_showing_it():
+    with FakeSalesforce(clients={CLIENT_ID: {"secret": SECRET, "refresh_token": REFRESH}}) as fake:
+        with pytest.raises(ConnectorError) as err:
+            SalesforceClient(None, auth=_refresh_auth(fake, refresh_token=REFRESH + "old"), backoff=0.005)
+    message = str(err.value)
+    assert "invalid_grant" in message and "token request" in message and REFRESH not in message
+
+
+def test_a_fixed_session_id_that_expires_fails_naming_the_fix():
+    with FakeSalesforce(token=TOKEN) as fake:
+        seed_leads(fake, 2)
+        sf = client(fake)
+        fake.expire_sessions()
+        with pytest.raises(ConnectorError) as err:
+            sf.read_frame("Lead", ["Email"])
+    assert "INVALID_SESSION_ID" in str(err.value) and TOKEN not in str(err.value)
+
+
+def test_jwt_bearer_flow_signs_an_assertion_the_server_verifies(caplog):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from slowburn.sources.salesforce import SalesforceAuth
+
+    caplog.set_level(logging.DEBUG)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    with FakeSalesforce(clients={CLIENT_ID: {}}, jwt_public_key=key.public_key(),
+                        jwt_username="integration@acme.com") as fake:
+        ids = seed_leads(fake, 5)
+        auth = SalesforceAuth(flow="jwt", client_id=CLIENT_ID, username="integration@acme.com", private_key=pem,
+                              login_url=fake.url)
+        sf = SalesforceClient(fake.url, auth=auth, backoff=0.005)
+        assert sorted(sf.read_frame("Lead", ["Email"])["Id"]) == sorted(ids)
+        fake.expire_sessions()
+        assert len(sf.read_frame("Lead", ["Email"])) == 5
+        assert fake.logins == [JWT := "urn:ietf:params:oauth:grant-type:jwt-bearer", JWT]
+        with pytest.raises(ConnectorError) as err:  # a key the connected app does not know
+            SalesforceClient(fake.url, auth=SalesforceAuth(flow="jwt", client_id=CLIENT_ID, private_key=other,
+                                                           username="integration@acme.com", login_url=fake.url))
+        assert "invalid_grant" in str(err.value)
+    assert pem.splitlines()[1] not in caplog.text and other.splitlines()[1] not in str(err.value)
+
+
+def test_connection_picks_the_flow_and_the_hook_needs_no_token_in_code(monkeypatch):
+    with FakeSalesforce(clients={CLIENT_ID: {"secret": SECRET, "refresh_token": REFRESH}}) as fake:
+        seed_leads(fake, 3)
+        monkeypatch.setenv("SLOWBURN_CONN_SF_OAUTH", json.dumps({
+            "password": REFRESH, "extra": {"auth": "refresh_token", "client_id": CLIENT_ID, "client_secret": SECRET,
+                                           "login_url": fake.url, "backoff": 0.005}}))
+        sf = SalesforceClient.from_connection("sf_oauth")
+        assert len(sf.read_frame("Lead", ["Email"])) == 3 and fake.logins == ["refresh_token"]
+        assert REFRESH not in repr(sf.auth) and SECRET not in repr(sf.auth)
+
+
+# ---------------------------------------------------------------------------------------------- daily quota
+def test_stops_before_the_daily_api_quota_runs_out_with_a_clear_message():
+    with FakeSalesforce(token=TOKEN, page_size=10, daily_limit=1000, api_used=880) as fake:
+        seed_leads(fake, 400)
+        sf = client(fake, quota_reserve=100)
+        with pytest.raises(ConnectorError) as err:
+            sf.read_frame("Lead", ["Email"])
+        assert err.value.code == "API_QUOTA" and "900 of 1,000" in str(err.value) and "quota_reserve" in str(err.value)
+        assert fake.api_used == 900  # the call that reached the reserve was the last one sent
+        assert sf.quota_left() == 100
+
+
+def test_quota_reserve_as_a_fraction_of_the_daily_limit():
+    with FakeSalesforce(token=TOKEN, page_size=10, daily_limit=1000, api_used=0) as fake:
+        seed_leads(fake, 50)
+        sf = client(fake, quota_reserve=0.1)
+        assert len(sf.read_frame("Lead", ["Email"])) == 50 and sf.api_usage == (5, 1000)
+        fake.api_used = 899
+        with pytest.raises(ConnectorError, match="API quota"):
+            sf.read_frame("Lead", ["Email"])

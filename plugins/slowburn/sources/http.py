@@ -41,7 +41,7 @@ from requests.adapters import HTTPAdapter
 log = logging.getLogger(__name__)
 
 __all__ = ["ApiSession", "ConnectorError", "RateLimiter", "Credentials", "credentials_for", "redact",
-           "register_credentials_resolver", "register_secret", "chunked"]
+           "register_credentials_resolver", "register_secret", "chunked", "RenewableToken", "oauth_token_request"]
 
 USER_AGENT = "slowburn/0.1 (+lead hygiene)"
 
@@ -78,6 +78,9 @@ def register_secret(secret: str | None) -> None:
             head = secret.rsplit("-", 1)[0]
             if len(head) >= 8:
                 _SECRETS.add(head)
+            if "-----BEGIN" in secret:  # a PEM key: each base64 line on its own is secret too
+                _SECRETS.update(line.strip() for line in secret.splitlines()
+                                if len(line.strip()) >= 16 and not line.startswith("-----"))
 
 
 def redact(text, secrets: Iterable[str] = ()) -> str:
@@ -217,6 +220,9 @@ class ApiSession(requests.Session):
                  rate_limiter: RateLimiter | None = None, verify: bool | str = True, pool_size: int = 10,
                  error_parser: Callable[[requests.Response], tuple[str, str | None]] | None = None,
                  on_response: Callable[[requests.Response], None] | None = None,
+                 before_request: Callable[[], None] | None = None,
+                 token_provider: "RenewableToken | None" = None,
+                 expired: Callable[[requests.Response], bool] | None = None,
                  sleep: Callable[[float], None] = time.sleep):
         super().__init__()
         if not base_url or not urlsplit(base_url).scheme:
@@ -235,6 +241,9 @@ class ApiSession(requests.Session):
         self.verify = verify
         self.error_parser = error_parser
         self.on_response = on_response
+        self.before_request = before_request
+        self.token_provider = token_provider
+        self.expired = expired or (lambda resp: resp.status_code == 401)
         self.stats = CallStats()
         self._sleep = sleep
         self.headers["User-Agent"] = USER_AGENT
@@ -275,9 +284,17 @@ class ApiSession(requests.Session):
         kwargs.setdefault("timeout", self.timeout)
         what = f"{self.vendor} {method} {_path_of(url)}"
         failures = throttles = 0
+        renewed = False
         while True:
+            if self.before_request is not None:
+                self.before_request()
             if self.rate_limiter is not None:
                 self.rate_limiter.acquire()
+            sent_token = None
+            if self.token_provider is not None:
+                # The current token wins over any header a library built from the token it was given.
+                sent_token = self.token_provider.token
+                kwargs["headers"] = {**(kwargs.get("headers") or {}), "Authorization": f"Bearer {sent_token}"}
             try:
                 resp = super().request(method, url, *args, **kwargs)
             except _TRANSIENT as exc:
@@ -297,6 +314,12 @@ class ApiSession(requests.Session):
             if self.on_response is not None:
                 self.on_response(resp)
             status = resp.status_code
+            if sent_token is not None and not renewed and self.token_provider.renewable and self.expired(resp):
+                # An expired session or access token: log in again once and resend the request.
+                renewed = True
+                log.info("%s: HTTP %d, the access token expired; renewing it and retrying once", what, status)
+                self.token_provider.renew(stale=sent_token)
+                continue
             if status == 429:
                 throttles += 1
                 self.stats.add(throttled=1)
@@ -496,4 +519,87 @@ def connection_credentials(host: str | None, token: str | None, extra: dict | No
         parts = urlsplit(base)
         base = f"{parts.scheme}://{parts.hostname}:{port}{parts.path}"
     register_secret(token)
+    for key in SECRET_EXTRAS:
+        register_secret(extra.get(key))
     return Credentials(base.rstrip("/"), token, extra, login)
+
+
+# Connection extras that hold secrets: registered so that redact() blanks them wherever they appear.
+SECRET_EXTRAS = ("token", "api_key", "access_token", "refresh_token", "client_secret", "private_key")
+
+
+# ---------------------------------------------------------------------------------------------- OAuth
+class RenewableToken:
+    """An access token that can be fetched again (OAuth refresh-token or JWT bearer grant).
+
+    `fetch()` returns the token endpoint's JSON ({"access_token", ...}); `renew(stale)` fetches once
+    however many threads saw the same expired token. A fixed token (`fetch=None`) cannot be renewed.
+    """
+
+    def __init__(self, fetch: Callable[[], dict] | None = None, token: str | None = None, *, vendor: str = "api"):
+        self._fetch, self.vendor = fetch, vendor
+        self._lock = threading.Lock()
+        self._token = token
+        self.grant: dict = {}
+        self.renewals = 0
+        register_secret(token)
+
+    @property
+    def renewable(self) -> bool:
+        return self._fetch is not None
+
+    @property
+    def token(self) -> str:
+        if self._token is None:
+            self.renew(stale=None)
+        return self._token
+
+    def renew(self, stale: str | None) -> str:
+        with self._lock:
+            if self._token is not None and self._token != stale:
+                return self._token  # another thread renewed it already
+            if self._fetch is None:
+                raise ConnectorError(f"{self.vendor}: the access token was refused and the connection has no way to "
+                                     f"get a new one (give it a refresh token or a JWT key)", vendor=self.vendor,
+                                     status=401)
+            grant = self._fetch()
+            token = grant.get("access_token")
+            if not token:
+                raise ConnectorError(f"{self.vendor}: the token endpoint answered without an access_token",
+                                     vendor=self.vendor)
+            register_secret(token)
+            register_secret(grant.get("refresh_token"))
+            self._token, self.grant = token, grant
+            self.renewals += 1
+            return token
+
+
+def oauth_token_request(token_url: str, form: dict, *, vendor: str, session: requests.Session | None = None,
+                        timeout=(10.0, 60.0), verify: bool | str = True) -> dict:
+    """POST an OAuth 2.0 token request (application/x-www-form-urlencoded) and return its JSON.
+
+    Errors name the endpoint and OAuth's error code, never the secrets in the form.
+    """
+    for key in ("client_secret", "refresh_token", "assertion", "code"):
+        register_secret(form.get(key))
+    http = session or requests
+    what = f"{vendor} token request to {_path_of(token_url)} (grant {form.get('grant_type')})"
+    try:
+        resp = http.post(token_url, data=form, timeout=timeout, verify=verify,
+                         headers={"Accept": "application/json", "User-Agent": USER_AGENT})
+    except _TRANSIENT as exc:
+        raise ConnectorError(f"{what}: no answer ({type(exc).__name__}: {redact(exc)})", vendor=vendor,
+                             retryable=True) from None
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {}
+    if resp.status_code != 200 or not isinstance(body, dict) or not body.get("access_token"):
+        code = body.get("error") if isinstance(body, dict) else None
+        detail = (body.get("error_description") or body.get("message")) if isinstance(body, dict) else None
+        raise ConnectorError(f"{what} failed: HTTP {resp.status_code} {code or ''}: {detail or resp.text[:300]} "
+                             f"(check the client id, secret, refresh token or key in the connection)",
+                             vendor=vendor, status=resp.status_code, code=code, retryable=resp.status_code >= 500)
+    register_secret(body.get("access_token"))
+    register_secret(body.get("refresh_token"))
+    return body
