@@ -259,7 +259,8 @@ def _hubspot_properties(values: dict, cfg: WritebackConfig) -> dict:
         if p.get(name):
             out[p[name]] = "" if values[name] is None else str(values[name])
     if p.get("respond_by"):
-        out[p["respond_by"]] = _epoch_ms(values["respond_by"])
+        # HubSpot property values are strings; "" clears one (null is not a valid value).
+        out[p["respond_by"]] = _epoch_ms(values["respond_by"]) or ""
     owner = values.get("owner")
     if p.get("owner") and owner and HUBSPOT_OWNER.match(owner):
         out[p["owner"]] = owner

@@ -57,6 +57,7 @@ class FakeServer:
 
     def __init__(self, *, token: str = "test-token", faults: Faults | None = None, record_bodies: bool = True):
         self.token = token
+        self.sessions: set[str] = {token}   # bearer tokens accepted now; expire_sessions() empties it
         self.faults = faults or Faults()
         self.record_bodies = record_bodies
         self.received: list[Received] = []
@@ -97,7 +98,13 @@ class FakeServer:
         return json_response({"message": message, "code": code, **extra}, status)
 
     def authorized(self, req: Request) -> bool:
-        return req.headers.get("Authorization") == f"Bearer {self.token}"
+        auth = req.headers.get("Authorization", "")
+        return auth.startswith("Bearer ") and auth[7:] in self.sessions
+
+    def expire_sessions(self) -> None:
+        """Every token issued so far stops working (answers 401), as when access tokens expire."""
+        with self.lock:
+            self.sessions.clear()
 
     def unauthorized(self) -> Response:
         return self.problem(401, "not authorized")

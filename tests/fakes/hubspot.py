@@ -5,14 +5,19 @@ most 200, a 400 past 10,000 results, filters GT/GTE/LT/LTE/EQ on dates as epoch 
 batch/upsert of at most 100 inputs, a whole-batch 400 VALIDATION_ERROR for an unknown or invalid
 property or duplicate ids, 207 with OBJECT_NOT_FOUND for unknown ids; upsert only by a unique
 property; error bodies {"status": "error", "message", "correlationId", "category", "errors"}; 429 bodies
-with policyName and the X-HubSpot-RateLimit-* headers.
+with policyName and the X-HubSpot-RateLimit-* headers. Search cursors (``paging.next.after``) are opaque
+strings, as the spec says (not the digits HubSpot happens to send today); property values must be strings
+(a null is a 400, "" clears). ``POST /oauth/v1/token`` answers the refresh-token grant of a known app with a
+new access token; ``expire_sessions()`` makes issued tokens answer 401 as HubSpot does after 30 minutes.
 """
 from __future__ import annotations
 
+import base64
 import bisect
 import itertools
 import json
 import re
+import secrets
 import threading
 
 import pandas as pd
@@ -55,9 +60,11 @@ def to_ms(value) -> int | None:
 class FakeHubSpot(FakeServer):
     vendor = "hubspot"
 
-    def __init__(self, *, page_cap: int = 10_000, **kwargs):
+    def __init__(self, *, page_cap: int = 10_000, apps: dict | None = None, **kwargs):
         super().__init__(**kwargs)
         self.page_cap = page_cap
+        self.apps = apps or {}     # client_id -> {"secret": ..., "refresh_token": ...}
+        self.refreshes = 0
         self.objects: dict[str, dict[str, dict]] = {t: {} for t in ("contacts", "calls", "meetings", "emails",
                                                                        "notes", "tasks")}
         self.properties = {"contacts": CONTACT_PROPERTIES, "tasks": TASK_PROPERTIES}
@@ -68,6 +75,7 @@ class FakeHubSpot(FakeServer):
         self._sorted: dict[str, list[int]] = {}
         o = r"(?P<object_type>[a-z_]+)"
         self.routes = [
+            ("POST", re.compile(r"/oauth/v1/token"), self.oauth_token),
             ("GET", re.compile(rf"/crm/v3/objects/{o}"), self.list_objects),
             ("POST", re.compile(rf"/crm/v3/objects/{o}/search"), self.search),
             ("POST", re.compile(rf"/crm/v3/objects/{o}/batch/update"), self.batch_update),
@@ -96,6 +104,29 @@ class FakeHubSpot(FakeServer):
 
     def server_error(self, status):
         return self.problem(status, "internal error", category="INTERNAL_ERROR")
+
+    # ------------------------------------------------------------------------------------ OAuth
+    def exempt(self, req):
+        return req.path == "/oauth/v1/token"
+
+    def authorized(self, req):
+        return self.exempt(req) or super().authorized(req)
+
+    def oauth_token(self, req: Request):
+        form = req.form
+        app = self.apps.get(form.get("client_id"))
+        if form.get("grant_type") != "refresh_token":
+            return json_response({"status": "BAD_GRANT_TYPE", "message": "grant_type must be refresh_token"}, 400)
+        if app is None or form.get("client_secret") != app.get("secret"):
+            return json_response({"status": "BAD_CLIENT_ID", "message": "missing or unknown client id"}, 400)
+        if form.get("refresh_token") != app.get("refresh_token"):
+            return json_response({"status": "BAD_REFRESH_TOKEN", "message": "missing or unknown refresh token"}, 400)
+        token = f"CNf{secrets.token_urlsafe(32)}"
+        with self.lock:
+            self.sessions.add(token)
+            self.refreshes += 1
+        return json_response({"access_token": token, "refresh_token": app["refresh_token"], "expires_in": 1800,
+                              "token_type": "bearer"})
 
     def rate_headers(self, remaining):
         if not self.faults.window:
@@ -167,7 +198,10 @@ class FakeHubSpot(FakeServer):
         except ValueError as exc:
             return self.problem(400, f"Invalid input JSON on line 1, column 1: {exc}")
         limit = int(body.get("limit", 10))
-        after = int(body.get("after") or 0)
+        try:
+            after = _offset(body.get("after"))
+        except ValueError:
+            return self.problem(400, f"Invalid paging cursor: {body.get('after')!r}")
         if limit > 200:
             return self.problem(400, f"There was a problem with the request. limit must be at most 200, got {limit}")
         if after >= self.page_cap:
@@ -185,7 +219,7 @@ class FakeHubSpot(FakeServer):
         page = rows[after:after + limit]
         out = {"total": len(rows), "results": [self._view(r, body.get("properties") or []) for r in page]}
         if after + limit < len(rows):
-            out["paging"] = {"next": {"after": str(after + limit)}}
+            out["paging"] = {"next": {"after": _cursor(after + limit)}}
         return json_response(out)
 
     # ------------------------------------------------------------------------------------ writes
@@ -205,7 +239,10 @@ class FakeHubSpot(FakeServer):
                 if allowed is not None and name not in allowed:
                     bad.append({"isValid": False, "message": f'Property "{name}" does not exist',
                                 "error": "PROPERTY_DOESNT_EXIST", "name": name})
-                elif name in NUMBER_PROPERTIES and value not in (None, "") and not re.fullmatch(r"-?\d+(\.\d+)?",
+                elif value is None:
+                    bad.append({"isValid": False, "message": f"{name}: null is not a valid value; send \"\" to "
+                                                             f"clear a property", "error": "INVALID_VALUE", "name": name})
+                elif name in NUMBER_PROPERTIES and value != "" and not re.fullmatch(r"-?\d+(\.\d+)?",
                                                                                                 str(value)):
                     bad.append({"isValid": False, "message": f"{value} was not a valid number.",
                                 "error": "INVALID_INTEGER", "name": name})
@@ -302,6 +339,20 @@ class FakeHubSpot(FakeServer):
             for item in inputs:
                 self.associations.setdefault(("tasks", str(item["from"]["id"])), set()).add(str(item["to"]["id"]))
         return json_response({"status": "COMPLETE", "results": []})
+
+
+def _cursor(offset: int) -> str:
+    """An opaque search cursor (base64, not digits), as the spec's `after: string` allows."""
+    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode().rstrip("=")
+
+
+def _offset(cursor) -> int:
+    if cursor in (None, ""):
+        return 0
+    text = base64.urlsafe_b64decode(str(cursor) + "=" * (-len(str(cursor)) % 4)).decode()
+    if not text.startswith("offset:"):
+        raise ValueError(cursor)
+    return int(text[7:])
 
 
 def _sort_value(prop, value):

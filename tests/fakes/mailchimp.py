@@ -62,6 +62,7 @@ class FakeMailchimp(FakeServer):
             ("POST", re.compile(r"/3\.0/batches"), self.create_batch),
             ("GET", re.compile(r"/3\.0/batches/(?P<batch_id>[^/]+)"), self.get_batch),
             ("GET", re.compile(r"/_archives/(?P<batch_id>[^/]+)\.tar\.gz"), self.get_archive),
+            ("GET", re.compile(r"/oauth2/metadata"), self.oauth_metadata),
         ]
 
     @property
@@ -83,6 +84,8 @@ class FakeMailchimp(FakeServer):
     def authorized(self, req: Request) -> bool:
         if req.path.startswith("/_archives/"):
             return "Authorization" not in req.headers  # the archive host must never see our key
+        if req.path == "/oauth2/metadata":
+            return req.headers.get("Authorization") == f"OAuth {self.token}"
         auth = req.headers.get("Authorization", "")
         if auth.startswith("Basic "):
             try:
@@ -99,7 +102,13 @@ class FakeMailchimp(FakeServer):
         return self.problem(429, "You have exceeded the limit of 10 simultaneous connections.")
 
     def exempt(self, req):
-        return req.path.startswith("/_archives/")
+        return req.path.startswith("/_archives/") or req.path == "/oauth2/metadata"
+
+    def oauth_metadata(self, req):
+        """login.mailchimp.com/oauth2/metadata: the data centre of the account an OAuth token belongs to."""
+        return json_response({"dc": "us6", "role": "owner", "accountname": "Acme", "user_id": 1,
+                              "login": {"login_id": 1}, "login_url": "https://login.mailchimp.com",
+                              "api_endpoint": self.url})
 
     def handle(self, req):
         with self.lock:

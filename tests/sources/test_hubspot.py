@@ -54,7 +54,10 @@ def test_incremental_search_windows_past_the_result_cap_with_overlap_and_dedupe(
                     - pd.Timedelta(seconds=10)}
         assert set(frame["email"]) == expected and frame["id"].is_unique
         searches = [r for r in fake.received if r.path.endswith("/search") and r.status == 200]
-        assert all(r.json["limit"] <= 100 and int(r.json.get("after", 0)) < 300 for r in searches)
+        from fakes.hubspot import _offset
+        assert all(r.json["limit"] <= 100 and _offset(r.json.get("after")) < 300 for r in searches)
+        cursors = [r.json["after"] for r in searches if "after" in r.json]
+        assert cursors and not any(c.isdigit() for c in cursors)  # opaque cursors went back as given
         windows = {json.dumps(r.json["filterGroups"]) for r in searches}
         assert len(windows) >= 3  # the time range was windowed
 
@@ -199,3 +202,57 @@ def test_the_token_never_reaches_logs_or_errors(caplog):
     assert TOKEN not in str(err.value)
     assert "Authorization" not in caplog.text or "Bearer ***" in caplog.text
     assert TOKEN not in repr(hs) and TOKEN not in repr(hs.session)
+
+
+# ---------------------------------------------------------------------------------------------- OAuth
+APP_ID, APP_SECRET = "7a1b2c3d-app-client-id", "c0ffee00-app-client-secret"
+REFRESH = "na1-refresh-0000-1111-2222-333333333333"
+
+
+def test_oauth_fetches_a_token_and_refreshes_it_once_on_401(caplog):
+    from slowburn.sources.hubspot import HubSpotAuth
+
+    caplog.set_level(logging.DEBUG)
+    with FakeHubSpot(token="never-issued", apps={APP_ID: {"secret": APP_SECRET, "refresh_token": REFRESH}}) as fake:
+        seed(fake, 250)
+        auth = HubSpotAuth(client_id=APP_ID, client_secret=APP_SECRET, refresh_token=REFRESH)
+        hs = HubSpotClient(fake.url, auth=auth, max_requests=10_000, per_seconds=1, search_per_second=10_000,
+                           backoff=0.005)
+        assert len(hs.read_frame("contacts", ["email"])) == 250 and fake.refreshes == 1
+        fake.expire_sessions()  # the 30-minute access token ran out mid-run
+        out = hs.batch_update("contacts", [{"id": str(i), "properties": {"slowburn_tier": "warm"}}
+                                           for i in range(1001, 1251)])
+        assert len(out.ok) == 250 and fake.refreshes == 2
+        assert len([r for r in fake.received if r.status == 401]) == 1
+        issued = list(fake.sessions)
+    for secret in (APP_SECRET, REFRESH, *issued):
+        assert secret not in caplog.text
+
+
+def test_a_bad_refresh_token_or_a_revoked_private_app_token_fails_clearly():
+    from slowburn.sources.hubspot import HubSpotAuth
+
+    with FakeHubSpot(token=TOKEN, apps={APP_ID: {"secret": APP_SECRET, "refresh_token": REFRESH}}) as fake:
+        seed(fake, 3)
+        hs = HubSpotClient(fake.url, auth=HubSpotAuth(client_id=APP_ID, client_secret=APP_SECRET,
+                                                      refresh_token="revoked-refresh-token-xyz"), backoff=0.005)
+        with pytest.raises(ConnectorError) as err:
+            hs.read_frame("contacts", ["email"])
+        assert "BAD_REFRESH_TOKEN" in str(err.value) and "revoked-refresh-token-xyz" not in str(err.value)
+        static = client(fake)
+        fake.expire_sessions()
+        with pytest.raises(ConnectorError) as err:
+            static.read_frame("contacts", ["email"])
+        assert "401" in str(err.value) and TOKEN not in str(err.value)
+    with pytest.raises(ConnectorError, match="client_id, client_secret and refresh_token"):
+        HubSpotAuth(client_id=APP_ID, refresh_token=REFRESH)
+
+
+def test_oauth_connection_from_the_environment(monkeypatch):
+    with FakeHubSpot(apps={APP_ID: {"secret": APP_SECRET, "refresh_token": REFRESH}}) as fake:
+        seed(fake, 4)
+        monkeypatch.setenv("SLOWBURN_CONN_HS_OAUTH", json.dumps({"host": fake.url, "extra": {
+            "client_id": APP_ID, "client_secret": APP_SECRET, "refresh_token": REFRESH, "backoff": 0.005}}))
+        hs = HubSpotClient.from_connection("hs_oauth")
+        assert len(hs.read_frame("contacts", ["email"])) == 4 and fake.refreshes == 1
+        assert APP_SECRET not in repr(hs.auth) and REFRESH not in repr(hs.auth)

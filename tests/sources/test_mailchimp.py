@@ -10,7 +10,7 @@ from fakes.base import Faults
 from fakes.mailchimp import FakeMailchimp, md5
 from slowburn.sources import extract_source, parse_sources
 from slowburn.sources.http import ConnectorError
-from slowburn.sources.mailchimp import MailchimpClient, subscriber_hash
+from slowburn.sources.mailchimp import MailchimpAuth, MailchimpClient, subscriber_hash
 
 KEY = "0123456789abcdef0123456789abcdef-us6"
 
@@ -115,3 +115,24 @@ def test_api_key_never_logged(caplog):
     assert "API Key Invalid" in str(err.value)
     for secret in (KEY, KEY.split("-")[0], KEY.replace("0", "9")):
         assert secret not in caplog.text and secret not in str(err.value)
+
+
+OAUTH_TOKEN = "5b1e9f0c7d2a4e3b8c6f1a0d9e8b7c6a"
+
+
+def test_oauth_access_token_finds_its_data_centre_and_is_never_logged(monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)
+    with FakeMailchimp(token=OAUTH_TOKEN) as fake:
+        fake.add_member("aud1", "a@acme.com", FNAME="Ann")
+        monkeypatch.setenv("SLOWBURN_CONN_MC_OAUTH", json.dumps({"password": OAUTH_TOKEN, "extra": {
+            "auth": "oauth", "metadata_url": f"{fake.url}/oauth2/metadata", "backoff": 0.005}}))
+        mc = MailchimpClient.from_connection("mc_oauth")
+        assert mc.session.base_url == fake.url + "/3.0"  # from the metadata endpoint's api_endpoint
+        frame = mc.read_frame("aud1")
+        assert list(frame["email_address"]) == ["a@acme.com"]
+        assert all(r.headers.get("Authorization") == f"Bearer {OAUTH_TOKEN}" for r in fake.received
+                   if r.path.startswith("/3.0/"))
+        with pytest.raises(ConnectorError) as err:  # the key's place taken by a token the server does not know
+            MailchimpClient(fake.api_url, auth=MailchimpAuth(
+                access_token=OAUTH_TOKEN[::-1]), backoff=0.001).read_frame("aud1")
+    assert OAUTH_TOKEN not in caplog.text and OAUTH_TOKEN[::-1] not in str(err.value) and "401" in str(err.value)

@@ -289,3 +289,21 @@ def test_quota_reserve_as_a_fraction_of_the_daily_limit():
         fake.api_used = 899
         with pytest.raises(ConnectorError, match="API quota"):
             sf.read_frame("Lead", ["Email"])
+
+
+@pytest.mark.airflow
+def test_the_airflow_hook_logs_in_with_the_connections_refresh_token_and_never_logs_it(monkeypatch, caplog):
+    from slowburn.airflow.connectors import SalesforceHook
+
+    caplog.set_level(logging.DEBUG)
+    with FakeSalesforce(clients={CLIENT_ID: {"secret": SECRET, "refresh_token": REFRESH}}) as fake:
+        seed_leads(fake, 3)
+        monkeypatch.setenv("AIRFLOW_CONN_SF_HOOK", json.dumps({
+            "conn_type": "http", "password": REFRESH,
+            "extra": {"auth": "refresh_token", "client_id": CLIENT_ID, "client_secret": SECRET, "login_url": fake.url,
+                      "backoff": 0.005, "quota_reserve": 5}}))
+        sf = SalesforceHook("sf_hook").get_conn()
+        assert len(sf.read_frame("Lead", ["Email"])) == 3 and sf.quota_reserve == 5
+        issued = list(fake.sessions)
+    for secret in (REFRESH, SECRET, *issued):
+        assert secret not in caplog.text

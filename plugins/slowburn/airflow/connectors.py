@@ -1,11 +1,17 @@
 """Airflow hooks for the vendor clients, the Connection resolver for API sources, and the write-back operator.
 
-A Connection gives the client its base URL and token:
+A Connection gives the client its base URL and its credentials; secrets live only there (password or
+extra, which Airflow encrypts), never in DAG code or the sources file, and are blanked from every log line:
 
 * host: the API's base URL with its scheme (https://api.hubapi.com, https://<my-domain>.my.salesforce.com,
   https://us6.api.mailchimp.com/3.0); a test points it at http://127.0.0.1:<port>;
-* password: the token (HubSpot private-app token, Salesforce access token, Mailchimp API key);
-  `extra` may carry it as "token" instead, plus client options (max_requests, per_seconds, verify, ...).
+* HubSpot: password = private-app token; or OAuth: extra client_id, client_secret, refresh_token;
+* Salesforce: extra.auth = token (password = access token / session id), refresh_token (password = refresh
+  token, extra client_id [, client_secret], login_url) or jwt (login = username, password or extra.private_key
+  = the PEM key, extra client_id = consumer key, login_url); host may be left empty for the OAuth flows
+  (the token endpoint names the instance);
+* Mailchimp: password = API key; or extra.auth = oauth with password = OAuth access token;
+* extra also takes client options (max_requests, per_seconds, verify, quota_reserve, ...).
 
 Once this module is loaded, slowburn.sources.http.credentials_for() asks resolve_credentials() below, so
 `kind: hubspot | salesforce | mailchimp` sources in the sources file read their Connection when the
@@ -81,29 +87,27 @@ class HubSpotHook(_VendorHook):
     hook_name = "slowburn HubSpot"
 
     def build_client(self):
-        from slowburn.sources.hubspot import DEFAULT_BASE_URL, HubSpotClient
+        from slowburn.sources.hubspot import CLIENT_OPTIONS, DEFAULT_BASE_URL, HubSpotAuth, HubSpotClient
 
         creds = self.credentials()
-        return HubSpotClient(creds.base_url or DEFAULT_BASE_URL, creds.token, **self._options(
-            creds, ("max_requests", "per_seconds", "search_per_second", "max_retries", "backoff", "verify",
-                    "search_cap", "search_limit")))
+        return HubSpotClient(creds.base_url or DEFAULT_BASE_URL, auth=HubSpotAuth.from_credentials(creds),
+                             **self._options(creds, CLIENT_OPTIONS))
 
 
 class SalesforceHook(_VendorHook):
     """A slowburn.sources.salesforce.SalesforceClient (over simple-salesforce) from `salesforce_default`.
 
-    host is the instance URL; password (or extra.token) an OAuth access token / session id.
+    host is the instance URL; extra.auth picks the login flow (token, refresh_token, jwt; see above).
     """
     default_conn_name = "salesforce_default"
     hook_name = "slowburn Salesforce"
 
     def build_client(self):
-        from slowburn.sources.salesforce import SalesforceClient
+        from slowburn.sources.salesforce import CLIENT_OPTIONS, SalesforceAuth, SalesforceClient
 
         creds = self.credentials()
-        return SalesforceClient(creds.base_url or creds.extra.get("instance_url"), creds.token, **self._options(
-            creds, ("version", "max_requests", "per_seconds", "max_retries", "backoff", "verify", "bulk_threshold",
-                    "bulk_poll")))
+        return SalesforceClient(creds.base_url or creds.extra.get("instance_url"),
+                                auth=SalesforceAuth.from_credentials(creds), **self._options(creds, CLIENT_OPTIONS))
 
 
 class MailchimpHook(_VendorHook):
@@ -112,12 +116,13 @@ class MailchimpHook(_VendorHook):
     hook_name = "slowburn Mailchimp"
 
     def build_client(self):
-        from slowburn.sources.mailchimp import MailchimpClient, default_base_url
+        from slowburn.sources.mailchimp import CLIENT_OPTIONS, METADATA_URL, MailchimpAuth, MailchimpClient
 
         creds = self.credentials()
-        return MailchimpClient(creds.base_url or default_base_url(creds.token), creds.token, **self._options(
-            creds, ("max_requests", "per_seconds", "concurrency", "batch_threshold", "batch_size", "poll_interval",
-                    "max_retries", "backoff", "verify")))
+        auth = MailchimpAuth.from_credentials(creds)
+        return MailchimpClient(creds.base_url or auth.base_url(metadata_url=creds.extra.get("metadata_url",
+                                                                                            METADATA_URL)),
+                               auth=auth, **self._options(creds, CLIENT_OPTIONS))
 
     def list_id(self) -> str | None:
         return self.credentials().extra.get("list_id")

@@ -595,7 +595,7 @@ def oauth_token_request(token_url: str, form: dict, *, vendor: str, session: req
     except ValueError:
         body = {}
     if resp.status_code != 200 or not isinstance(body, dict) or not body.get("access_token"):
-        code = body.get("error") if isinstance(body, dict) else None
+        code = (body.get("error") or body.get("status")) if isinstance(body, dict) else None
         detail = (body.get("error_description") or body.get("message")) if isinstance(body, dict) else None
         raise ConnectorError(f"{what} failed: HTTP {resp.status_code} {code or ''}: {detail or resp.text[:300]} "
                              f"(check the client id, secret, refresh token or key in the connection)",

@@ -16,6 +16,10 @@ Writing
   the record and the property and the other 99 still go through; 207 partial results are reported per id.
 * task associations through ``POST /crm/v4/associations/tasks/contacts/batch/associate/default``.
 
+Logging in: a private app's access token (sent as a Bearer token), or OAuth 2.0: the connection holds the
+app's client id and secret and a refresh token; an access token is fetched from ``/oauth/v1/token`` at the
+start and again when HubSpot answers 401 (access tokens live 30 minutes), once per expiry.
+
 Limits: every request waits on a token bucket (default 100 requests per rolling 10 s; search also on
 its own 4 per second), 429 is retried after Retry-After, and the ``X-HubSpot-RateLimit-*`` headers
 pause the bucket when HubSpot says the window is used up.
@@ -30,7 +34,8 @@ from typing import Iterable, Iterator
 import pandas as pd
 import requests
 
-from slowburn.sources.http import ApiSession, ConnectorError, RateLimiter, chunked, credentials_for, redact
+from slowburn.sources.http import (ApiSession, ConnectorError, RateLimiter, RenewableToken, chunked, credentials_for,
+                                   oauth_token_request, redact, register_secret)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +65,45 @@ def parse_error(resp: requests.Response) -> tuple[str, str | None]:
     return message, body.get("category") or body.get("errorType")
 
 
+@dataclass(frozen=True)
+class HubSpotAuth:
+    """A private app's token, or OAuth (client id, client secret, refresh token). repr() shows no secret."""
+    access_token: str | None = field(default=None, repr=False)
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    refresh_token: str | None = field(default=None, repr=False)
+    token_url: str | None = None  # default: <base URL>/oauth/v1/token
+
+    def __post_init__(self):
+        oauth = (self.client_id, self.client_secret, self.refresh_token)
+        if any(oauth) and not all(oauth):
+            raise ConnectorError("hubspot auth: OAuth needs client_id, client_secret and refresh_token together",
+                                 vendor="hubspot")
+        if not self.access_token and not all(oauth):
+            raise ConnectorError("hubspot auth: give a private app token, or OAuth client_id, client_secret and "
+                                 "refresh_token", vendor="hubspot")
+        for secret in (self.access_token, self.client_secret, self.refresh_token):
+            register_secret(secret)
+
+    @classmethod
+    def from_credentials(cls, creds) -> "HubSpotAuth":
+        """password: the private app token; or extra.client_id + client_secret + refresh_token for OAuth."""
+        extra = creds.extra
+        if extra.get("refresh_token") or extra.get("auth") == "oauth":
+            return cls(client_id=extra.get("client_id"), client_secret=extra.get("client_secret"),
+                       refresh_token=extra.get("refresh_token") or creds.token, token_url=extra.get("token_url"))
+        return cls(access_token=creds.token)
+
+    def token_source(self, base_url: str, *, verify: bool | str = True) -> RenewableToken:
+        if not self.refresh_token:
+            return RenewableToken(None, self.access_token, vendor="hubspot")
+        url = self.token_url or f"{base_url.rstrip('/')}/oauth/v1/token"
+        form = {"grant_type": "refresh_token", "client_id": self.client_id, "client_secret": self.client_secret,
+                "refresh_token": self.refresh_token}
+        return RenewableToken(lambda: oauth_token_request(url, form, vendor="hubspot", verify=verify), None,
+                              vendor="hubspot")
+
+
 @dataclass
 class BatchOutcome:
     """What a batch write did: ids written, and per-record errors (record key -> message)."""
@@ -70,14 +114,17 @@ class BatchOutcome:
 class HubSpotClient:
     vendor = "hubspot"
 
-    def __init__(self, base_url: str = DEFAULT_BASE_URL, token: str | None = None, *, max_requests: int = 100,
+    def __init__(self, base_url: str = DEFAULT_BASE_URL, token: str | None = None, *, auth: HubSpotAuth | None = None,
+                 max_requests: int = 100,
                  per_seconds: float = 10.0, search_per_second: float = 4.0, timeout=(10.0, 120.0),
                  max_retries: int = 5, backoff: float = 0.5, verify: bool | str = True, pool_size: int = 10,
                  search_cap: int = SEARCH_CAP, search_limit: int = SEARCH_LIMIT):
         self.search_cap, self.search_limit = search_cap, min(search_limit, SEARCH_LIMIT)
         self.limiter = RateLimiter(max_requests, per_seconds)
         self.search_limiter = RateLimiter.per_second(search_per_second, burst=1)
-        self.session = ApiSession(base_url, vendor=self.vendor, token=token, timeout=timeout,
+        self.auth = auth or HubSpotAuth(access_token=token)
+        self.token = self.auth.token_source(base_url, verify=verify)
+        self.session = ApiSession(base_url, vendor=self.vendor, timeout=timeout, token_provider=self.token,
                                   max_retries=max_retries, backoff=backoff, rate_limiter=self.limiter, verify=verify,
                                   pool_size=pool_size, error_parser=parse_error, on_response=self._observe)
 
@@ -85,10 +132,9 @@ class HubSpotClient:
     def from_connection(cls, conn_id: str = "hubspot_default", base_url: str | None = None, **kwargs):
         creds = credentials_for(conn_id, default_base_url=DEFAULT_BASE_URL)
         extra = creds.extra
-        opts = {k: extra[k] for k in ("max_requests", "per_seconds", "search_per_second", "max_retries", "backoff",
-                                      "verify", "search_cap", "search_limit") if k in extra}
+        opts = {k: extra[k] for k in CLIENT_OPTIONS if k in extra}
         opts.update(kwargs)
-        return cls(base_url or creds.base_url, creds.token, **opts)
+        return cls(base_url or creds.base_url, auth=HubSpotAuth.from_credentials(creds), **opts)
 
     def __repr__(self) -> str:
         return f"HubSpotClient({self.session.base_url}, {self.limiter})"
@@ -175,14 +221,17 @@ class HubSpotClient:
                      pd.Timestamp(lo, unit="ms", tz="UTC"))
 
     def _walk(self, object_type, filters, sort_property, props, limit):
-        """(record, complete) for one search query, up to the 10,000 cap; complete=True on the last page."""
-        after = 0
+        """(record, complete) for one search query, up to the 10,000 cap; complete=True on the last page.
+
+        `paging.next.after` is an opaque cursor, passed back as HubSpot gave it; how far the query has paged is
+        counted from the results received, not read from the cursor."""
+        after, seen = None, 0
         while True:
             body = {"filterGroups": [{"filters": filters}] if filters else [],
                     "sorts": [{"propertyName": sort_property, "direction": "ASCENDING"}],
                     "properties": props, "limit": limit}
-            if after:
-                body["after"] = str(after)
+            if after is not None:
+                body["after"] = after
             page = self._search_page(object_type, body)
             results = page.get("results", [])
             nxt = ((page.get("paging") or {}).get("next") or {}).get("after")
@@ -192,8 +241,8 @@ class HubSpotClient:
                 return
             for rec in results:
                 yield rec, False
-            after = int(nxt)
-            if after + 1 > self.search_cap or after + limit > self.search_cap:
+            after, seen = str(nxt), seen + len(results)
+            if seen + limit > self.search_cap:
                 return  # this query can page no further: the caller opens the next window
 
     def _same_instant(self, object_type, watermark, stamp, props, limit):
@@ -312,6 +361,10 @@ class HubSpotClient:
             self.session.json("POST", "/crm/v4/associations/tasks/contacts/batch/associate/default",
                               json={"inputs": [{"from": {"id": t}, "to": {"id": c}} for t, c in chunk]},
                               what="associate tasks with contacts", ok=(207,))
+
+
+CLIENT_OPTIONS = ("max_requests", "per_seconds", "search_per_second", "max_retries", "backoff", "verify", "search_cap",
+                  "search_limit")
 
 
 def default_watermark(object_type: str) -> str:

@@ -15,6 +15,10 @@ Writing
   batch, several submitted before polling), polled until finished; per-operation results come from each
   batch's response archive, fetched without our credentials.
 * fewer go one by one on ``concurrency`` connections (Mailchimp allows 10 at once).
+
+Logging in: an API key (HTTP Basic, any user name; its ``-us6`` suffix names the data centre), or an OAuth
+access token (sent as a Bearer token; Mailchimp's OAuth tokens do not expire), whose data centre comes from
+the connection's host or from ``https://login.mailchimp.com/oauth2/metadata``.
 """
 from __future__ import annotations
 
@@ -30,11 +34,15 @@ from dataclasses import dataclass, field
 import pandas as pd
 import requests
 
-from slowburn.sources.http import ApiSession, ConnectorError, RateLimiter, chunked, credentials_for, redact
+from slowburn.sources.http import (ApiSession, ConnectorError, RateLimiter, RenewableToken, chunked, credentials_for,
+                                   redact, register_secret)
 
 log = logging.getLogger(__name__)
 
 PAGE = 1000
+METADATA_URL = "https://login.mailchimp.com/oauth2/metadata"
+CLIENT_OPTIONS = ("max_requests", "per_seconds", "concurrency", "batch_threshold", "batch_size", "poll_interval",
+                  "max_retries", "backoff", "verify")
 STATUS_IF_NEW = ("subscribed", "pending", "transactional", "unsubscribed")
 NEVER_EMAIL = ("unsubscribed", "cleaned")
 MEMBER_FIELDS = ("id", "email_address", "status", "last_changed", "timestamp_opt", "timestamp_signup",
@@ -65,6 +73,43 @@ def default_base_url(api_key: str | None) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class MailchimpAuth:
+    """An API key, or an OAuth access token. repr() shows neither."""
+    api_key: str | None = field(default=None, repr=False)
+    access_token: str | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if bool(self.api_key) == bool(self.access_token):
+            raise ConnectorError("mailchimp auth: give either an API key or an OAuth access token", vendor="mailchimp")
+        register_secret(self.api_key)
+        register_secret(self.access_token)
+
+    @classmethod
+    def from_credentials(cls, creds) -> "MailchimpAuth":
+        """password: the API key; with extra.auth = "oauth" (or extra.access_token), an OAuth access token."""
+        extra = creds.extra
+        if extra.get("auth") == "oauth" or extra.get("access_token"):
+            return cls(access_token=extra.get("access_token") or creds.token)
+        return cls(api_key=creds.token)
+
+    def base_url(self, *, metadata_url: str = METADATA_URL, verify: bool | str = True) -> str | None:
+        if self.api_key:
+            return default_base_url(self.api_key)
+        try:
+            resp = requests.get(metadata_url, headers={"Authorization": f"OAuth {self.access_token}",
+                                                       "Accept": "application/json"}, timeout=(10, 30), verify=verify)
+            endpoint = resp.json().get("api_endpoint") if resp.status_code == 200 else None
+        except (requests.RequestException, ValueError) as exc:
+            raise ConnectorError(f"mailchimp: could not ask {metadata_url} for the account's data centre "
+                                 f"({type(exc).__name__}); set the connection's host instead", vendor="mailchimp") from None
+        if not endpoint:
+            raise ConnectorError(f"mailchimp: {metadata_url} answered HTTP {resp.status_code} without api_endpoint; "
+                                 f"check the OAuth token, or set the connection's host", vendor="mailchimp",
+                                 status=resp.status_code)
+        return f"{endpoint.rstrip('/')}/3.0"
+
+
 @dataclass
 class Outcome:
     ok: dict[str, dict] = field(default_factory=dict)     # subscriber hash -> member (or {})
@@ -74,7 +119,8 @@ class Outcome:
 class MailchimpClient:
     vendor = "mailchimp"
 
-    def __init__(self, base_url: str, api_key: str | None, *, max_requests: float = 20, per_seconds: float = 1.0,
+    def __init__(self, base_url: str, api_key: str | None = None, *, auth: MailchimpAuth | None = None,
+                 max_requests: float = 20, per_seconds: float = 1.0,
                  concurrency: int = 5, batch_threshold: int = 1000, batch_size: int = 500,
                  poll_interval: float = 2.0, poll_timeout: float = 3600.0, timeout=(10.0, 120.0),
                  max_retries: int = 5, backoff: float = 0.5, verify: bool | str = True):
@@ -82,8 +128,10 @@ class MailchimpClient:
         self.concurrency = max(1, min(int(concurrency), 10))
         self.batch_threshold, self.batch_size = batch_threshold, batch_size
         self.poll_interval, self.poll_timeout = poll_interval, poll_timeout
-        self.session = ApiSession(base_url, vendor=self.vendor, token=api_key, basic_user="slowburn",
-                                  timeout=timeout, max_retries=max_retries, backoff=backoff,
+        self.auth = auth or MailchimpAuth(api_key=api_key)
+        bearer = RenewableToken(None, self.auth.access_token, vendor=self.vendor) if self.auth.access_token else None
+        self.session = ApiSession(base_url, vendor=self.vendor, token=self.auth.api_key, basic_user="slowburn",
+                                  token_provider=bearer, timeout=timeout, max_retries=max_retries, backoff=backoff,
                                   rate_limiter=self.limiter, verify=verify, pool_size=self.concurrency + 2,
                                   error_parser=parse_error)
         # Batch result archives live on a storage host: fetched without our credentials.
@@ -94,14 +142,15 @@ class MailchimpClient:
     def from_connection(cls, conn_id: str = "mailchimp_default", base_url: str | None = None, **kwargs):
         creds = credentials_for(conn_id)
         extra = creds.extra
-        opts = {k: extra[k] for k in ("max_requests", "per_seconds", "concurrency", "batch_threshold", "batch_size",
-                                      "poll_interval", "max_retries", "backoff", "verify") if k in extra}
+        opts = {k: extra[k] for k in CLIENT_OPTIONS if k in extra}
         opts.update(kwargs)
-        url = base_url or creds.base_url or default_base_url(creds.token)
+        auth = MailchimpAuth.from_credentials(creds)
+        url = base_url or creds.base_url or auth.base_url(metadata_url=extra.get("metadata_url", METADATA_URL),
+                                                          verify=opts.get("verify", True))
         if not url:
             raise ConnectorError(f"mailchimp connection {conn_id!r}: no host and the API key has no data centre "
                                  f"suffix (like -us6); set the host to https://<dc>.api.mailchimp.com/3.0")
-        return cls(url, creds.token, **opts)
+        return cls(url, auth=auth, **opts)
 
     def __repr__(self) -> str:
         return f"MailchimpClient({self.session.base_url}, {self.limiter})"
