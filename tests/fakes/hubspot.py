@@ -79,6 +79,7 @@ class FakeHubSpot(FakeServer):
             ("GET", re.compile(rf"/crm/v3/objects/{o}"), self.list_objects),
             ("POST", re.compile(rf"/crm/v3/objects/{o}/search"), self.search),
             ("POST", re.compile(rf"/crm/v3/objects/{o}/batch/update"), self.batch_update),
+            ("POST", re.compile(rf"/crm/v3/objects/{o}/batch/read"), self.batch_read),
             ("POST", re.compile(rf"/crm/v3/objects/{o}/batch/upsert"), self.batch_upsert),
             ("POST", re.compile(rf"/crm/v4/associations/{o}/contacts/batch/read"), self.assoc_read),
             ("POST", re.compile(r"/crm/v4/associations/tasks/contacts/batch/associate/default"), self.associate),
@@ -159,6 +160,15 @@ class FakeHubSpot(FakeServer):
             cached = self._sorted[object_type] = sorted(int(i) for i in self.objects[object_type])
         return cached
 
+    def set_with_history(self, object_type: str, oid: str, prop: str, value, at) -> None:
+        """Set a property as HubSpot does when something happens: the value, its history, the modified time."""
+        with self._data_lock:
+            rec = self.objects[object_type][oid]
+            rec.setdefault("history", {}).setdefault(prop, []).insert(0, {
+                "value": str(value), "timestamp": iso_ms(pd.Timestamp(at)), "sourceType": "EMAIL"})
+            rec["properties"][prop] = str(value)
+        self.touch(object_type, oid, at)
+
     def touch(self, object_type: str, oid: str, modified) -> None:
         wm = "lastmodifieddate" if object_type == "contacts" else "hs_lastmodifieddate"
         with self._data_lock:
@@ -191,6 +201,32 @@ class FakeHubSpot(FakeServer):
             nxt = str(ids[start + limit])
             body["paging"] = {"next": {"after": nxt, "link": f"{self.url}/crm/v3/objects/{object_type}?after={nxt}"}}
         return json_response(body)
+
+    def batch_read(self, req: Request, object_type):
+        body = parse_json(req)
+        inputs = body.get("inputs") or []
+        if len(inputs) > 100:
+            return self.problem(400, f"The maximum number of inputs supported in a batch request is 100, got "
+                                     f"{len(inputs)}")
+        results, missing = [], []
+        with self._data_lock:
+            for item in inputs:
+                rec = self.objects.get(object_type, {}).get(str(item.get("id")))
+                if rec is None:
+                    missing.append(str(item.get("id")))
+                    continue
+                view = self._view(rec, body.get("properties") or [])
+                history = rec.get("history", {})
+                view["propertiesWithHistory"] = {p: list(history.get(p, [])) for p in body.get("propertiesWithHistory")
+                                                 or []}
+                results.append(view)
+        out = {"status": "COMPLETE", "results": results, "startedAt": iso_ms(pd.Timestamp.now(tz="UTC")),
+               "completedAt": iso_ms(pd.Timestamp.now(tz="UTC"))}
+        if missing:
+            out["errors"] = [{"status": "error", "category": "OBJECT_NOT_FOUND", "message": "not found",
+                              "context": {"ids": missing}}]
+            return json_response(out, 207)
+        return json_response(out)
 
     def search(self, req: Request, object_type):
         try:

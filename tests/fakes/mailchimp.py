@@ -50,6 +50,8 @@ class FakeMailchimp(FakeServer):
         self.subscribe_events: list[str] = []   # every email that became subscribed, in order
         self.member_puts: list[tuple[str, dict]] = []
         self.tag_posts: list[tuple[str, list]] = []
+        self.campaigns: dict[str, dict] = {}      # id -> {"id", "send_time", "list_id", "activity": {hash: [...]},
+        #                                            "unsubscribes": [...]}
         self._ids = itertools.count(1)
         self._clock = itertools.count()
         self._data_lock = threading.RLock()
@@ -63,6 +65,9 @@ class FakeMailchimp(FakeServer):
             ("GET", re.compile(r"/3\.0/batches/(?P<batch_id>[^/]+)"), self.get_batch),
             ("GET", re.compile(r"/_archives/(?P<batch_id>[^/]+)\.tar\.gz"), self.get_archive),
             ("GET", re.compile(r"/oauth2/metadata"), self.oauth_metadata),
+            ("GET", re.compile(r"/3\.0/campaigns"), self.list_campaigns),
+            ("GET", re.compile(r"/3\.0/reports/(?P<campaign_id>[^/]+)/email-activity"), self.email_activity),
+            ("GET", re.compile(r"/3\.0/reports/(?P<campaign_id>[^/]+)/unsubscribed"), self.unsubscribed),
         ]
 
     @property
@@ -136,6 +141,59 @@ class FakeMailchimp(FakeServer):
                                       "timestamp_opt": "", "unsubscribe_reason": "", "source": "API - Generic",
                                       "stats": {"avg_open_rate": 0, "avg_click_rate": 0}}
             return h
+
+    # ------------------------------------------------------------------------------------ campaign reports
+    def add_campaign(self, campaign_id: str, list_id: str, send_time: str) -> None:
+        self.campaigns[campaign_id] = {"id": campaign_id, "send_time": send_time, "list_id": list_id,
+                                       "activity": {}, "unsubscribes": []}
+
+    def add_activity(self, campaign_id: str, email: str, action: str, timestamp: str, url: str | None = None,
+                     bounce_type: str | None = None) -> None:
+        item = {"action": action, "timestamp": timestamp, "ip": "203.0.113.9"}
+        if url:
+            item["url"] = url
+        if bounce_type:
+            item["type"] = bounce_type
+        self.campaigns[campaign_id]["activity"].setdefault(email, []).append(item)
+
+    def add_unsubscribe(self, campaign_id: str, email: str, timestamp: str, reason: str = "N/A") -> None:
+        self.campaigns[campaign_id]["unsubscribes"].append({"email_id": md5(email), "email_address": email,
+                                                            "timestamp": timestamp, "reason": reason,
+                                                            "campaign_id": campaign_id})
+
+    def _page(self, req, items, key, **extra):
+        count, offset = int(req.args.get("count", 10)), int(req.args.get("offset", 0))
+        if count > 1000:
+            return self.problem(400, "count may not exceed 1000")
+        return json_response({key: items[offset:offset + count], "total_items": len(items), **extra})
+
+    def list_campaigns(self, req):
+        since = req.args.get("since_send_time")
+        rows = [c for c in self.campaigns.values()
+                if (not req.args.get("list_id") or c["list_id"] == req.args["list_id"])
+                and (not since or pd.Timestamp(c["send_time"]) >= pd.Timestamp(since))]
+        rows.sort(key=lambda c: c["send_time"])
+        return self._page(req, [{"id": c["id"], "send_time": c["send_time"], "recipients": {"list_id": c["list_id"]},
+                                 "settings": {"title": f"Campaign {c['id']}"}} for c in rows], "campaigns")
+
+    def email_activity(self, req, campaign_id):
+        c = self.campaigns.get(campaign_id)
+        if c is None:
+            return self.problem(404, "The requested resource could not be found.")
+        since = pd.Timestamp(req.args["since"]) if req.args.get("since") else None
+        emails = []
+        for email, acts in sorted(c["activity"].items()):
+            kept = [a for a in acts if since is None or pd.Timestamp(a["timestamp"]) > since]
+            if kept:
+                emails.append({"campaign_id": campaign_id, "list_id": c["list_id"], "list_is_active": True,
+                               "email_id": md5(email), "email_address": email, "activity": kept})
+        return self._page(req, emails, "emails", campaign_id=campaign_id)
+
+    def unsubscribed(self, req, campaign_id):
+        c = self.campaigns.get(campaign_id)
+        if c is None:
+            return self.problem(404, "The requested resource could not be found.")
+        return self._page(req, c["unsubscribes"], "unsubscribes", campaign_id=campaign_id)
 
     def _stamp(self) -> str:
         t = _EPOCH + datetime.timedelta(seconds=next(self._clock))

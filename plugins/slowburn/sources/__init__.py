@@ -33,13 +33,19 @@ class Extracted:
 
 
 def _read_api(cfg: SourceConfig, bound) -> pd.DataFrame:
-    """HubSpot, Salesforce and Mailchimp sources read through their clients (incremental, deduped on id)."""
+    """HubSpot, Salesforce and Mailchimp sources read through their clients (incremental, deduped on id or touch key)."""
     if cfg.kind == "hubspot":
         from slowburn.sources.hubspot import read_hubspot_source
         return read_hubspot_source(cfg, bound)
     if cfg.kind == "salesforce":
         from slowburn.sources.salesforce import read_salesforce_source
         return read_salesforce_source(cfg, bound)
+    if cfg.kind == "mailchimp_activity":
+        from slowburn.sources.engagement import read_mailchimp_activity_source
+        return read_mailchimp_activity_source(cfg, bound)
+    if cfg.kind == "hubspot_email_events":
+        from slowburn.sources.engagement import read_hubspot_email_events_source
+        return read_hubspot_email_events_source(cfg, bound)
     from slowburn.sources.mailchimp import read_mailchimp_source
     return read_mailchimp_source(cfg, bound)
 

@@ -35,6 +35,8 @@ API sources: `url` overrides the connection's base URL; `watermark` defaults to 
 last-modified field (hubspot lastmodifieddate / hs_lastmodifieddate, salesforce SystemModstamp,
 mailchimp last_changed); salesforce `query` is an extra SOQL WHERE condition; mailchimp needs
 `list_id` (the audience), and as entity touches it yields only unsubscribes and bounces (column `event`).
+`kind: mailchimp_activity` (campaign opens, clicks, bounces, unsubscribes; optional `list_id`) and
+`kind: hubspot_email_events` land touches with no `columns:` needed (slowburn.sources.engagement).
 """
 from __future__ import annotations
 
@@ -49,8 +51,11 @@ import yaml
 
 from slowburn.contracts import INPUT_CONTRACTS, ContractError
 
-KINDS = ("sql", "file", "hubspot", "salesforce", "mailchimp")
-API_KINDS = ("hubspot", "salesforce", "mailchimp")
+KINDS = ("sql", "file", "hubspot", "salesforce", "mailchimp", "mailchimp_activity", "hubspot_email_events")
+API_KINDS = ("hubspot", "salesforce", "mailchimp", "mailchimp_activity", "hubspot_email_events")
+# Engagement kinds (slowburn.sources.engagement): touches whose frame already uses the contract's names.
+ENGAGEMENT_KINDS = {"mailchimp_activity": "mailchimp", "hubspot_email_events": "hubspot"}
+ENGAGEMENT_COLUMNS = ("source_system", "lead_source_id", "touch_type", "channel", "campaign", "occurred_at", "actor")
 _DEFAULT_OBJECT = {"hubspot": "contacts", "salesforce": "Lead", "mailchimp": None}
 
 
@@ -116,6 +121,8 @@ def parse_sources(raw: dict, here: Path) -> list[SourceConfig]:
                                 f"got {item.get('entity')!r}")
         contract = INPUT_CONTRACTS[item["entity"]]
         columns = _mapping(item, "columns", where, "contract column: vendor column")
+        if item.get("kind") in ENGAGEMENT_KINDS and item.get("entity") == "touches":  # frames use contract names
+            columns = {**{c: c for c in ENGAGEMENT_COLUMNS}, **columns}
         constants = _mapping(item, "constants", where, "contract column: value")
         values = _mapping(item, "values", where, "contract column: {vendor value: contract value}")
         for key in list(columns) + list(constants) + list(values):
@@ -168,8 +175,15 @@ def _check_api_source(where: str, item: dict) -> None:
         raise ContractError(f"{where}: a {kind} source reads its API; `path` and `table` do not apply")
     if kind != "salesforce" and item.get("query"):
         raise ContractError(f"{where}: `query` (an extra SOQL WHERE condition) only applies to salesforce sources")
-    item.setdefault("connection", f"{kind}_default")
-    if kind == "mailchimp":
+    item.setdefault("connection", f"{ENGAGEMENT_KINDS.get(kind, kind)}_default")
+    if kind in ENGAGEMENT_KINDS:
+        if item["entity"] != "touches" or item.get("object") or item.get("watermark"):
+            raise ContractError(f"{where}: a {kind} source lands touches (entity: touches), on its own watermark "
+                                f"(the activity time); `object` and `watermark` do not apply")
+        if kind == "hubspot_email_events" and item.get("list_id"):
+            raise ContractError(f"{where}: `list_id` only applies to mailchimp sources")
+        item["watermark"] = "occurred_at"
+    elif kind == "mailchimp":
         if not item.get("list_id"):
             raise ContractError(f"{where}: a mailchimp source needs `list_id` (the audience id)")
         if item.get("object"):

@@ -114,8 +114,8 @@ class RedactingFilter(logging.Filter):
 _FILTER = RedactingFilter()
 # A logger's filters apply only to records made by that very logger, so each one is named.
 for _name in ("urllib3.connectionpool", "simple_salesforce.api", "slowburn.sources.http", "slowburn.sources.hubspot",
-              "slowburn.sources.salesforce", "slowburn.sources.mailchimp", "slowburn.writeback",
-              "slowburn.airflow.connectors"):
+              "slowburn.sources.salesforce", "slowburn.sources.mailchimp", "slowburn.sources.engagement",
+              "slowburn.writeback", "slowburn.airflow.connectors"):
     logging.getLogger(_name).addFilter(_FILTER)
 
 

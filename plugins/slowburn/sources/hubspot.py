@@ -178,11 +178,13 @@ class HubSpotClient:
             if after:
                 params["after"] = after
             page = self.session.json("GET", f"/crm/v3/objects/{object_type}", params=params,
-                                     what=f"list {object_type}")
-            yield from page.get("results", [])
-            after = ((page.get("paging") or {}).get("next") or {}).get("after")
-            if not after:
+                                     what=f"list {object_type}") or {}
+            results = page.get("results") or []
+            yield from results
+            nxt = _next_cursor(page, after, f"list {object_type}")
+            if not nxt or not results:  # an empty page ends the listing, whatever the cursor says
                 return
+            after = nxt
 
     def _search_page(self, object_type: str, body: dict) -> dict:
         self.search_limiter.acquire()
@@ -232,10 +234,10 @@ class HubSpotClient:
                     "properties": props, "limit": limit}
             if after is not None:
                 body["after"] = after
-            page = self._search_page(object_type, body)
-            results = page.get("results", [])
-            nxt = ((page.get("paging") or {}).get("next") or {}).get("after")
-            if not nxt:
+            page = self._search_page(object_type, body) or {}
+            results = page.get("results") or []
+            nxt = _next_cursor(page, after, f"search {object_type}")
+            if not nxt or not results:
                 for i, rec in enumerate(results):
                     yield rec, i == len(results) - 1
                 return
@@ -265,9 +267,23 @@ class HubSpotClient:
             page = self.session.json("POST", f"/crm/v4/associations/{object_type}/contacts/batch/read",
                                      json={"inputs": [{"id": str(i)} for i in chunk]},
                                      what=f"read {object_type}->contacts associations", ok=(207,))
-            for res in (page or {}).get("results", []):
-                out[str(res["from"]["id"])] = [str(t["toObjectId"]) for t in res.get("to", [])]
+            for res in (page or {}).get("results") or []:
+                source = (res.get("from") or {}).get("id")
+                if source is not None:
+                    out[str(source)] = [str(t["toObjectId"]) for t in res.get("to") or [] if t.get("toObjectId")]
         return out
+
+    def read_with_history(self, object_type: str, ids: list[str], properties: Iterable[str],
+                          with_history: Iterable[str]) -> Iterator[dict]:
+        """``batch/read`` of records by id (100 a call), each with `propertiesWithHistory`: every past value of
+        those properties with the time it was set ({"value", "timestamp", "sourceType"})."""
+        props, history = sorted(set(properties)), sorted(set(with_history))
+        for chunk in chunked(list(dict.fromkeys(map(str, ids))), BATCH_LIMIT):
+            page = self.session.json("POST", f"/crm/v3/objects/{object_type}/batch/read",
+                                     json={"inputs": [{"id": i} for i in chunk], "properties": props,
+                                           "propertiesWithHistory": history},
+                                     what=f"read {object_type} with history", ok=(207,))
+            yield from (page or {}).get("results") or []
 
     def read_frame(self, object_type: str, properties: Iterable[str], *, since: pd.Timestamp | None = None,
                    watermark: str | None = None, overlap_seconds: float = 300.0) -> pd.DataFrame:
@@ -365,6 +381,17 @@ class HubSpotClient:
 
 CLIENT_OPTIONS = ("max_requests", "per_seconds", "search_per_second", "max_retries", "backoff", "verify", "search_cap",
                   "search_limit")
+
+
+def _next_cursor(page: dict, previous: str | None, what: str) -> str | None:
+    """paging.next.after, an opaque string; the same cursor twice would loop forever, so it is an error."""
+    nxt = ((page.get("paging") or {}).get("next") or {}).get("after")
+    if nxt in (None, ""):
+        return None
+    if previous is not None and str(nxt) == str(previous):
+        raise ConnectorError(f"hubspot {what}: the paging cursor did not advance ({nxt!r}); stopping instead of "
+                             f"reading the same page again", vendor="hubspot")
+    return str(nxt)
 
 
 def default_watermark(object_type: str) -> str:

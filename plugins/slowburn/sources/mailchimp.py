@@ -160,22 +160,55 @@ class MailchimpClient:
         self.archive_session.close()
 
     # ------------------------------------------------------------------------------------------ reading
+    def _paged(self, path: str, key: str, params: dict, what: str):
+        """Every item of an offset-paged collection (`key` in each page). An empty page ends it, whatever
+        total_items says."""
+        params = {"count": PAGE, **params, "offset": 0}
+        while True:
+            page = self.session.json("GET", path, params=params, what=what) or {}
+            items = page.get(key) or []
+            yield from items
+            params["offset"] += len(items)
+            try:
+                total = int(page.get("total_items") or 0)
+            except (TypeError, ValueError):
+                total = 0
+            if not items or params["offset"] >= total:
+                return
+
     def iter_members(self, list_id: str, *, since_last_changed: pd.Timestamp | None = None,
                      status: str | None = None, count: int = PAGE):
-        params = {"count": count, "offset": 0, "sort_field": "last_changed", "sort_dir": "ASC",
+        params = {"count": count, "sort_field": "last_changed", "sort_dir": "ASC",
                   "fields": "total_items," + ",".join(f"members.{f}" for f in MEMBER_FIELDS)}
         if since_last_changed is not None:
-            params["since_last_changed"] = pd.Timestamp(since_last_changed).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+            params["since_last_changed"] = _iso(since_last_changed)
         if status:
             params["status"] = status
-        while True:
-            page = self.session.json("GET", f"/lists/{list_id}/members", params=params,
-                                     what=f"list members of {list_id}")
-            members = page.get("members", [])
-            yield from members
-            params["offset"] += len(members)
-            if not members or params["offset"] >= int(page.get("total_items", 0)):
-                return
+        return self._paged(f"/lists/{list_id}/members", "members", params, f"list members of {list_id}")
+
+    def iter_sent_campaigns(self, list_id: str | None = None, *, since_send_time: pd.Timestamp | None = None):
+        """Sent campaigns ({id, send_time, settings.title, ...}), oldest first, optionally to one audience."""
+        params = {"status": "sent", "sort_field": "send_time", "sort_dir": "ASC",
+                  "fields": "total_items,campaigns.id,campaigns.send_time,campaigns.settings.title,"
+                            "campaigns.settings.subject_line,campaigns.recipients.list_id"}
+        if list_id:
+            params["list_id"] = list_id
+        if since_send_time is not None:
+            params["since_send_time"] = _iso(since_send_time)
+        return self._paged("/campaigns", "campaigns", params, "list sent campaigns")
+
+    def iter_email_activity(self, campaign_id: str, *, since: pd.Timestamp | None = None):
+        """Per member of a campaign: {email_id, email_address, activity: [{action, timestamp, url, type}]}."""
+        params = {"fields": "total_items,emails.email_id,emails.email_address,emails.list_id,emails.activity"}
+        if since is not None:
+            params["since"] = _iso(since)
+        return self._paged(f"/reports/{campaign_id}/email-activity", "emails", params,
+                           f"email activity of campaign {campaign_id}")
+
+    def iter_unsubscribes(self, campaign_id: str):
+        """Members who unsubscribed through a campaign: {email_id, email_address, timestamp, reason}."""
+        return self._paged(f"/reports/{campaign_id}/unsubscribed", "unsubscribes", {},
+                           f"unsubscribes of campaign {campaign_id}")
 
     def read_frame(self, list_id: str, *, since: pd.Timestamp | None = None,
                    overlap_seconds: float = 300.0) -> pd.DataFrame:
@@ -274,8 +307,7 @@ class MailchimpClient:
                  "body": json.dumps(op["body"], separators=(",", ":"))} for op in operations]
         submitted = []
         for chunk, ops in zip(chunked(wire, self.batch_size), chunked(operations, self.batch_size)):
-            batch = self.session.json("POST", "/batches", json={"operations": chunk}, what="create batch")
-            submitted.append((batch, ops))
+            submitted.append((self.submit_batch(chunk), ops))
         outcome = Outcome()
         deadline = time.monotonic() + self.poll_timeout
         waiting = list(submitted)
@@ -283,7 +315,7 @@ class MailchimpClient:
             still = []
             for batch, ops in waiting:
                 if batch.get("status") != "finished":
-                    batch = self.session.json("GET", f"/batches/{batch['id']}", what=f"batch {batch['id']} status")
+                    batch = self.batch_status(batch["id"])
                 if batch.get("status") == "finished":
                     self._collect(batch, ops, outcome)
                 else:
@@ -296,6 +328,13 @@ class MailchimpClient:
                                          vendor=self.vendor, retryable=True)
                 time.sleep(self.poll_interval)
         return outcome
+
+    def submit_batch(self, wire: list[dict]) -> dict:
+        """POST /batches with operations whose body is already a JSON string."""
+        return self.session.json("POST", "/batches", json={"operations": wire}, what="create batch")
+
+    def batch_status(self, batch_id: str) -> dict:
+        return self.session.json("GET", f"/batches/{batch_id}", what=f"batch {batch_id} status")
 
     def _collect(self, batch: dict, operations: list[dict], outcome: Outcome) -> None:
         batch_id = batch["id"]
@@ -330,6 +369,13 @@ class MailchimpClient:
                         body = {"detail": str(item.get("response"))[:300]}
                     out[str(item.get("operation_id"))] = (int(item.get("status_code", 0)), body)
         return out
+
+
+def _iso(stamp) -> str:
+    """Mailchimp's time format for filters: 2015-10-21T15:41:36+00:00 (UTC)."""
+    t = pd.Timestamp(stamp)
+    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    return t.strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
 def _problem(body: dict) -> tuple[str, str | None]:
