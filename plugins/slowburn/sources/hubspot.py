@@ -390,7 +390,7 @@ def _next_cursor(page: dict, previous: str | None, what: str) -> str | None:
         return None
     if previous is not None and str(nxt) == str(previous):
         raise ConnectorError(f"hubspot {what}: the paging cursor did not advance ({nxt!r}); stopping instead of "
-                             f"reading the same page again", vendor="hubspot")
+                             f"reading the same page again", vendor="hubspot", code="CURSOR_STUCK")
     return str(nxt)
 
 
