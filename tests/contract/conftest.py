@@ -13,7 +13,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -21,10 +20,9 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from contract import specs
 
-import specs  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 PRISM = Path(os.environ.get("SLOWBURN_PRISM", HERE / "node_modules" / ".bin" / "prism"))
 VIOLATION = re.compile(r"Violation|\[VALIDATOR\]\s+(✖|⚠)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from bounded import Bounded, drain
+from contract.bounded import Bounded, drain
 from slowburn.sources.engagement import hubspot_email_events
 from slowburn.sources.hubspot import ENGAGEMENTS, HubSpotClient
 from slowburn.writeback import HubSpotSink, WritebackConfig, plan_writeback

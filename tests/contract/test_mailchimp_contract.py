@@ -9,7 +9,7 @@ import json
 import pandas as pd
 import pytest
 
-from bounded import Bounded, drain
+from contract.bounded import Bounded, drain
 from slowburn.sources.engagement import mailchimp_activity
 from slowburn.sources.mailchimp import MailchimpClient
 from slowburn.writeback import MailchimpSink, WritebackConfig, plan_writeback

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-import specs
+from contract import specs
 
 
 def _diff(a, b, path=""):

@@ -10,7 +10,11 @@ Every call made by a connector goes through an :class:`ApiSession`, a ``requests
 * waits on a token-bucket :class:`RateLimiter` before each request, so a run stays under the
   vendor's limit instead of bouncing off it,
 * never shows a token: errors and log lines go through :func:`redact`, and the token itself
-  only ever travels in a header.
+  only ever travels in a header,
+* with a ``token_provider`` (:class:`RenewableToken`: an OAuth refresh-token or JWT grant), sends the
+  current access token on every request, whatever header a library built, and on an expired-token
+  answer (401; the client decides what counts) fetches a new one once and resends,
+* calls ``before_request`` first (the Salesforce client refuses to spend the last of its daily quota there).
 
 simple-salesforce accepts a ``session=``; giving it an ApiSession puts the same retries, limits
 and timeouts around its calls. Retrying a write is safe only because every write slowburn makes
