@@ -123,6 +123,8 @@ class FakeSalesforce(FakeServer):
                 return self._oauth_error("invalid_client", "invalid client credentials")
             if form.get("refresh_token") != client.get("refresh_token"):
                 return self._oauth_error("invalid_grant", "expired access/refresh token")
+            if client.get("rotate"):  # refresh token rotation: the old one stops working
+                client["refresh_token"] = f"5Aep{secrets.token_urlsafe(24)}"
         elif grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
             import jwt
             try:
@@ -138,9 +140,12 @@ class FakeSalesforce(FakeServer):
         with self.lock:
             self.sessions.add(token)
             self.logins.append(grant)
-        return json_response({"access_token": token, "instance_url": self.url, "id": f"{self.url}/id/00D/005",
-                              "token_type": "Bearer", "issued_at": str(int(time.time() * 1000)),
-                              "signature": "c2lnbmF0dXJl"})
+        body = {"access_token": token, "instance_url": self.url, "id": f"{self.url}/id/00D/005",
+                "token_type": "Bearer", "issued_at": str(int(time.time() * 1000)), "signature": "c2lnbmF0dXJl"}
+        client = self.clients.get(form.get("client_id")) or {}
+        if grant == "refresh_token" and client.get("rotate"):
+            body["refresh_token"] = client["refresh_token"]
+        return json_response(body)
 
     def _oauth_error(self, code, message):
         return json_response({"error": code, "error_description": message}, 400)

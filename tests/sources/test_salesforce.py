@@ -307,3 +307,33 @@ def test_the_airflow_hook_logs_in_with_the_connections_refresh_token_and_never_l
         issued = list(fake.sessions)
     for secret in (REFRESH, SECRET, *issued):
         assert secret not in caplog.text
+
+
+def test_a_rotated_refresh_token_is_used_for_the_next_login(caplog):
+    caplog.set_level(logging.DEBUG)
+    apps = {CLIENT_ID: {"secret": SECRET, "refresh_token": REFRESH, "rotate": True}}
+    with FakeSalesforce(clients=apps) as fake:
+        seed_leads(fake, 2)
+        sf = SalesforceClient(None, auth=_refresh_auth(fake), backoff=0.005)
+        for _ in range(3):
+            fake.expire_sessions()
+            assert len(sf.read_frame("Lead", ["Email"])) == 2
+        assert fake.logins == ["refresh_token"] * 4
+        rotated = apps[CLIENT_ID]["refresh_token"]
+    assert rotated != REFRESH and rotated not in caplog.text
+
+
+def test_jwt_key_from_a_file_named_in_the_connection(tmp_path):
+    from slowburn.sources.http import Credentials
+    from slowburn.sources.salesforce import SalesforceAuth
+
+    with pytest.raises(ConnectorError, match="private_key_file"):
+        SalesforceAuth.from_credentials(Credentials("", None, {"auth": "jwt", "client_id": CLIENT_ID,
+                                                               "private_key_file": str(tmp_path / "missing.pem")},
+                                                    "integration@acme.com"))
+    (tmp_path / "key.pem").write_text("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE "
+                                      "KEY-----\n")
+    auth = SalesforceAuth.from_credentials(Credentials("", None, {"auth": "jwt", "client_id": CLIENT_ID,
+                                                                  "private_key_file": str(tmp_path / "key.pem")},
+                                                       "integration@acme.com"))
+    assert auth.flow == "jwt" and auth.private_key.startswith("-----BEGIN") and "MIIE" not in repr(auth)

@@ -536,11 +536,13 @@ SECRET_EXTRAS = ("token", "api_key", "access_token", "refresh_token", "client_se
 class RenewableToken:
     """An access token that can be fetched again (OAuth refresh-token or JWT bearer grant).
 
-    `fetch()` returns the token endpoint's JSON ({"access_token", ...}); `renew(stale)` fetches once
-    however many threads saw the same expired token. A fixed token (`fetch=None`) cannot be renewed.
+    `fetch(previous_grant)` returns the token endpoint's JSON ({"access_token", ...}); it gets the last grant
+    so that a rotated refresh token is used next time. `renew(stale)` fetches once however many threads saw
+    the same expired token. A fixed token (`fetch=None`) cannot be renewed.
     """
 
-    def __init__(self, fetch: Callable[[], dict] | None = None, token: str | None = None, *, vendor: str = "api"):
+    def __init__(self, fetch: Callable[[dict], dict] | None = None, token: str | None = None, *,
+                 vendor: str = "api"):
         self._fetch, self.vendor = fetch, vendor
         self._lock = threading.Lock()
         self._token = token
@@ -566,7 +568,7 @@ class RenewableToken:
                 raise ConnectorError(f"{self.vendor}: the access token was refused and the connection has no way to "
                                      f"get a new one (give it a refresh token or a JWT key)", vendor=self.vendor,
                                      status=401)
-            grant = self._fetch()
+            grant = self._fetch(self.grant)
             token = grant.get("access_token")
             if not token:
                 raise ConnectorError(f"{self.vendor}: the token endpoint answered without an access_token",

@@ -98,10 +98,13 @@ class HubSpotAuth:
         if not self.refresh_token:
             return RenewableToken(None, self.access_token, vendor="hubspot")
         url = self.token_url or f"{base_url.rstrip('/')}/oauth/v1/token"
-        form = {"grant_type": "refresh_token", "client_id": self.client_id, "client_secret": self.client_secret,
-                "refresh_token": self.refresh_token}
-        return RenewableToken(lambda: oauth_token_request(url, form, vendor="hubspot", verify=verify), None,
-                              vendor="hubspot")
+
+        def fetch(previous: dict) -> dict:
+            form = {"grant_type": "refresh_token", "client_id": self.client_id, "client_secret": self.client_secret,
+                    "refresh_token": previous.get("refresh_token") or self.refresh_token}
+            return oauth_token_request(url, form, vendor="hubspot", verify=verify)
+
+        return RenewableToken(fetch, None, vendor="hubspot")
 
 
 @dataclass

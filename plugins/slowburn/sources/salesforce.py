@@ -94,7 +94,8 @@ class SalesforceAuth:
     @classmethod
     def from_credentials(cls, creds) -> "SalesforceAuth":
         """From a Connection: extra.auth picks the flow; password carries the access token, refresh token or
-        PEM key of that flow (or extra.access_token / refresh_token / private_key); login is the JWT username."""
+        PEM key of that flow (or extra.access_token / refresh_token / private_key / private_key_file); login is
+        the JWT username."""
         extra = creds.extra
         flow = extra.get("auth") or ("jwt" if extra.get("private_key") else
                                      "refresh_token" if extra.get("refresh_token") else "token")
@@ -102,7 +103,8 @@ class SalesforceAuth:
         return cls(flow=flow,
                    access_token=extra.get("access_token") or (secret if flow == "token" else None),
                    refresh_token=extra.get("refresh_token") or (secret if flow == "refresh_token" else None),
-                   private_key=extra.get("private_key") or (secret if flow == "jwt" else None),
+                   private_key=extra.get("private_key") or _read_key(extra.get("private_key_file"))
+                   or (secret if flow == "jwt" else None),
                    client_id=extra.get("client_id"), client_secret=extra.get("client_secret"),
                    username=creds.login or extra.get("username"),
                    login_url=(extra.get("login_url") or LOGIN_URL).rstrip("/"), audience=extra.get("audience"))
@@ -110,13 +112,15 @@ class SalesforceAuth:
     def token_source(self, *, verify: bool | str = True) -> RenewableToken:
         if self.flow == "token":
             return RenewableToken(None, self.access_token, vendor="salesforce")
-        return RenewableToken(lambda: self.grant(verify=verify), None, vendor="salesforce")
+        return RenewableToken(lambda previous: self.grant(previous, verify=verify), None, vendor="salesforce")
 
-    def grant(self, *, verify: bool | str = True) -> dict:
-        """One call to the OAuth token endpoint: {"access_token", "instance_url", ...}."""
+    def grant(self, previous: dict | None = None, *, verify: bool | str = True) -> dict:
+        """One call to the OAuth token endpoint: {"access_token", "instance_url", ...}. A refresh token the
+        last grant rotated is used instead of the connection's."""
         url = f"{self.login_url}/services/oauth2/token"
         if self.flow == "refresh_token":
-            form = {"grant_type": "refresh_token", "client_id": self.client_id, "refresh_token": self.refresh_token}
+            form = {"grant_type": "refresh_token", "client_id": self.client_id,
+                    "refresh_token": (previous or {}).get("refresh_token") or self.refresh_token}
             if self.client_secret:
                 form["client_secret"] = self.client_secret
         else:
@@ -413,6 +417,18 @@ def _cell(value):
 def _plain(record: dict) -> dict:
     """A record for a Bulk CSV: no attributes; None as #N/A, which clears the field (an empty cell would not)."""
     return {k: (BULK_NULL if v is None else v) for k, v in record.items() if k != "attributes"}
+
+
+def _read_key(path: str | None) -> str | None:
+    """The PEM key of a JWT connection kept in a file (extra.private_key_file) rather than in the Connection."""
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ConnectorError(f"salesforce auth (jwt flow): cannot read private_key_file {path!r} "
+                             f"({type(exc).__name__}: {exc.strerror})", vendor="salesforce") from None
 
 
 def _session_expired(resp: requests.Response) -> bool:
