@@ -276,8 +276,8 @@ class FakeHubSpot(FakeServer):
                     bad.append({"isValid": False, "message": f'Property "{name}" does not exist',
                                 "error": "PROPERTY_DOESNT_EXIST", "name": name})
                 elif value is None:
-                    bad.append({"isValid": False, "message": f"{name}: null is not a valid value; send \"\" to "
-                                                             f"clear a property", "error": "INVALID_VALUE", "name": name})
+                    bad.append({"isValid": False, "error": "INVALID_VALUE", "name": name,
+                                "message": f"{name}: null is not a valid value; send \"\" to clear a property"})
                 elif name in NUMBER_PROPERTIES and value != "" and not re.fullmatch(r"-?\d+(\.\d+)?",
                                                                                                 str(value)):
                     bad.append({"isValid": False, "message": f"{value} was not a valid number.",

@@ -102,8 +102,9 @@ def hubspot_world(fake):
     ann = fake.add("contacts", {"email": "ann@acme.com"}, modified=t0)
     bob = fake.add("contacts", {"email": "bob@acme.com"}, modified=t0)
     quiet = fake.add("contacts", {"email": "quiet@acme.com"}, modified=t0)
-    fake.set_with_history("contacts", ann, "hs_email_last_open_date", "2026-11-05T10:00:00.000Z", "2026-11-05T10:00:03Z")
-    fake.set_with_history("contacts", ann, "hs_email_last_open_date", "2026-11-06T11:00:00.000Z", "2026-11-06T11:00:02Z")
+    opened = "hs_email_last_open_date"
+    fake.set_with_history("contacts", ann, opened, "2026-11-05T10:00:00.000Z", "2026-11-05T10:00:03Z")
+    fake.set_with_history("contacts", ann, opened, "2026-11-06T11:00:00.000Z", "2026-11-06T11:00:02Z")
     fake.set_with_history("contacts", ann, "hs_email_last_click_date", "2026-11-06T11:01:00.000Z",
                           "2026-11-06T11:01:01Z")
     fake.set_with_history("contacts", bob, "hs_email_bounce", 1, "2026-11-07T09:00:00Z")

@@ -194,8 +194,8 @@ def _refresh_auth(fake, **kw):
 
 def test_refresh_token_flow_logs_in_and_logs_in_again_once_when_the_session_expires(caplog):
     caplog.set_level(logging.DEBUG)
-    with FakeSalesforce(token="unused-initial-session", clients={CLIENT_ID: {"secret": SECRET, "refresh_token": REFRESH}}
-                        ) as fake:
+    apps = {CLIENT_ID: {"secret": SECRET, "refresh_token": REFRESH}}
+    with FakeSalesforce(token="unused-initial-session", clients=apps) as fake:
         ids = seed_leads(fake, 250)
         sf = SalesforceClient(None, auth=_refresh_auth(fake), max_requests=10_000, backoff=0.005)
         assert sf.session.base_url == fake.url  # the instance URL came from the token endpoint

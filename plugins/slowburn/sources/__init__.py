@@ -33,7 +33,7 @@ class Extracted:
 
 
 def _read_api(cfg: SourceConfig, bound) -> pd.DataFrame:
-    """HubSpot, Salesforce and Mailchimp sources read through their clients (incremental, deduped on id or touch key)."""
+    """API sources read through their clients (incremental; deduped on id, or on the touch key for engagement)."""
     if cfg.kind == "hubspot":
         from slowburn.sources.hubspot import read_hubspot_source
         return read_hubspot_source(cfg, bound)

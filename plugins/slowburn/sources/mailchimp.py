@@ -102,7 +102,8 @@ class MailchimpAuth:
             endpoint = resp.json().get("api_endpoint") if resp.status_code == 200 else None
         except (requests.RequestException, ValueError) as exc:
             raise ConnectorError(f"mailchimp: could not ask {metadata_url} for the account's data centre "
-                                 f"({type(exc).__name__}); set the connection's host instead", vendor="mailchimp") from None
+                                 f"({type(exc).__name__}); set the connection's host instead",
+                                 vendor="mailchimp") from None
         if not endpoint:
             raise ConnectorError(f"mailchimp: {metadata_url} answered HTTP {resp.status_code} without api_endpoint; "
                                  f"check the OAuth token, or set the connection's host", vendor="mailchimp",
