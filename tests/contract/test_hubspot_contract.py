@@ -108,3 +108,14 @@ def test_the_check_catches_a_request_the_spec_forbids(prism_hubspot, hs):
             resp = hs.session.request("POST", "/crm/v3/objects/contacts/batch/update",
                                       json={"inputs": [{"id": "1", "properties": {"slowburn_respond_by": None}}]})
             assert resp.status_code in (422, 500)  # Prism answers a violation with an error
+
+
+def test_spec_shaped_partial_failures_207_are_reported_per_record(prism_hubspot, hs):
+    """HubSpot's 207 (some records failed): every input ends up either written or with an error, none lost."""
+    hs.session.headers["Prefer"] = "code=207"
+    ops = [op for op in _plan() if op.action == "update"]
+    with prism_hubspot.checked():
+        out = hs.batch_update("contacts", [op.payload for op in ops])
+        history = list(hs.read_with_history("contacts", ["101", "102"], ["email"], ["hs_email_optout"]))
+    assert set(out.ok) | set(out.errors) == {op.record_key for op in ops}
+    assert all(isinstance(r, dict) for r in history)
