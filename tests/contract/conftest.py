@@ -99,8 +99,8 @@ def _require_prism():
 @pytest.fixture(scope="session")
 def served_specs(tmp_path_factory):
     _require_prism()
-    if not (specs.spec_dir() / specs.MAILCHIMP_FILE).exists():
-        pytest.skip(f"vendor specs not found in {specs.spec_dir()} (set SLOWBURN_SPECS)")
+    missing = [n for n in (*specs.HUBSPOT_FILES, specs.MAILCHIMP_FILE) if not (specs.spec_dir() / n).exists()]
+    assert not missing, f"vendor specs {missing} not found in {specs.spec_dir()}; set SLOWBURN_SPECS to their folder"
     return specs.write_served_copies(tmp_path_factory.mktemp("specs"))
 
 

@@ -22,8 +22,8 @@ def _diff(a, b, path=""):
 
 @pytest.fixture(scope="module")
 def spec_dir():
-    if not (specs.spec_dir() / specs.MAILCHIMP_FILE).exists():
-        pytest.skip(f"vendor specs not found in {specs.spec_dir()} (set SLOWBURN_SPECS)")
+    missing = [n for n in (*specs.HUBSPOT_FILES, specs.MAILCHIMP_FILE) if not (specs.spec_dir() / n).exists()]
+    assert not missing, f"vendor specs {missing} not found in {specs.spec_dir()}; set SLOWBURN_SPECS to their folder"
     return specs.spec_dir()
 
 
