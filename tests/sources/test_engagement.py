@@ -155,3 +155,54 @@ def test_hubspot_email_events_source_through_extract_source(tmp_path, monkeypatc
         # Nothing new: the overlap brings back only the last event, the same touch as before.
         assert list(again.rows["touch_type"]) == ["unsubscribe"]
         assert pd.Timestamp(again.high_watermark) == pd.Timestamp(got.high_watermark)
+
+
+def test_engagement_touches_reach_the_golden_leads_through_the_nightly_run(tmp_path, monkeypatch):
+    """Mailchimp members and HubSpot contacts as leads, their email engagement as touches: validated, linked."""
+    from conftest import OWNERS_CSV
+    from slowburn.pipeline import RunContext, run_all
+
+    with FakeHubSpot(token=TOKEN) as hs, FakeMailchimp(token=KEY, list_ids=("aud1", "aud2")) as mc:
+        ann, bob, _ = hubspot_world(hs)
+        mailchimp_world(mc)
+        for email in ("ann@acme.com", "bob@acme.com", "cy@acme.com"):
+            mc.add_member("aud1", email, FNAME=email.split("@")[0].title())
+        monkeypatch.setenv("SLOWBURN_CONN_HS", json.dumps({"host": hs.url, "password": TOKEN, "extra": {
+            "backoff": 0.005, "max_requests": 1000, "per_seconds": 1, "search_per_second": 1000}}))
+        monkeypatch.setenv("SLOWBURN_CONN_MC", json.dumps({"host": mc.api_url, "password": KEY,
+                                                           "extra": {"backoff": 0.005}}))
+        src = tmp_path / "src"
+        src.mkdir()
+        (src / "owners.csv").write_text(OWNERS_CSV, encoding="utf-8")
+        (src / "sources.yaml").write_text(json.dumps({"sources": [
+            {"name": "hubspot", "kind": "hubspot", "entity": "leads", "connection": "hs",
+             "constants": {"source_system": "hubspot", "status": "new", "country": "US"},
+             "columns": {"source_id": "id", "email": "email", "created_at": "createdAt",
+                         "updated_at": "lastmodifieddate"}},
+            {"name": "mailchimp", "kind": "mailchimp", "entity": "leads", "connection": "mc", "list_id": "aud1",
+             "constants": {"source_system": "mailchimp", "status": "new", "country": "US"},
+             "columns": {"source_id": "id", "email": "email_address", "first_name": "first_name",
+                         "created_at": "last_changed", "updated_at": "last_changed", "email_opt_out": "opted_out"}},
+            {"name": "hs_email", "kind": "hubspot_email_events", "entity": "touches", "connection": "hs"},
+            {"name": "mc_activity", "kind": "mailchimp_activity", "entity": "touches", "connection": "mc",
+             "list_id": "aud1"},
+            {"name": "owners", "kind": "file", "entity": "owners", "path": "owners.csv",
+             "columns": {c: c for c in ("owner_id", "name", "email", "active", "deactivated_at", "team",
+                                        "territory", "daily_capacity")}}]}), encoding="utf-8")
+        ctx = RunContext(logical_date=pd.Timestamp("2026-11-23T00:00:00Z"), sources_path=src / "sources.yaml",
+                         home=tmp_path / "home")
+        run_all(ctx)
+        wh = ctx.warehouse()
+        ledger = wh.read_table("run_ledger").iloc[0]
+        assert ledger.landed_touches == 11 and ledger.quarantined_touches == 0 and bool(ledger.invariant_ok)
+        touches = wh.read_table("touches")
+        golden = wh.read_table("golden_leads").set_index("golden_id")["email"]
+        linked = touches.assign(email=touches["golden_id"].map(golden))
+        # Every touch found its lead: HubSpot's by contact id, Mailchimp's by member id, both onto one golden lead.
+        assert linked["email"].notna().all()
+        assert sorted(linked.loc[linked["email"] == "ann@acme.com", "touch_type"]) == [
+            "email_click", "email_click", "email_click", "email_open", "email_open", "email_open", "email_open"]
+        assert sorted(linked.loc[linked["email"] == "bob@acme.com", "touch_type"]) == [
+            "email_bounce", "email_bounce", "unsubscribe"]
+        watermarks = wh.read_table("source_watermarks").set_index("source_name")["high_watermark"]
+        assert pd.Timestamp(watermarks["mc_activity"]) == pd.Timestamp("2026-11-11T08:00:00Z")
