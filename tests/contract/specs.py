@@ -1,4 +1,5 @@
-"""The vendor specs as the contract tests serve them: /work/shared/specs (or $SLOWBURN_SPECS), with the three
+"""The vendor specs as the contract tests serve them: tests/contract/vendor_specs (copies of the vendors' published
+specs, see its SOURCES.md; or $SLOWBURN_SPECS), with the three
 known vendor errata patched in a copy, and the seven HubSpot files merged into one document for one Prism.
 
 The errata (the specs are wrong, the vendors' docs and SDKs right; see the specs' SOURCES.md):
@@ -30,7 +31,7 @@ MERGE_VALUE = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "objec
 
 
 def spec_dir() -> Path:
-    return Path(os.environ.get("SLOWBURN_SPECS", "/work/shared/specs"))
+    return Path(os.environ.get("SLOWBURN_SPECS", Path(__file__).parent / "vendor_specs"))
 
 
 def patch_hubspot(doc: dict) -> list[str]:
