@@ -55,7 +55,7 @@ def expected(flag: str, s: pd.DataFrame, raw: pd.DataFrame, now: pd.Timestamp,
         firsts = rep.assign(ts=pd.to_datetime(rep["ts"], utc=True)).merge(
             pd.DataFrame({"lead_id": s["source_id"].to_numpy(), "ripened": ripened.to_numpy()}), on="lead_id")
         firsts = firsts[firsts["ts"] >= firsts["ripened"]].groupby("lead_id")["ts"].min()
-        first = pd.to_datetime(s["source_id"].map(firsts), utc=True)
+        first = pd.to_datetime(s["source_id"].map(firsts.astype(object)).astype(object), utc=True)
         due = (respond < now).fillna(False)
         slow = first.isna() | (first > respond).fillna(False)
         return everyone, queued & open_ & due & slow
