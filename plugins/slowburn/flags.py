@@ -58,6 +58,7 @@ def orphaned(golden: pd.DataFrame, owners: pd.DataFrame) -> pd.DataFrame:
     why = np.where(hit["owner_id"].isna(), "no owner",
                    np.where(~known[hit.index], "owner not in the owners table", "owner is deactivated"))
     suggested = assign_owners(hit, owners)["owner_id"].to_numpy()
+    names = dict(zip(owners["owner_id"], owners["name"])) if "name" in owners else {}
     return pd.DataFrame({
         "golden_id": hit["golden_id"].to_numpy(),
         "flag": "orphaned",
@@ -65,8 +66,8 @@ def orphaned(golden: pd.DataFrame, owners: pd.DataFrame) -> pd.DataFrame:
         "owner_id": hit["owner_id"].to_numpy(),
         "evidence": [json.dumps({"owner_id": None if pd.isna(o) else o, "why": w}) for o, w in zip(hit["owner_id"], why)],
         "reason": [f"open lead with {w}" + ("" if pd.isna(o) else f" ({o})") for o, w in zip(hit["owner_id"], why)],
-        "suggested_action": [f"reassign to {s}" if isinstance(s, str) else "reassign: no active rep available"
-                             for s in suggested],
+        "suggested_action": [f"reassign to {names.get(s) or s}" + (f" ({s})" if names.get(s) else "")
+                             if isinstance(s, str) else "reassign: no active rep available" for s in suggested],
     })
 
 
@@ -303,7 +304,7 @@ def stale_status(golden: pd.DataFrame, outcomes: pd.DataFrame | None) -> pd.Data
     return _flags(hit, "stale_status", np.where(hit["outcome"] == "won", "high", "medium"),
                   [json.dumps({"status": st, "outcome": oc, "closed_at": c}) for st, oc, c in
                    zip(hit["status"], hit["outcome"], _isos(hit["closed_at"]))],
-                  [f"deal {oc} on {c or 'an unknown date'} but the lead's status is still '{st}'"
+                  [f"deal {oc} on {c[:10] if c else 'an unknown date'} but the lead's status is still '{st}'"
                    for st, oc, c in zip(hit["status"], hit["outcome"], _isos(hit["closed_at"]))],
                   [f"set the status to {'converted' if oc == 'won' else 'closed'}" for oc in hit["outcome"]])
 

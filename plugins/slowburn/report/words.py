@@ -73,8 +73,10 @@ def evidence_in_words(text) -> str:
 
 # ---------------------------------------------------------------------------------------------- touches
 def _ago(days: float) -> str:
+    if days < 1:
+        return f"{max(int(days * 24), 1)} h ago"
     d = int(days)
-    return "today" if d <= 0 else "yesterday" if d == 1 else f"{d} days ago"
+    return "yesterday" if d == 1 else f"{d} days ago"
 
 
 def _plural(n: int, one: str, many: str | None = None) -> str:
