@@ -36,6 +36,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 URL_PREFIX = "/slowburn"
 LEAD_DATA_RESOURCE = "Slowburn Lead Data"
 PAGE_SIZE = 50
+VENDOR_PATH = "/static/vendor"
 
 # Our pages: inline styles and data: images (the plots), nothing else; no script at all.
 PAGE_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
@@ -194,7 +195,18 @@ def create_app(warehouse_url: str | None = None, home: str | Path | None = None,
         response.headers["Content-Security-Policy"] = DATA_DOCS_CSP if "data-docs" in docs else PAGE_CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "same-origin"
+        if VENDOR_PATH in request.url.path:
+            # The sandboxed docs have an opaque origin: their fonts are cross-origin requests.
+            response.headers["Access-Control-Allow-Origin"] = "*"
         return response
+
+    # The vendored Bootstrap/Font Awesome files are public libraries from our package, not lead data:
+    # the sandboxed docs load them without the session cookie (an opaque origin sends none). A mount
+    # is not a route, so the app's authentication dependency does not apply to it.
+    from starlette.staticfiles import StaticFiles
+
+    from slowburn.validate import DATA_DOCS_ASSETS
+    app.mount(f"/data-docs{VENDOR_PATH}", StaticFiles(directory=DATA_DOCS_ASSETS), name="data-docs-vendor")
 
     def warehouse():
         if "wh" not in state:

@@ -199,6 +199,8 @@ _LOCAL_STYLESHEETS = {
 _SCRIPT = re.compile(r"<script\b[^>]*>.*?</script\s*>", re.IGNORECASE | re.DOTALL)
 _REMOTE_LINK = re.compile(r"<link\b[^>]*href=[\"'](https?:)?//[^\"']*[\"'][^>]*>", re.IGNORECASE)
 _REMOTE_URL = re.compile(r"url\(\s*[\"']?(?:https?:)?//[^)]*\)", re.IGNORECASE)
+_EVENT_HANDLER = re.compile(r"""(<[a-zA-Z][^>]*?)\s+on[a-zA-Z]+\s*=\s*(?:"[^"]*"|'[^']*'|[^\s>]+)""")
+_JS_URL = re.compile(r"""(href|src|action)\s*=\s*(["']?)\s*javascript:[^"'\s>]*""", re.IGNORECASE)
 _REMOTE_IMG = re.compile(r"(<img\b[^>]*src=[\"'])(?:https?:)?//[^\"']*[\"']", re.IGNORECASE)
 
 
@@ -207,7 +209,8 @@ def localise_data_docs(site: Path) -> int:
 
     GX pages load Bootstrap, Font Awesome and bootstrap-table from CDNs (empty pages offline) and run
     jQuery/Vega scripts. Served inside Airflow they must not run any script at all (a lead's value
-    could carry one), so every <script> goes, CDN stylesheets point at the vendored copies in
+    could carry one, and GX does not escape values), so every <script>, inline event handler and
+    javascript: URL goes (the server's sandbox CSP is the first line; this is the second), CDN stylesheets point at the vendored copies in
     data_docs_assets/, and remote images (GX's tracking logo) use the site's own logo.
     """
     site = Path(site)
@@ -224,6 +227,9 @@ def localise_data_docs(site: Path) -> int:
             return f'<link rel="stylesheet" href="{prefix}static/vendor/{local}">' if local else ""
 
         new = _SCRIPT.sub("", text)
+        while _EVENT_HANDLER.search(new):  # inline handlers (onerror=...) are scripts too; a tag may hold several
+            new = _EVENT_HANDLER.sub(r"\1", new)
+        new = _JS_URL.sub(r"\1=\2#", new)
         new = _REMOTE_LINK.sub(link, new)
         new = _REMOTE_URL.sub("none", new)
         new = _REMOTE_IMG.sub(lambda m: f'{m.group(1)}{prefix}static/images/logo-long.png"', new)
