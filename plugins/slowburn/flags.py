@@ -9,6 +9,7 @@ import pandas as pd
 
 from slowburn.contracts import OPEN_STATUSES
 from slowburn.route import RoutingConfig, active_owners, assign_owners, working_hours_between_ns
+from slowburn.route import _ns  # timestamps as int64 ns UTC: routing's conversion, so deadlines compare exactly
 
 FLAG_COLUMNS = ["golden_id", "flag", "severity", "owner_id", "evidence", "reason", "suggested_action"]
 
@@ -326,11 +327,6 @@ def _first_rep_touch_since(touches: pd.DataFrame | None, since: pd.DataFrame) ->
     first = t.groupby("golden_id")["at"].min()
     out.loc[first.index] = first.to_numpy()
     return out
-
-
-def _ns(values) -> np.ndarray:
-    stamps = pd.to_datetime(pd.Series(values), utc=True).astype("datetime64[ns, UTC]")
-    return stamps.to_numpy(dtype="datetime64[ns]").view("int64")
 
 
 def sla_breach(golden: pd.DataFrame, touches: pd.DataFrame | None, now: pd.Timestamp, routing: RoutingConfig,

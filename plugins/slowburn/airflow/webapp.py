@@ -152,7 +152,6 @@ def lead_data_allowed(user) -> bool:
 
     manager = get_auth_manager()
     if type(manager).is_authorized_custom_view is SimpleAuthManager.is_authorized_custom_view:
-        from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser  # noqa: F401
         from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManagerRole
         from airflow.configuration import conf
 
