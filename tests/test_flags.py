@@ -121,3 +121,18 @@ def test_null_stage_and_an_empty_night_do_not_crash():
                       sales_queue=pd.DataFrame(columns=["golden_id", "owner_id", "respond_by", "ripened_at"]),
                       nurture_queue=pd.DataFrame(columns=["golden_id", "sla_missed"]))
     assert none.empty and list(none.columns)[:3] == ["golden_id", "flag", "severity"]
+
+
+def test_a_night_with_no_valid_leads_flags_nothing_and_still_loads(tmp_path):
+    """Every lead quarantined: the flag step must not crash on empty frames, and the quarantine loads."""
+    from conftest import LEADS_CSV, write_tiny_sources
+    from slowburn.pipeline import RunContext, run_all
+
+    sources = write_tiny_sources(tmp_path / "src")
+    lines = LEADS_CSV.splitlines()
+    bad = [lines[0]] + [line for line in lines[1:] if line.startswith(("L4", "L5", "L6", "L7"))]
+    (sources.parent / "leads.csv").write_text("\n".join(bad) + "\n", encoding="utf-8")
+    ctx = RunContext(logical_date=NOW, sources_path=sources, home=tmp_path / "home")
+    result = run_all(ctx)
+    assert result["flag"]["lead_flags"] == 0 and result["load"]["quarantined_leads"] == 4
+    assert len(ctx.warehouse().read_table("quarantine")) >= 4

@@ -6,6 +6,7 @@ Every landed row ends up in exactly one of the two.
 """
 from __future__ import annotations
 
+import html
 import logging
 import re
 import shutil
@@ -201,7 +202,8 @@ _REMOTE_LINK = re.compile(r"<link\b[^>]*href=[\"'](https?:)?//[^\"']*[\"'][^>]*>
 _REMOTE_URL = re.compile(r"url\(\s*[\"']?(?:https?:)?//[^)]*\)", re.IGNORECASE)
 _EVENT_HANDLER = re.compile(r"""(<[a-zA-Z][^>]*?)\s+on[a-zA-Z]+\s*=\s*(?:"[^"]*"|'[^']*'|[^\s>]+)""")
 _JS_URL = re.compile(r"""(href|src|action)\s*=\s*(["']?)\s*javascript:[^"'\s>]*""", re.IGNORECASE)
-_REMOTE_IMG = re.compile(r"(<img\b[^>]*src=[\"'])(?:https?:)?//[^\"']*[\"']", re.IGNORECASE)
+_REMOTE_IMG = re.compile(r"<img\b[^>]*src=[\"'](?:https?:)?//[^\"']*[\"'][^>]*>", re.IGNORECASE)
+_ALT = re.compile(r"alt=[\"']([^\"']*)[\"']", re.IGNORECASE)
 
 
 def localise_data_docs(site: Path) -> int:
@@ -211,7 +213,7 @@ def localise_data_docs(site: Path) -> int:
     jQuery/Vega scripts. Served inside Airflow they must not run any script at all (a lead's value
     could carry one, and GX does not escape values), so every <script>, inline event handler and
     javascript: URL goes (the server's sandbox CSP is the first line; this is the second), CDN stylesheets point at the vendored copies in
-    data_docs_assets/, and remote images (GX's tracking logo) use the site's own logo.
+    data_docs_assets/, and remote images (GX's tracking logo) become their alt text.
     """
     site = Path(site)
     vendor = site / "static" / "vendor"
@@ -232,7 +234,7 @@ def localise_data_docs(site: Path) -> int:
         new = _JS_URL.sub(r"\1=\2#", new)
         new = _REMOTE_LINK.sub(link, new)
         new = _REMOTE_URL.sub("none", new)
-        new = _REMOTE_IMG.sub(lambda m: f'{m.group(1)}{prefix}static/images/logo-long.png"', new)
+        new = _REMOTE_IMG.sub(lambda m: html.escape(alt.group(1)) if (alt := _ALT.search(m.group(0))) else "", new)
         if new != text:
             tmp = page.with_suffix(".html.tmp")
             tmp.write_text(new, encoding="utf-8")
