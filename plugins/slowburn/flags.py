@@ -506,16 +506,18 @@ def next_actions(flags: pd.DataFrame, scores: pd.DataFrame | None = None,
     if "status" in f:
         f = f[f["status"].astype("string").fillna("open").eq("open").to_numpy(dtype=bool)]
     f = f[["golden_id", "flag", "severity", "owner_id", "reason", "suggested_action"]].copy()
-    f["golden_id"] = f["golden_id"].astype("string")
+    f["golden_id"] = f["golden_id"].astype("string").astype(object)  # hash lookups, not Arrow list scans
     late_only = (f["flag"].eq("sla_breach") & f["severity"].eq("low")).to_numpy(dtype=bool)
     f["kind"] = f["flag"].map(ACTION_KIND).where(~late_only, "coach response time").fillna("review")
     f["action"] = f["suggested_action"]
     f["respond_by"] = pd.NaT
     if sales_queue is not None and len(sales_queue):
-        q = sales_queue[~sales_queue["golden_id"].astype("string").isin(f["golden_id"]).to_numpy(dtype=bool)]
+        queued = sales_queue["golden_id"].astype("string").astype(object)
+        q = sales_queue[~queued.isin(f["golden_id"].unique()).to_numpy(dtype=bool)]
         respond = pd.to_datetime(q["respond_by"], utc=True)
         f = pd.concat([f, pd.DataFrame({
-            "golden_id": q["golden_id"].astype("string").to_numpy(), "flag": "sales_queue", "severity": "high",
+            "golden_id": q["golden_id"].astype("string").astype(object).to_numpy(), "flag": "sales_queue",
+            "severity": "high",
             "owner_id": q["owner_id"].to_numpy(),
             "reason": [f"hot lead (score {int(s)}) in the sales queue" for s in q["score"]],
             "kind": "call", "action": ["call by " + r.strftime("%a %d %b %H:%M UTC") for r in respond],
@@ -524,7 +526,7 @@ def next_actions(flags: pd.DataFrame, scores: pd.DataFrame | None = None,
     score = pd.Series(np.nan, index=f.index)
     if scores is not None and len(scores):
         by_id = pd.Series(pd.to_numeric(scores["score"], errors="coerce").to_numpy(dtype=float),
-                          index=scores["golden_id"].astype("string"))
+                          index=scores["golden_id"].astype("string").astype(object))
         score = f["golden_id"].map(by_id[~by_id.index.duplicated()])
     f["score"] = pd.to_numeric(score, errors="coerce").astype("Int64")
     priority = {name: i for i, name in enumerate(("sales_queue",) + FLAG_PRIORITY)}
