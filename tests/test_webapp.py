@@ -173,6 +173,10 @@ def test_every_table_pages_and_searches(client, run, airflow_token):
     assert first["rows"] + second["rows"] == everything["rows"][:4]
     page = client.get(f"/slowburn/runs/{run.run_id}/quarantine", params={"limit": 2}, headers=h).text
     assert "rows 1-2 of" in page and "offset=2" in page and "next</a>" in page
+    reps = client.get(f"{base}/actions", params={"limit": 1}, headers=h).json()
+    more = client.get(f"{base}/actions", params={"limit": 1, "rep_offset": 1}, headers=h).json()
+    assert reps["reps"] >= 2 and len(reps["per_rep"]) == len(more["per_rep"]) == 1
+    assert reps["per_rep"] != more["per_rep"]
     for path, params in ((f"{base}/flags", {"q": "owner"}), (f"{base}/queues", {"q": "smith"}),
                          (f"{base}/queues", {"queue": "nurture", "q": "ann"}), (f"{base}/actions", {"q": "reassign"}),
                          ("/slowburn/api/runs", {"q": run.run_id[:7]})):

@@ -223,25 +223,25 @@ def create_app(warehouse_url: str | None = None, home: str | Path | None = None,
     def base(request: Request) -> str:
         return request.scope.get("root_path", "").rstrip("/")
 
-    def pager(request: Request, total: int, limit: int, offset: int) -> dict | None:
+    def pager(request: Request, total: int, limit: int, offset: int, param: str = "offset") -> dict | None:
         if total <= limit and offset == 0:
             return None
         params = dict(request.query_params)
 
         def at(o):
-            return "?" + urlencode({**params, "offset": o, "limit": limit})
+            return "?" + urlencode({**params, param: o, "limit": limit})
         return {"first": min(offset + 1, total), "last": min(offset + limit, total),
                 "prev": at(max(offset - limit, 0)) if offset > 0 else None,
                 "next": at(offset + limit) if offset + limit < total else None}
 
     def section(request: Request, heading: str, rows: list[dict], total: int | None = None, limit: int = PAGE_SIZE,
                 offset: int = 0, search: dict | None = None, links: dict | None = None, hidden: dict | None = None,
-                id: str | None = None) -> dict:
+                id: str | None = None, offset_param: str = "offset") -> dict:
         total = len(rows) if total is None else total
         columns = list(rows[0]) if rows else []
         return {"heading": heading, "rows": _shown(rows), "columns": columns, "total": total,
                 "links": links or {}, "search": search, "hidden": hidden or {},
-                "pager": pager(request, total, limit, offset), "id": id or heading.replace(" ", "-")}
+                "pager": pager(request, total, limit, offset, offset_param), "id": id or heading.replace(" ", "-")}
 
     def page(request: Request, title: str, json_url: str, sections=(), run_id=None, note=None,
              check=None) -> HTMLResponse:
@@ -451,7 +451,7 @@ def create_app(warehouse_url: str | None = None, home: str | Path | None = None,
             state["actions"], state["actions_key"] = actions, key
         return state["actions"]
 
-    def actions_data(run_id, q, owner_id, kind, limit, offset, per_rep: int) -> dict:
+    def actions_data(run_id, q, owner_id, kind, limit, offset, per_rep: int, rep_offset: int = 0) -> dict:
         from slowburn.flags import action_counts
 
         actions = actions_frame(run_id)
@@ -460,6 +460,11 @@ def create_app(warehouse_url: str | None = None, home: str | Path | None = None,
                                                                 .astype("string").fillna(""))["owner"]
         counts.insert(0, "owner", counts["owner_id"].map(labels))
         counts = counts.sort_values("actions", ascending=False, kind="stable")
+        if q:
+            counts = counts[counts["owner"].astype(str).str.lower().str.contains(q.lower(), regex=False).to_numpy()
+                            | counts["owner_id"].astype(str).str.lower().str.contains(q.lower(), regex=False).to_numpy()]
+        if owner_id:
+            counts = counts[counts["owner_id"] == owner_id]
         shown = actions
         if owner_id:
             shown = shown[shown["owner_id"].astype("string").fillna("") == owner_id]
@@ -475,7 +480,8 @@ def create_app(warehouse_url: str | None = None, home: str | Path | None = None,
         cols = ["rank", "owner", "kind", "action", "golden_id", "flag", "severity", "score", "reason", "other_flags",
                 "respond_by", "owner_id"]
         return {"run_id": run_id, "total": int(len(shown)), "limit": limit, "offset": offset,
-                "per_rep": _records(counts),
+                "reps": int(len(counts)), "rep_offset": rep_offset,
+                "per_rep": _records(counts.iloc[rep_offset:rep_offset + limit]),
                 "rows": _records(shown[cols].iloc[offset:offset + limit])}
 
     def data_docs_dir() -> Path | None:
@@ -526,8 +532,8 @@ def create_app(warehouse_url: str | None = None, home: str | Path | None = None,
     @app.get("/api/runs/{run_id}/actions", dependencies=lead_data)
     def api_actions(run_id: str, q: str | None = None, owner_id: str | None = None, kind: str | None = None,
                     per_rep: int = Query(0, ge=0), limit: int = Query(PAGE_SIZE, ge=1, le=5000),
-                    offset: int = Query(0, ge=0)):
-        return actions_data(run_id, q, owner_id, kind, limit, offset, per_rep)
+                    offset: int = Query(0, ge=0), rep_offset: int = Query(0, ge=0)):
+        return actions_data(run_id, q, owner_id, kind, limit, offset, per_rep, rep_offset)
 
     @app.get("/api/data-docs", dependencies=lead_data)
     def api_data_docs(request: Request):
@@ -621,11 +627,12 @@ def create_app(warehouse_url: str | None = None, home: str | Path | None = None,
     @app.get("/runs/{run_id}/actions", response_class=HTMLResponse, dependencies=lead_data)
     def actions_page(request: Request, run_id: str, q: str | None = None, owner_id: str | None = None,
                      kind: str | None = None, per_rep: int = Query(5, ge=0), limit: int = Query(PAGE_SIZE, ge=1, le=5000),
-                     offset: int = Query(0, ge=0)):
-        data = actions_data(run_id, q, owner_id, kind, limit, offset, per_rep)
+                     offset: int = Query(0, ge=0), rep_offset: int = Query(0, ge=0)):
+        data = actions_data(run_id, q, owner_id, kind, limit, offset, per_rep, rep_offset)
         link = f"{base(request)}/runs/{run_id}/actions?per_rep=0&owner_id={{value}}"
         return page(request, f"Next actions of run {run_id}", f"/api/runs/{run_id}/actions",
-                    [section(request, "actions per rep", data["per_rep"], links={"owner_id": link}),
+                    [section(request, "actions per rep", data["per_rep"], data["reps"], limit, rep_offset,
+                             links={"owner_id": link}, offset_param="rep_offset"),
                      section(request, "next action per lead", data["rows"], data["total"], limit, offset,
                              search={"q": q, "owner_id": owner_id, "kind": kind, "per_rep": per_rep})],
                     run_id=run_id, note="One action per lead: its open flags ranked by severity, then by what the "
