@@ -13,11 +13,13 @@ from airflow.sdk import DAG, task
 DOC = """
 ### slowburn weekly lead review
 Reads the warehouse (the `slowburn_warehouse` Connection) as the latest nightly run left it and writes
-`$SLOWBURN_HOME/reviews/<ISO week>/`: `review.html` (totals per team and per rep, plots: funnel by
-stage, lead age, score distribution, open flags over time, follow-up depth against the 5-12 contacts
-pattern), one HTML page per rep with every assigned lead (status, age, last touch, score trend, open
-flags), and `leads.csv`, `reps.csv`, `teams.csv`. The auditors' view in the Airflow UI (Browse, Lead
-hygiene audit, weekly reviews) serves them.
+`$SLOWBURN_HOME/reviews/<week reviewed>/` (Monday's run reviews the ISO week that just ended; a re-run
+keeps the earlier version under `versions/`): `review.html` with the meeting agenda on top (one next
+action per lead, counted per rep and kind, with the change since the previous review), totals per team
+and per rep, plots (funnel by stage, lead age, scores, open flags over time, follow-up depth against
+the 5-12 contacts pattern); one page per rep with their short action list first and then every lead
+they own, open leads first; and `actions.csv`, `leads.csv`, `reps.csv`, `teams.csv` (spreadsheet-safe).
+The auditors' view in the Airflow UI (Browse, Lead hygiene audit, weekly reviews) serves them.
 """
 
 with DAG(

@@ -7,7 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from slowburn.route import RoutingConfig, add_working_hours, add_working_hours_ns, assign_owners, route
+from hypothesis import given, settings, strategies as st
+
+from slowburn.route import (RoutingConfig, add_working_hours, add_working_hours_ns, assign_owners, route,
+                            working_hours_between_ns)
 
 CFG = RoutingConfig(sla_hours=1, workday_start_hour=9, workday_end_hour=17)
 UTC = "UTC"
@@ -43,6 +46,32 @@ def test_working_hours_vectorised_and_configurable():
     six_days = RoutingConfig(sla_hours=2, workday_start_hour=8, workday_end_hour=18, workdays=(0, 1, 2, 3, 4, 5))
     assert add_working_hours(ts("2026-11-27 17:30"), 2, six_days) == ts("2026-11-28 09:30")  # Saturday works
     assert add_working_hours(ts("2026-11-28 17:30"), 2, six_days) == ts("2026-11-30 09:30")  # Sunday does not
+
+
+def _pandas_business_hours(start: pd.Timestamp, end: pd.Timestamp) -> float:
+    """The well-known baseline: pandas' BusinessHour calendar (Mon-Fri 09-17), minute by minute."""
+    minutes = pd.date_range(start.ceil("min"), end.floor("min"), freq="min", inclusive="left")
+    bh = pd.offsets.BusinessHour(start="09:00", end="17:00")
+    return float(sum(bh.is_on_offset(m.tz_localize(None)) and m.hour < 17 for m in minutes)) / 60
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 60 * 24 * 14), st.integers(0, 60 * 24 * 9))
+def test_working_hours_between_agrees_with_pandas_business_hours(offset_min, length_min):
+    start = ts("2026-11-20 00:00") + pd.Timedelta(minutes=offset_min)
+    end = start + pd.Timedelta(minutes=length_min)
+    got = working_hours_between_ns(np.array([start.value]), np.array([end.value]), CFG)[0]
+    assert got == pytest.approx(_pandas_business_hours(start, end), abs=1e-9)
+    # ... and it inverts add_working_hours: from a moment inside working hours, +h then back is h.
+    if got > 0:
+        back = add_working_hours_ns(np.array([start.value]), got, CFG)
+        assert working_hours_between_ns(np.array([start.value]), back, CFG)[0] == pytest.approx(got)
+
+
+def test_working_hours_between_cases():
+    starts = np.array([ts(s).value for s in ("2026-11-30 10:00", "2026-11-27 16:00", "2026-11-28 12:00")])
+    ends = np.array([ts(s).value for s in ("2026-12-01 00:00", "2026-11-30 10:30", "2026-11-27 16:00")])
+    assert list(working_hours_between_ns(starts, ends, CFG)) == [7.0, 2.5, -1.0]
 
 
 OWNERS = pd.DataFrame({

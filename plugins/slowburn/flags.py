@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from slowburn.contracts import OPEN_STATUSES
-from slowburn.route import active_owners, assign_owners
+from slowburn.route import RoutingConfig, active_owners, assign_owners, working_hours_between_ns
+from slowburn.route import _ns  # timestamps as int64 ns UTC: routing's conversion, so deadlines compare exactly
 
 FLAG_COLUMNS = ["golden_id", "flag", "severity", "owner_id", "evidence", "reason", "suggested_action"]
 
@@ -19,7 +20,6 @@ class FlagConfig:
     ((stage, days), ...), for the "rotting" rule; stages not named there use unclosed_after_days."""
     unclosed_after_days: int = 45
     unclosed_by_stage: tuple = ()
-    sla_hours: float = 1.0
     followup_cadence_days: int = 14
     followup_max_contacts: int = 3
     qualified_stages: tuple = ("sql", "opportunity")
@@ -31,6 +31,9 @@ class FlagConfig:
         """Build from a plain mapping (YAML/Airflow params); unknown keys are an error."""
         data = dict(data or {})
         unknown = set(data) - set(cls.__dataclass_fields__)
+        if "sla_hours" in unknown:
+            raise ValueError("unknown flag setting 'sla_hours': the SLA is the routing one, set routing.sla_hours "
+                             "in the ripeness YAML (include/config/ripeness.yaml)")
         if unknown:
             raise ValueError(f"unknown flag setting(s): {sorted(unknown)}")
         if isinstance(data.get("unclosed_by_stage"), dict):
@@ -56,6 +59,7 @@ def orphaned(golden: pd.DataFrame, owners: pd.DataFrame) -> pd.DataFrame:
     why = np.where(hit["owner_id"].isna(), "no owner",
                    np.where(~known[hit.index], "owner not in the owners table", "owner is deactivated"))
     suggested = assign_owners(hit, owners)["owner_id"].to_numpy()
+    names = dict(zip(owners["owner_id"], owners["name"])) if "name" in owners else {}
     return pd.DataFrame({
         "golden_id": hit["golden_id"].to_numpy(),
         "flag": "orphaned",
@@ -63,14 +67,14 @@ def orphaned(golden: pd.DataFrame, owners: pd.DataFrame) -> pd.DataFrame:
         "owner_id": hit["owner_id"].to_numpy(),
         "evidence": [json.dumps({"owner_id": None if pd.isna(o) else o, "why": w}) for o, w in zip(hit["owner_id"], why)],
         "reason": [f"open lead with {w}" + ("" if pd.isna(o) else f" ({o})") for o, w in zip(hit["owner_id"], why)],
-        "suggested_action": [f"reassign to {s}" if isinstance(s, str) else "reassign: no active rep available"
-                             for s in suggested],
+        "suggested_action": [f"reassign to {names.get(s) or s}" + (f" ({s})" if names.get(s) else "")
+                             if isinstance(s, str) else "reassign: no active rep available" for s in suggested],
     })
 
 
 def unclosed(golden: pd.DataFrame, scores: pd.DataFrame, now: pd.Timestamp, cfg: FlagConfig) -> pd.DataFrame:
     """Open leads with no activity for longer than the configured age: rotting in the pipeline."""
-    df = golden.merge(scores[["golden_id", "last_touch_at"]], on="golden_id", how="left")
+    df = golden.merge(_keyed(scores[["golden_id", "last_touch_at"]], golden), on="golden_id", how="left")
     stamps = [pd.to_datetime(df[c], utc=True) for c in ("last_touch_at", "last_activity_at", "created_at")]
     last = pd.to_datetime(pd.concat(stamps, axis=1).max(axis=1), utc=True)
     idle = (now - last) / pd.Timedelta(days=1)
@@ -149,7 +153,7 @@ def touch_facts(touches: pd.DataFrame, cfg: FlagConfig = FlagConfig()) -> pd.Dat
     and the disqualifying signals seen. `touches` needs golden_id, touch_type and occurred_at."""
     cols = ["n_rep", "first_rep_at", "last_rep_at", "qualified_activity", "disqualifying"]
     if touches is None or touches.empty:
-        return pd.DataFrame(columns=cols).rename_axis("golden_id")
+        return pd.DataFrame(columns=cols, index=pd.Index([], dtype="string", name="golden_id"))
     t = touches[touches["golden_id"].notna().to_numpy(dtype=bool)]
     codes, ids = pd.factorize(t["golden_id"].astype("string"), sort=False)  # integer keys: fast groupbys
     kind = t["touch_type"].astype("string").fillna("")
@@ -177,12 +181,18 @@ def touch_facts(touches: pd.DataFrame, cfg: FlagConfig = FlagConfig()) -> pd.Dat
     return facts.rename_axis("golden_id")[cols]
 
 
+def _keyed(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with golden_id in `like`'s dtype: empty frames read from Parquet type it differently."""
+    return frame.astype({"golden_id": like["golden_id"].dtype})
+
+
 def _open(golden: pd.DataFrame) -> pd.Series:
     return (golden["status"].isin(OPEN_STATUSES) | golden["status"].isna()).astype(bool)
 
 
 def _with_facts(golden: pd.DataFrame, facts: pd.DataFrame) -> pd.DataFrame:
-    df = golden.join(facts, on="golden_id")
+    facts = facts.set_axis(facts.index.astype("string"))  # an empty night's index is not text otherwise
+    df = golden.join(facts, on=golden["golden_id"].astype("string"))
     df["n_rep"] = df["n_rep"].fillna(0).astype(int)
     df["qualified_activity"] = df["qualified_activity"].fillna(False).astype(bool)
     return df
@@ -235,21 +245,17 @@ def worked_not_closed(golden: pd.DataFrame, facts: pd.DataFrame, cfg: FlagConfig
     """Open leads a rep worked (rep contacts) that show a disqualifying signal: a bounce, an
     unsubscribe, an email opt-out or a disqualified stage. Worked, found unqualified, never closed."""
     df = _with_facts(golden, facts)
-    opt_out = df["email_opt_out"].fillna(False).astype(bool) if "email_opt_out" in df else False
-    stage_dq = (df["stage"] == "disqualified").fillna(False).astype(bool) if "stage" in df else False
-    signal = df["disqualifying"].notna() | opt_out | stage_dq
-    hit = df[_open(df) & (df["n_rep"] > 0) & signal]
+    touch_signal = df["disqualifying"].astype("string")
+    opt_out = _bool_column(df, "email_opt_out")
+    stage_dq = _text_column(df, "stage").eq("disqualified").fillna(False).to_numpy(dtype=bool)
+    signal = touch_signal.notna().to_numpy(dtype=bool) | opt_out | stage_dq
+    mask = _open(df).to_numpy(dtype=bool) & (df["n_rep"] > 0).to_numpy(dtype=bool) & signal
+    hit = df[mask]
     if hit.empty:
         return pd.DataFrame(columns=FLAG_COLUMNS)
-    sig = []
-    for d, o, s in zip(hit["disqualifying"], hit.get("email_opt_out", pd.Series(False, index=hit.index)),
-                       hit.get("stage", pd.Series(None, index=hit.index))):
-        parts = [] if pd.isna(d) else str(d).split(",")
-        if o is True or (not pd.isna(o) and bool(o)):
-            parts.append("email_opt_out")
-        if s == "disqualified":
-            parts.append("stage disqualified")
-        sig.append(parts)
+    sig = [[] if pd.isna(d) else str(d).split(",") for d in touch_signal[mask]]
+    for parts, o, s in zip(sig, opt_out[mask], stage_dq[mask]):
+        parts += (["email_opt_out"] if o else []) + (["stage disqualified"] if s else [])
     return _flags(hit, "worked_not_closed", "medium",
                   [json.dumps({"status": st, "rep_contacts": int(n), "signals": p})
                    for st, n, p in zip(hit["status"], hit["n_rep"], sig)],
@@ -258,11 +264,26 @@ def worked_not_closed(golden: pd.DataFrame, facts: pd.DataFrame, cfg: FlagConfig
                   "close the lead out as unqualified")
 
 
+def _text_column(df: pd.DataFrame, name: str) -> pd.Series:
+    """A text column as nullable strings (all null when the column is absent): comparisons give NA, not errors."""
+    if name not in df:
+        return pd.Series(pd.NA, index=df.index, dtype="string")
+    return df[name].astype("string")
+
+
+def _bool_column(df: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in df:
+        return np.zeros(len(df), dtype=bool)
+    return df[name].astype("boolean").fillna(False).to_numpy(dtype=bool)
+
+
 def stage_inflation(golden: pd.DataFrame, facts: pd.DataFrame, cfg: FlagConfig) -> pd.DataFrame:
     """Open leads in a qualified stage with no qualifying activity at all (no call, meeting, rep email
     or demo request): moved up the funnel without being qualified."""
     df = _with_facts(golden, facts)
-    hit = df[_open(df) & df["stage"].isin(cfg.qualified_stages).fillna(False).astype(bool) & ~df["qualified_activity"]]
+    stage = _text_column(df, "stage")
+    hit = df[(_open(df) & stage.isin(cfg.qualified_stages).fillna(False).astype(bool)
+              & ~df["qualified_activity"]).to_numpy(dtype=bool)]
     return _flags(hit, "stage_inflation", "high",
                   [json.dumps({"stage": s, "status": st, "qualifying_activities": 0}) for s, st in
                    zip(hit["stage"], hit["status"])],
@@ -279,35 +300,99 @@ def stale_status(golden: pd.DataFrame, outcomes: pd.DataFrame | None) -> pd.Data
         return pd.DataFrame(columns=FLAG_COLUMNS)
     o = outcomes[outcomes["golden_id"].notna() & outcomes["outcome"].isin(["won", "lost"])]
     o = o.sort_values("closed_at", na_position="first").drop_duplicates("golden_id", keep="last")
-    df = golden.merge(o[["golden_id", "outcome", "closed_at"]], on="golden_id", how="inner")
+    df = golden.merge(_keyed(o[["golden_id", "outcome", "closed_at"]], golden), on="golden_id", how="inner")
     hit = df[_open(df)]
     return _flags(hit, "stale_status", np.where(hit["outcome"] == "won", "high", "medium"),
                   [json.dumps({"status": st, "outcome": oc, "closed_at": c}) for st, oc, c in
                    zip(hit["status"], hit["outcome"], _isos(hit["closed_at"]))],
-                  [f"deal {oc} on {c or 'an unknown date'} but the lead's status is still '{st}'"
+                  [f"deal {oc} on {c[:10] if c else 'an unknown date'} but the lead's status is still '{st}'"
                    for st, oc, c in zip(hit["status"], hit["outcome"], _isos(hit["closed_at"]))],
                   [f"set the status to {'converted' if oc == 'won' else 'closed'}" for oc in hit["outcome"]])
 
 
-def sla_breach(golden: pd.DataFrame, facts: pd.DataFrame, now: pd.Timestamp, cfg: FlagConfig) -> pd.DataFrame:
-    """Open, assigned leads whose first rep touch came later than the SLA after creation, or never."""
-    df = _with_facts(golden, facts)
-    sla = pd.Timedelta(hours=cfg.sla_hours)
-    created = pd.to_datetime(df["created_at"], utc=True)
-    first = pd.to_datetime(df["first_rep_at"], utc=True)
-    late = first.isna() | (first - created > sla)
-    hit_mask = (_open(df) & df["owner_id"].notna() & (created <= now - sla) & late).fillna(False).astype(bool)
-    hit = df[hit_mask]
-    c, f = created[hit_mask], first[hit_mask]
-    hours = ((f - c) / pd.Timedelta(hours=1)).round(1).astype(object).where(f.notna(), None).tolist()
-    c_iso, f_iso = _isos(c), _isos(f)
-    return _flags(hit, "sla_breach", np.where(f.isna(), "high", "medium"),
-                  _json_rows({"created_at": c_iso, "first_rep_touch_at": f_iso, "sla_hours": cfg.sla_hours,
-                              "hours_to_first_touch": hours}),
-                  [f"no rep contact since creation ({a})" if b is None else
-                   f"first rep contact {h} h after creation (SLA {cfg.sla_hours:g} h)"
-                   for a, b, h in zip(c_iso, f_iso, hours)],
-                  np.where(f.isna(), "contact the lead now", "review the response time with the rep"))
+def _first_rep_touch_since(touches: pd.DataFrame | None, since: pd.DataFrame) -> pd.Series:
+    """Per golden_id in `since` (golden_id, since_ns): the first rep contact at or after its moment
+    (int64 ns; NaT's value when none). Only the queued leads' touches are looked at."""
+    nat = np.iinfo(np.int64).min
+    out = pd.Series(nat, index=pd.Index(since["golden_id"].astype("string"), name="golden_id"), dtype=np.int64)
+    if touches is None or touches.empty or since.empty:
+        return out
+    kind = touches["touch_type"].astype("string")
+    gid = touches["golden_id"].astype("string")
+    keep = (kind.isin(REP_TOUCHES) & gid.isin(out.index)).fillna(False).to_numpy(dtype=bool)
+    t = pd.DataFrame({"golden_id": gid[keep].to_numpy(),
+                      "at": _ns(touches.loc[keep, "occurred_at"])})
+    t = t.merge(pd.DataFrame({"golden_id": out.index, "since": since["since_ns"].to_numpy()}), on="golden_id")
+    t = t[t["at"] >= t["since"]]
+    first = t.groupby("golden_id")["at"].min()
+    out.loc[first.index] = first.to_numpy()
+    return out
+
+
+def sla_breach(golden: pd.DataFrame, touches: pd.DataFrame | None, now: pd.Timestamp, routing: RoutingConfig,
+               sales_queue: pd.DataFrame | None, nurture_queue: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Leads sent to sales whose respond-by passed before a rep contacted them: the routing rule itself.
+
+    Only leads that entered the sales queue have an SLA. Routing gives each one a respond-by in
+    working hours from its creation or ripening (slowburn.route); a lead is in breach when that moment
+    has passed with no rep contact since it ripened (high: call it now), or the first contact came
+    after it (low: the lead was worked, the response time is a coaching point). A lead routing already
+    dropped to nurture for a missed SLA stays flagged (medium) until it ripens again. Lateness is
+    counted in the same working hours as the deadline.
+    """
+    now = pd.Timestamp(now)
+    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    frames = []
+    open_ids = golden.loc[_open(golden).to_numpy(dtype=bool), "golden_id"].astype("string")
+    owner_of = pd.Series(golden["owner_id"].to_numpy(), index=golden["golden_id"].astype("string"))
+    owner_of = owner_of[~owner_of.index.duplicated()]
+    if sales_queue is not None and len(sales_queue):
+        q = sales_queue[sales_queue["golden_id"].astype("string").isin(open_ids).to_numpy(dtype=bool)]
+        respond = _ns(q["respond_by"])
+        ripened = _ns(q["ripened_at"] if "ripened_at" in q else q["queued_at"])
+        due = respond < now.value
+        q, respond, ripened = q[due], respond[due], ripened[due]
+        first = _first_rep_touch_since(touches, pd.DataFrame({"golden_id": q["golden_id"].astype("string"),
+                                                              "since_ns": ripened})).to_numpy()
+        nat = np.iinfo(np.int64).min
+        never = first == nat
+        late = ~never & (first > respond)
+        hit = never | late
+        q, respond, ripened, first, never = q[hit], respond[hit], ripened[hit], first[hit], never[hit]
+        waited = working_hours_between_ns(respond, np.where(never, now.value, first), routing)
+        respond_iso = _isos(pd.to_datetime(respond, utc=True))
+        first_iso = [None if n else v for n, v in zip(never, _isos(pd.to_datetime(first, utc=True)))]
+        hours = np.round(waited, 1)
+        frames.append(pd.DataFrame({
+            "golden_id": q["golden_id"].to_numpy(), "flag": "sla_breach",
+            "severity": np.where(never, "high", "low"), "owner_id": q["owner_id"].to_numpy(),
+            "evidence": _json_rows({"queue": "sales", "ripened_at": _isos(pd.to_datetime(ripened, utc=True)),
+                                    "respond_by": respond_iso, "first_rep_touch_at": first_iso,
+                                    "working_hours_late": hours, "sla_working_hours": routing.sla_hours}),
+            "reason": [f"hot lead not contacted: respond-by {r} passed {h:g} working hours ago" if n else
+                       f"first rep contact {h:g} working hours after the respond-by ({r})"
+                       for n, r, h in zip(never, respond_iso, hours)],
+            "suggested_action": np.where(never, "call now: the lead is past its response deadline",
+                                         "review the response time with the rep"),
+        }, columns=FLAG_COLUMNS))
+    if nurture_queue is not None and len(nurture_queue) and "sla_missed" in nurture_queue:
+        n = nurture_queue[nurture_queue["sla_missed"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+                          & nurture_queue["golden_id"].astype("string").isin(open_ids).to_numpy(dtype=bool)]
+        missed_iso = _isos(n["sla_missed_at"])
+        missed_owner = n["missed_owner_id"].astype("string").to_numpy(dtype=object, na_value=None) \
+            if "missed_owner_id" in n else np.full(len(n), None, dtype=object)
+        owner = np.where(pd.isna(missed_owner), owner_of.reindex(n["golden_id"].astype("string")).to_numpy(),
+                         missed_owner)
+        frames.append(pd.DataFrame({
+            "golden_id": n["golden_id"].to_numpy(), "flag": "sla_breach", "severity": "medium",
+            "owner_id": owner,
+            "evidence": _json_rows({"queue": "nurture", "respond_by": missed_iso, "missed_owner_id": missed_owner,
+                                    "sla_working_hours": routing.sla_hours}),
+            "reason": [f"sent to sales, not contacted by its respond-by ({m}); moved to nurture" for m in missed_iso],
+            "suggested_action": "review the missed hot lead with the rep; it returns to sales when it shows new interest",
+        }, columns=FLAG_COLUMNS))
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=FLAG_COLUMNS)
 
 
 def dropped_followup(golden: pd.DataFrame, facts: pd.DataFrame, now: pd.Timestamp, cfg: FlagConfig) -> pd.DataFrame:
@@ -330,15 +415,19 @@ def dropped_followup(golden: pd.DataFrame, facts: pd.DataFrame, now: pd.Timestam
 
 def flag_leads(golden: pd.DataFrame, scores: pd.DataFrame, owners: pd.DataFrame, now: pd.Timestamp,
                cfg: FlagConfig = FlagConfig(), touches: pd.DataFrame | None = None,
-               outcomes: pd.DataFrame | None = None) -> pd.DataFrame:
+               outcomes: pd.DataFrame | None = None, sales_queue: pd.DataFrame | None = None,
+               nurture_queue: pd.DataFrame | None = None, routing: RoutingConfig | None = None) -> pd.DataFrame:
     """Every flag rule over the golden leads. The touch rules (worked_not_closed, stage_inflation,
-    sla_breach, dropped_followup) run when `touches` (golden_id, touch_type, occurred_at: the whole
-    history) is given; stale_status when `outcomes` (golden_id, outcome, closed_at) is."""
+    dropped_followup) run when `touches` (golden_id, touch_type, occurred_at: the whole history) is
+    given; stale_status when `outcomes` (golden_id, outcome, closed_at) is; sla_breach when tonight's
+    queues (slowburn.route output) are, with the routing calendar that set their deadlines."""
     frames = [orphaned(golden, owners), unclosed(golden, scores, now, cfg), duplicate_for_credit(golden)]
     if touches is not None:
         facts = touch_facts(touches, cfg)
         frames += [worked_not_closed(golden, facts, cfg), stage_inflation(golden, facts, cfg),
-                   sla_breach(golden, facts, now, cfg), dropped_followup(golden, facts, now, cfg)]
+                   dropped_followup(golden, facts, now, cfg)]
+    if sales_queue is not None or nurture_queue is not None:
+        frames.append(sla_breach(golden, touches, now, routing or RoutingConfig(), sales_queue, nurture_queue))
     if outcomes is not None:
         frames.append(stale_status(golden, outcomes))
     frames = [f for f in frames if len(f)]
@@ -388,3 +477,78 @@ def track_flags(previous: pd.DataFrame | None, current: pd.DataFrame, as_of: pd.
     for col in ("opened_at", "closed_at"):
         out[col] = pd.to_datetime(out[col], utc=True).astype("datetime64[ns, UTC]")
     return out
+
+
+# ---------------------------------------------------------------------------------------------- actions
+SEVERITY_RANK = {"high": 0, "medium": 1, "low": 2}
+# Within a severity, the flag whose action is worth most first: a hot lead waiting for a call beats a
+# stale status, which beats housekeeping.
+FLAG_PRIORITY = ("sla_breach", "stale_status", "orphaned", "dropped_followup", "stage_inflation",
+                 "worked_not_closed", "unclosed", "duplicate_for_credit")
+# What a manager asks the rep to do, in one or two words, per flag (sla_breach without contact: call now).
+ACTION_KIND = {"sla_breach": "call now", "stale_status": "update status", "orphaned": "reassign",
+               "dropped_followup": "follow up", "stage_inflation": "requalify", "worked_not_closed": "close out",
+               "unclosed": "work or close", "duplicate_for_credit": "merge duplicate"}
+ACTION_COLUMNS = ["golden_id", "owner_id", "kind", "action", "flag", "severity", "score", "reason",
+                  "other_flags", "respond_by", "rank"]
+
+
+def next_actions(flags: pd.DataFrame, scores: pd.DataFrame | None = None,
+                 sales_queue: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One suggested action per lead: its open flags ranked by severity, then by what the flag is
+    worth (FLAG_PRIORITY), then by the lead's score; hot leads in the sales queue with no flag get
+    "call" before their respond-by. `rank` orders every action of a rep (1 = do this first).
+
+    flags: lead_flags rows (open ones are used; rows without a status count as open); scores:
+    golden_id, score; sales_queue: golden_id, owner_id, score, respond_by.
+    """
+    f = flags
+    if "status" in f:
+        f = f[f["status"].astype("string").fillna("open").eq("open").to_numpy(dtype=bool)]
+    f = f[["golden_id", "flag", "severity", "owner_id", "reason", "suggested_action"]].copy()
+    f["golden_id"] = f["golden_id"].astype("string").astype(object)  # hash lookups, not Arrow list scans
+    late_only = (f["flag"].eq("sla_breach") & f["severity"].eq("low")).to_numpy(dtype=bool)
+    f["kind"] = f["flag"].map(ACTION_KIND).where(~late_only, "coach response time").fillna("review")
+    f["action"] = f["suggested_action"]
+    f["respond_by"] = pd.NaT
+    if sales_queue is not None and len(sales_queue):
+        queued = sales_queue["golden_id"].astype("string").astype(object)
+        q = sales_queue[~queued.isin(f["golden_id"].unique()).to_numpy(dtype=bool)]
+        respond = pd.to_datetime(q["respond_by"], utc=True)
+        f = pd.concat([f, pd.DataFrame({
+            "golden_id": q["golden_id"].astype("string").astype(object).to_numpy(), "flag": "sales_queue",
+            "severity": "high",
+            "owner_id": q["owner_id"].to_numpy(),
+            "reason": [f"hot lead (score {int(s)}) in the sales queue" for s in q["score"]],
+            "kind": "call", "action": ["call by " + r.strftime("%a %d %b %H:%M UTC") for r in respond],
+            "respond_by": respond.to_numpy()})], ignore_index=True)
+    f["respond_by"] = pd.to_datetime(f["respond_by"], utc=True)
+    score = pd.Series(np.nan, index=f.index)
+    if scores is not None and len(scores):
+        by_id = pd.Series(pd.to_numeric(scores["score"], errors="coerce").to_numpy(dtype=float),
+                          index=scores["golden_id"].astype("string").astype(object))
+        score = f["golden_id"].map(by_id[~by_id.index.duplicated()])
+    f["score"] = pd.to_numeric(score, errors="coerce").astype("Int64")
+    priority = {name: i for i, name in enumerate(("sales_queue",) + FLAG_PRIORITY)}
+    f["_sev"] = f["severity"].map(SEVERITY_RANK).fillna(9)
+    f["_pri"] = f["flag"].map(priority).fillna(len(priority))
+    f["_value"] = -f["score"].astype("Float64").fillna(-1)
+    f = f.sort_values(["_sev", "_pri", "_value", "golden_id"], kind="stable")
+    n_flags = f.groupby("golden_id", sort=False).size()
+    best = f.drop_duplicates("golden_id").copy()
+    best["other_flags"] = (best["golden_id"].map(n_flags) - 1).astype(int)
+    best["rank"] = best.groupby(best["owner_id"].astype("string").fillna(""), sort=False).cumcount() + 1
+    return best[ACTION_COLUMNS].reset_index(drop=True)
+
+
+def action_counts(actions: pd.DataFrame) -> pd.DataFrame:
+    """Per owner: how many leads need each kind of action (one column per kind), and the total."""
+    if actions.empty:
+        return pd.DataFrame(columns=["owner_id", "actions"])
+    owner = actions["owner_id"].astype("string").fillna("")
+    table = pd.crosstab(owner, actions["kind"])
+    order = [k for k in ["call now", "call", "reassign", "update status", "follow up", "requalify", "close out",
+                         "work or close", "merge duplicate", "coach response time"] if k in table]
+    table = table[order + [c for c in table.columns if c not in order]]
+    table.insert(0, "actions", table.sum(axis=1))
+    return table.rename_axis("owner_id").reset_index().rename_axis(None, axis=1)

@@ -371,8 +371,11 @@ def flag(ctx: RunContext) -> dict:
     history = history.assign(golden_id=_golden_id_of_touches(history, links))
     outcomes = _outcome_history(ctx, wh).merge(links[["source_system", "source_id", "golden_id"]],
                                                on=["source_system", "source_id"])
+    from slowburn.ripeness import load_config
+    from slowburn.route import RoutingConfig
     current = flag_leads(golden, ctx.read("lead_scores"), owners, ctx.as_of, cfg, touches=history,
-                         outcomes=outcomes)
+                         outcomes=outcomes, sales_queue=ctx.read("sales_queue"),
+                         nurture_queue=ctx.read("nurture_queue"), routing=RoutingConfig.from_config(load_config()))
 
     # Warehouses made before the lifecycle columns: add them (ADD COLUMN is cheap on both dialects).
     have = {c["name"] for c in sa.inspect(wh.engine).get_columns("lead_flags")}

@@ -102,6 +102,27 @@ def add_working_hours_ns(starts: np.ndarray, hours: float, cfg: RoutingConfig) -
     return t + remaining
 
 
+def _working_ns_since_epoch(t: np.ndarray, cfg: RoutingConfig) -> np.ndarray:
+    """Working time (ns) from a fixed origin up to each instant: differences give working time between."""
+    start, end = cfg.workday_start_hour * HOUR_NS, cfg.workday_end_hour * HOUR_NS
+    workday = np.zeros(7, bool)
+    workday[list(cfg.workdays)] = True
+    before = np.concatenate([[0], np.cumsum(workday)])  # working days among weekdays 0..r-1
+    day = np.floor_divide(t, DAY_NS)
+    monday_based = day + 3  # 1970-01-01 was a Thursday
+    weeks, weekday = np.divmod(monday_based, 7)
+    whole_days = weeks * int(workday.sum()) + before[weekday]
+    today = np.clip(t - day * DAY_NS - start, 0, end - start) * workday[weekday]
+    return whole_days * (end - start) + today
+
+
+def working_hours_between_ns(starts: np.ndarray, ends: np.ndarray, cfg: RoutingConfig) -> np.ndarray:
+    """Working hours from each start to each end (negative when the end comes first), in the same
+    calendar as add_working_hours_ns: the inverse the SLA flag uses to say how late a response was."""
+    starts, ends = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+    return (_working_ns_since_epoch(ends, cfg) - _working_ns_since_epoch(starts, cfg)) / HOUR_NS
+
+
 def add_working_hours(start: pd.Timestamp, hours: float, cfg: RoutingConfig) -> pd.Timestamp:
     """start + hours, counting only working hours: Monday-Friday between the workday hours (UTC) by default."""
     ts = pd.Timestamp(start)

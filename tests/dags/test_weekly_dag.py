@@ -47,5 +47,6 @@ def test_task_writes_the_review(tmp_path, monkeypatch):
     dag = DagBag(dag_folder=str(DAG_FILE)).dags["slowburn_weekly_review"]
     when = NOW + pd.Timedelta(hours=6)
     result = dag.get_task("weekly_review").python_callable(logical_date=when)
-    assert result["week"] == "2026-W48" and result["latest_run"] == ctx.run_id
+    # Monday 06:00 after the Monday 00:00 nightly run: the week reviewed is the one that just ended.
+    assert result["week"] == "2026-W47" and result["latest_run"] == ctx.run_id
     assert Path(result["paths"]["html"]).is_file() and result["assigned_leads"] >= 3

@@ -6,7 +6,10 @@ Every landed row ends up in exactly one of the two.
 """
 from __future__ import annotations
 
+import html
 import logging
+import re
+import shutil
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,7 +181,66 @@ def validate(frame: pd.DataFrame, entity: str, *, run_id: str, docs_dir: Path | 
 
 def build_data_docs(context) -> str | None:
     sites = context.build_data_docs()
-    return next(iter(sites.values()), None)
+    url = next(iter(sites.values()), None)
+    if url:
+        from urllib.parse import unquote, urlparse
+        localise_data_docs(Path(unquote(urlparse(url).path)).parent)
+    return url
+
+
+DATA_DOCS_ASSETS = Path(__file__).parent / "data_docs_assets"
+# CDN stylesheet -> local copy (under static/vendor/ of the site); CDN stylesheets not listed are dropped.
+_LOCAL_STYLESHEETS = {
+    "bootstrap.min.css": "css/bootstrap.min.css",
+    "bootstrap-table.min.css": "css/bootstrap-table.min.css",
+    "bootstrap-table-filter-control.css": "css/bootstrap-table-filter-control.min.css",
+    "bootstrap-table-filter-control.min.css": "css/bootstrap-table-filter-control.min.css",
+    "all.min.css": "fontawesome/css/all.min.css",
+}
+_SCRIPT = re.compile(r"<script\b[^>]*>.*?</script\s*>", re.IGNORECASE | re.DOTALL)
+_REMOTE_LINK = re.compile(r"<link\b[^>]*href=[\"'](https?:)?//[^\"']*[\"'][^>]*>", re.IGNORECASE)
+_REMOTE_URL = re.compile(r"url\(\s*[\"']?(?:https?:)?//[^)]*\)", re.IGNORECASE)
+_EVENT_HANDLER = re.compile(r"""(<[a-zA-Z][^>]*?)\s+on[a-zA-Z]+\s*=\s*(?:"[^"]*"|'[^']*'|[^\s>]+)""")
+_JS_URL = re.compile(r"""(href|src|action)\s*=\s*(["']?)\s*javascript:[^"'\s>]*""", re.IGNORECASE)
+_REMOTE_IMG = re.compile(r"<img\b[^>]*src=[\"'](?:https?:)?//[^\"']*[\"'][^>]*>", re.IGNORECASE)
+_ALT = re.compile(r"alt=[\"']([^\"']*)[\"']", re.IGNORECASE)
+
+
+def localise_data_docs(site: Path) -> int:
+    """Make the Data Docs site self-contained and script-free; returns the pages rewritten.
+
+    GX pages load Bootstrap, Font Awesome and bootstrap-table from CDNs (empty pages offline) and run
+    jQuery/Vega scripts. Served inside Airflow they must not run any script at all (a lead's value
+    could carry one, and GX does not escape values), so every <script>, inline event handler and
+    javascript: URL goes (the server's sandbox CSP is the first line; this is the second), CDN stylesheets point at the vendored copies in
+    data_docs_assets/, and remote images (GX's tracking logo) become their alt text.
+    """
+    site = Path(site)
+    vendor = site / "static" / "vendor"
+    shutil.copytree(DATA_DOCS_ASSETS, vendor, dirs_exist_ok=True)
+    rewritten = 0
+    for page in site.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        prefix = "../" * (len(page.relative_to(site).parts) - 1)
+
+        def link(match: re.Match) -> str:
+            href = re.search(r"href=[\"']([^\"']*)[\"']", match.group(0)).group(1)
+            local = _LOCAL_STYLESHEETS.get(href.rsplit("/", 1)[-1])
+            return f'<link rel="stylesheet" href="{prefix}static/vendor/{local}">' if local else ""
+
+        new = _SCRIPT.sub("", text)
+        while _EVENT_HANDLER.search(new):  # inline handlers (onerror=...) are scripts too; a tag may hold several
+            new = _EVENT_HANDLER.sub(r"\1", new)
+        new = _JS_URL.sub(r"\1=\2#", new)
+        new = _REMOTE_LINK.sub(link, new)
+        new = _REMOTE_URL.sub("none", new)
+        new = _REMOTE_IMG.sub(lambda m: html.escape(alt.group(1)) if (alt := _ALT.search(m.group(0))) else "", new)
+        if new != text:
+            tmp = page.with_suffix(".html.tmp")
+            tmp.write_text(new, encoding="utf-8")
+            os.replace(tmp, page)
+            rewritten += 1
+    return rewritten
 
 
 def _kind_word(column: str) -> str:
