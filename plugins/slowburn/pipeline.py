@@ -671,7 +671,12 @@ def run_step(ctx: RunContext, step: str) -> dict:
         ctx.warehouse().acquire_run_lock(ctx.run_id, ctx.attempt or _resolved_attempt(ctx), ctx.token)
     started = time.perf_counter()
     log.info("step %s: starting run %s attempt %s", step, ctx.run_id, ctx.attempt)
-    result = STEP_FUNCTIONS[step](ctx)
+    try:
+        result = STEP_FUNCTIONS[step](ctx)
+    except BaseException:
+        if step == "extract":  # the attempt produced nothing: another run may go ahead meanwhile
+            ctx.warehouse().release_run_lock(ctx.run_id, token=ctx.token)
+        raise
     seconds = time.perf_counter() - started
     log.info("step %s: done in %.1f s: %s", step, seconds, result)
     counts = read_step_counts(ctx)

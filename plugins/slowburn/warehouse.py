@@ -182,10 +182,11 @@ class Warehouse:
                                {"name": LOCK_NAME}).mappings().first()
         return dict(row) if row else None
 
-    def release_run_lock(self, run_id: str | None = None) -> dict | None:
-        """Remove the lock (the one of `run_id` only, when given); returns what was released."""
+    def release_run_lock(self, run_id: str | None = None, token: str | None = None) -> dict | None:
+        """Remove the lock (only `run_id`'s / only this attempt's, when given); returns what was released."""
         held = self.run_lock()
-        if held is None or (run_id is not None and held["run_id"] != run_id):
+        if held is None or (run_id is not None and held["run_id"] != run_id) or (
+                token is not None and held["token"] != token):
             return None
         with self.engine.begin() as conn:
             conn.execute(sa.text("DELETE FROM run_lock WHERE lock_name = :name AND token = :token"),

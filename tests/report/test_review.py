@@ -17,7 +17,9 @@ def two_weeks(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("review")
     sources = write_tiny_sources(tmp / "src")
     home = tmp / "home"
-    first = RunContext(logical_date=NOW - pd.Timedelta(days=7), sources_path=sources, home=home)
+    # The hand-written leads were modified up to NOW - 1 day: the first run's data interval must reach them.
+    first = RunContext(logical_date=NOW - pd.Timedelta(days=7), sources_path=sources, home=home,
+                       data_interval_end=NOW)
     run_all(first)
     touches = sources.parent / "touches.csv"
     touches.write_text(touches.read_text(encoding="utf-8")
