@@ -301,6 +301,8 @@ def explain(exc: BaseException) -> tuple[str, int]:
         return f"{exc.filename} {what}; check the path", 2
     if isinstance(exc, (FileNotFoundError, UsageError)):
         return str(exc), 2
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc}; check the path and that it can be written", 2
     if type(exc).__name__ in ("ConnectorError", "WritebackFailed", "RipenessConfigError", "RequestException",
                               "ConnectionError", "Timeout") or _is_requests_error(exc):
         return f"{exc}", 2

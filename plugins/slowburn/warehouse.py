@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from slowburn.contracts import ContractError
 from slowburn.db import create_engine
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,14 @@ def sql_text(name: str) -> str:
     return (include_dir() / "sql" / name).read_text(encoding="utf-8")
 
 
+def _without_secret(text: str, url) -> str:
+    try:
+        password = sa.make_url(url).password
+    except Exception:  # noqa: BLE001
+        return text.replace(str(url), "<url>")
+    return text.replace(str(password), "***") if password else text
+
+
 def redacted(url: str | sa.URL) -> str:
     return sa.make_url(url).render_as_string(hide_password=True)
 
@@ -78,9 +87,20 @@ def redacted(url: str | sa.URL) -> str:
 class Warehouse:
     def __init__(self, url: str):
         self.url = url
-        # SQLite: wait for another writer (a load) for up to a minute, not pysqlite's 5 s.
-        sqlite = sa.make_url(url).get_backend_name() == "sqlite"
-        self.engine = create_engine(url, **({"connect_args": {"timeout": 60}} if sqlite else {}))
+        try:
+            # SQLite: wait for another writer (a load) for up to a minute, not pysqlite's 5 s.
+            sqlite = sa.make_url(url).get_backend_name() == "sqlite"
+            self.engine = create_engine(url, **({"connect_args": {"timeout": 60}} if sqlite else {}))
+        except (sa.exc.ArgumentError, ValueError, ImportError) as exc:
+            try:
+                shown = redacted(url)
+            except Exception:  # noqa: BLE001 - unparseable: it may hold a password, so it is not shown
+                shown = "(not shown: it cannot be parsed)"
+            hint = " (write postgresql://, not postgres://)" if str(url).startswith("postgres:") else ""
+            raise ContractError(f"the warehouse URL {shown} cannot be used: {type(exc).__name__}: "
+                                f"{_without_secret(str(exc), url)}{hint}. Give --warehouse, $SLOWBURN_WAREHOUSE_URL or "
+                                "the slowburn_warehouse Connection as a SQLAlchemy URL, e.g. "
+                                "postgresql://user@host:5432/db or sqlite:////abs/path/warehouse.db") from None
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
             database = self.engine.url.database
