@@ -129,3 +129,20 @@ def test_sample_sources_end_to_end(tmp_path):
                                                on=["source_system", "source_id"])
     people_per_golden = links.groupby("golden_id").person_id.nunique()
     assert people_per_golden.max() == 1
+
+
+def test_each_extract_starts_a_new_attempt_and_the_ledger_proves_scores_and_queues(run_context):
+    run_all(run_context)
+    again = RunContext(logical_date=NOW, sources_path=run_context.sources_path, home=run_context.home)
+    run_all(again)
+    assert (run_context.attempt, again.attempt) == (1, 2)
+    assert sorted(p.name for p in run_context.run_root.iterdir()) == ["attempt-1", "attempt-2"]
+    row = again.warehouse().read_table("run_ledger").iloc[0]
+    assert int(row.attempt) == 2 and row.attempt_token == again.token
+    assert row.scored_leads == row.golden_leads == row.queued_leads + row.not_queued_leads
+    # Attempt 1's files are not attempt 2's: reading one through the other is refused by name.
+    from slowburn.pipeline import AttemptMismatch
+    import shutil
+    shutil.copy(run_context.path("lead_scores"), again.path("lead_scores"))
+    with pytest.raises(AttemptMismatch, match="lead_scores.parquet was not written by attempt 2"):
+        run_step(again, "load")
