@@ -69,7 +69,10 @@ def cmd_status(args) -> int:
     if not path.exists():
         print(f"slowburn: run {ctx.run_id} has no summary at {path}; did it finish?", file=sys.stderr)
         return 1
-    summary = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise UsageError(f"{path} is damaged ({exc}); re-run `slowburn step summarize` for this run") from None
     _print_results(ctx, summary["steps"], summary["ledger"], summary["warehouse"])
     return 0 if summary["ledger"]["invariant_ok"] else 1
 
@@ -115,10 +118,11 @@ def cmd_dedupe(args) -> int:
     out = result.links[["source_system", "source_id", "golden_id", "match_probability"]]
     target = Path(args.out)
     target.parent.mkdir(parents=True, exist_ok=True)
+    from slowburn import atomic
     if target.suffix.lower() in (".parquet", ".pq"):
-        out.to_parquet(target, index=False)
+        atomic.write_parquet(target, out)
     else:
-        out.to_csv(target, index=False, lineterminator="\n")
+        atomic.write_text(target, out.to_csv(index=False, lineterminator="\n"))
     rep = result.report
     print(json.dumps({"rows": n, "golden_ids": int(out["golden_id"].nunique()), "mode": rep.get("mode"),
                       "reason": rep.get("reason"), "by_rule": rep.get("by_rule"), "review_pairs": rep.get("review_pairs"),

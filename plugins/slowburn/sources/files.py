@@ -34,7 +34,11 @@ def read_file(path: Path, encoding: str = "utf-8") -> pd.DataFrame:
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         # Nullable dtypes: an int64 column with nulls stays Int64 ('101'), not float64 ('101.0').
-        return pd.read_parquet(path, dtype_backend="numpy_nullable")
+        try:
+            return pd.read_parquet(path, dtype_backend="numpy_nullable")
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError, ArrowIOError an OSError
+            raise ContractError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())}); it is "
+                                "truncated or not Parquet: re-export it") from None
     if suffix not in (".csv", ".txt", ".tsv"):
         raise ContractError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
     if path.stat().st_size == 0:
