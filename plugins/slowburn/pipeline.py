@@ -18,6 +18,7 @@ import pandas as pd
 
 from slowburn import atomic, contracts
 from slowburn.contracts import ContractError
+from slowburn.warehouse import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,8 @@ class RunContext:
     try_number: int | None = None
 
     def __post_init__(self):
-        self.logical_date = _utc(self.logical_date)
-        self.data_interval_end = _utc(self.data_interval_end) if self.data_interval_end is not None else None
+        self.logical_date = as_utc(self.logical_date)
+        self.data_interval_end = as_utc(self.data_interval_end) if self.data_interval_end is not None else None
         self.home = Path(self.home)
         self.sources_path = Path(self.sources_path)
         self.warehouse_url = self.warehouse_url or default_warehouse_url(self.home)
@@ -197,11 +198,6 @@ class RunContext:
     def warehouse(self):
         from slowburn.warehouse import Warehouse
         return Warehouse(self.warehouse_url)
-
-
-def _utc(value) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def _sources(ctx: RunContext):

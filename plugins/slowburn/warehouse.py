@@ -143,7 +143,7 @@ class Warehouse:
         return {name: value for name, value in rows}
 
     def _ts_param(self, ts: pd.Timestamp):
-        ts = pd.Timestamp(ts).tz_convert("UTC") if pd.Timestamp(ts).tzinfo else pd.Timestamp(ts).tz_localize("UTC")
+        ts = as_utc(ts)
         return ts.strftime("%Y-%m-%dT%H:%M:%S") if self.dialect == "sqlite" else ts.to_pydatetime()
 
     def acquire_run_lock(self, run_id: str, attempt: int, token: str) -> None:
@@ -174,7 +174,7 @@ class Warehouse:
                     raise RunSuperseded(f"run {run_id}: attempt {attempt} was superseded by attempt "
                                         f"{held['attempt']} ({held['holder']}); this attempt stops here")
                 newer_attempt = held["run_id"] == run_id and int(held["attempt"]) < attempt
-                idle = pd.Timestamp.now(tz="UTC") - _utc(held["heartbeat_at"])
+                idle = pd.Timestamp.now(tz="UTC") - as_utc(held["heartbeat_at"])
                 if not newer_attempt and idle < lock_stale_after():
                     raise RunLocked(
                         f"the warehouse is locked by run {held['run_id']} attempt {held['attempt']} "
@@ -341,7 +341,8 @@ class Warehouse:
         return self.read(f"SELECT * FROM {table} WHERE run_id = :run_id", run_id=run_id)
 
 
-def _utc(value) -> pd.Timestamp:
+def as_utc(value) -> pd.Timestamp:
+    """A timestamp in UTC; one without a zone is read as UTC."""
     ts = pd.Timestamp(value)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
