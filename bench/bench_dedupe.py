@@ -76,7 +76,7 @@ def prepare(work: Path, n: int, seed: int) -> Path:
     """Sample sources and the valid leads of an extract/normalise/validate run, cached."""
     sample = work / f"sample-n{n}-seed{seed}"
     home = work / f"home-n{n}-seed{seed}"
-    valid = home / "runs" / "2026-11-23T000000" / "valid_leads.parquet"
+    valid = home / "runs" / "2026-11-23T000000" / "attempt-1" / "valid_leads.parquet"
     if valid.exists() and (sample / "truth.parquet").exists():
         return sample
     py = sys.executable
@@ -251,7 +251,7 @@ def main() -> int:
         measured = {int(k): v for k, v in json.loads(saved.read_text()).items()}
     for n in ([] if args.quality_only else args.sizes):
         sample = prepare(work, n, args.seed)
-        leads = work / f"home-n{n}-seed{args.seed}" / "runs" / "2026-11-23T000000" / "valid_leads.parquet"
+        leads = work / f"home-n{n}-seed{args.seed}" / "runs" / "2026-11-23T000000" / "attempt-1" / "valid_leads.parquet"
         model_dir = work / f"model-n{n}"
         measured[n] = {}
         for m in args.methods:
@@ -272,7 +272,7 @@ def main() -> int:
     results = {}
     for n, methods in measured.items():
         sample = work / f"sample-n{n}-seed{args.seed}"
-        leads = work / f"home-n{n}-seed{args.seed}" / "runs" / "2026-11-23T000000" / "valid_leads.parquet"
+        leads = work / f"home-n{n}-seed{args.seed}" / "runs" / "2026-11-23T000000" / "attempt-1" / "valid_leads.parquet"
         for m, res in methods.items():
             res["quality"] = quality(leads, sample / "truth.parquet", work / f"links-n{n}-{m}.parquet")
         comp = pair_completeness(leads, sample / "truth.parquet")

@@ -228,9 +228,11 @@ def run_id_for(logical_date: str) -> str:
 
 
 def read_step_counts(home: Path, logical_date: str) -> dict:
-    path = home / "runs" / run_id_for(logical_date) / "step_counts.json"
+    attempts = sorted((home / "runs" / run_id_for(logical_date)).glob("attempt-*/step_counts.json"),
+                      key=lambda p: int(p.parent.name.split("-")[1]))
+    path = attempts[-1] if attempts else home / "missing"  # the newest attempt (runs/<run>/attempt-<n>)
     if not path.exists():  # fall back to whatever single run folder exists
-        found = sorted((home / "runs").glob("*/step_counts.json"))
+        found = sorted((home / "runs").glob("*/attempt-*/step_counts.json"))
         if len(found) != 1:
             return {}
         path = found[0]

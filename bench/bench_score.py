@@ -61,7 +61,7 @@ def prepare(work: Path, n: int, seed: int, now: str) -> tuple[Path, Path]:
         print(f"generating {n:,} leads into {sample} ...", flush=True)
         subprocess.run(_slowburn() + ["sample", "--out", str(sample), "--leads", str(n), "--seed", str(seed),
                                       "--now", now], check=True, env=_env(), stdout=subprocess.DEVNULL)
-    run_dir = home / "runs" / (LOGICAL_DATE + "T000000")
+    run_dir = home / "runs" / (LOGICAL_DATE + "T000000") / "attempt-1"
     if fresh or not (run_dir / "golden_leads.parquet").exists():
         if home.exists():
             import shutil
@@ -84,7 +84,7 @@ def quality(home: Path, sim_days: int, fresh_days: int, capacities: list[int]) -
     from slowburn.ripeness.features import lead_attributes, link_touches, touch_features
     from slowburn.ripeness.rules import RulesModel
 
-    run = home / "runs" / (LOGICAL_DATE + "T000000")
+    run = home / "runs" / (LOGICAL_DATE + "T000000") / "attempt-1"
     golden = pd.read_parquet(run / "golden_leads.parquet")
     links = pd.read_parquet(run / "lead_links.parquet")
     touches = pd.read_parquet(run / "valid_touches.parquet")
@@ -158,7 +158,7 @@ def speed(sample: Path, home: Path, n: int) -> dict:
     import shutil
     shutil.rmtree(home / "models", ignore_errors=True)
     for name in ("previous_sales_queue.parquet", "previous_nurture_queue.parquet", "previous_queues.json"):
-        (home / "runs" / (LOGICAL_DATE + "T000000") / name).unlink(missing_ok=True)
+        (home / "runs" / (LOGICAL_DATE + "T000000") / "attempt-1" / name).unlink(missing_ok=True)
     out = {}
     for label in ("cold (trains the model)", "warm (reuses the stored model)"):
         row = {}
@@ -168,12 +168,12 @@ def speed(sample: Path, home: Path, n: int) -> dict:
                                           "--logical-date", LOGICAL_DATE], check=True, env=_env(),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             wall = time.perf_counter() - started
-            counts = json.loads((home / "runs" / (LOGICAL_DATE + "T000000") / "step_counts.json").read_text())
+            counts = json.loads((home / "runs" / (LOGICAL_DATE + "T000000") / "attempt-1" / "step_counts.json").read_text())
             row[step] = {"wall_s": round(wall, 1), "in_step_s": counts[step]["seconds"]}
             if step == "score":
                 row["scorer"] = counts[step].get("model_version")
                 row["scored"] = counts[step].get("scored")
-                row["parts_s"] = json.loads((home / "runs" / (LOGICAL_DATE + "T000000") / "scoring.json"
+                row["parts_s"] = json.loads((home / "runs" / (LOGICAL_DATE + "T000000") / "attempt-1" / "scoring.json"
                                              ).read_text()).get("seconds")
             else:
                 row["sales_queue"] = counts[step].get("sales_queue")

@@ -31,8 +31,13 @@ Pulls leads, touches, owners and outcomes from the sources in `$SLOWBURN_SOURCES
 8. **load** everything in one transaction; `run_ledger` proves landed = linked + quarantined
 9. **summarize** into summary.json / summary.html in the run folder
 
-Re-running a logical date replaces that run's rows. The warehouse is the `slowburn_warehouse`
-Connection (embedded SQLite when it is not defined). The load publishes the `slowburn_lead_queues` asset.
+Re-running a logical date replaces that run's rows. Every try of **extract** starts a new attempt
+folder (`runs/<run>/attempt-<n>`); later tasks work in the attempt their extract started, and the load
+refuses files from any other attempt. The extract takes the warehouse run lock (a second run at the same
+time stops with `RunLocked`), pulls source changes only up to the data interval's end, and refuses a
+logical date older than the newest loaded run. The load releases the lock as it commits.
+The warehouse is the `slowburn_warehouse` Connection (embedded SQLite when it is not defined).
+The load publishes the `slowburn_lead_queues` asset.
 """
 
 with DAG(

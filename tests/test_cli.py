@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -35,3 +36,41 @@ def test_missing_sources_file_is_a_clear_error(tmp_path):
     out = _slowburn("run", "--sources", str(tmp_path / "nope.yaml"), "--home", str(tmp_path / "h"), cwd=tmp_path)
     assert out.returncode == 2
     assert "nope.yaml does not exist" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_bad_yaml_names_file_line_and_column_and_v_keeps_the_traceback(tmp_path):
+    sources = write_tiny_sources(tmp_path / "src")
+    sources.write_text(sources.read_text().replace("kind: file\n    entity: leads", "kind: [file\n    entity: leads", 1))
+    common = ["--sources", str(sources), "--home", str(tmp_path / "h"), "--logical-date", "2026-11-23"]
+    out = _slowburn("run", *common, cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert re.search(r"sources\.yaml, line \d+, column \d+: not valid YAML", out.stderr), out.stderr[-800:]
+    verbose = _slowburn("-v", "run", *common, cwd=tmp_path)
+    assert verbose.returncode == 2 and "Traceback" in verbose.stderr
+
+
+def test_warehouse_errors_are_clear_and_never_show_the_password(tmp_path):
+    sources = write_tiny_sources(tmp_path / "src")
+    for url, expected in (("postgresql://bob:Pw-s3cret-77@127.0.0.1:1/x", "the warehouse postgresql://bob:***@"),
+                          ("postgres://bob:Pw-s3cret-77@127.0.0.1:1/x", "write postgresql://"),
+                          ("postgresql://bob:Pw-s3cret-77@h:port/x", "cannot be parsed")):
+        out = _slowburn("run", "--sources", str(sources), "--home", str(tmp_path / "h"), "--warehouse", url,
+                        "--logical-date", "2026-11-23", cwd=tmp_path)
+        assert out.returncode == 2 and expected in out.stderr, out.stderr[-800:]
+        assert "Pw-s3cret-77" not in out.stderr + out.stdout and "Traceback" not in out.stderr
+        verbose = _slowburn("-v", "run", "--sources", str(sources), "--home", str(tmp_path / "h"), "--warehouse",
+                            url, "--logical-date", "2026-11-23", cwd=tmp_path)
+        assert "Pw-s3cret-77" not in verbose.stderr  # the traceback is scrubbed too
+
+
+def test_a_held_lock_is_named_and_unlock_releases_it(tmp_path):
+    from slowburn.warehouse import Warehouse
+    sources = write_tiny_sources(tmp_path / "src")
+    home = tmp_path / "home"
+    wh = Warehouse(f"sqlite:///{(home / 'warehouse.db').resolve()}")
+    wh.acquire_run_lock("2026-11-22T000000", 1, "dead-run")
+    common = ["--sources", str(sources), "--home", str(home), "--logical-date", "2026-11-23"]
+    out = _slowburn("run", *common, cwd=tmp_path)
+    assert out.returncode == 2 and "locked by run 2026-11-22T000000" in out.stderr and "Traceback" not in out.stderr
+    assert _slowburn("unlock", *common, cwd=tmp_path).returncode == 0 and wh.run_lock() is None
+    assert _slowburn("run", *common, cwd=tmp_path).returncode == 0

@@ -66,17 +66,28 @@ def test_rerun_same_logical_date_replaces_rows(run_context):
 def test_second_night_pulls_only_new_rows(tmp_path):
     sources = write_tiny_sources(tmp_path / "src")
     home = tmp_path / "home"
-    run_all(RunContext(logical_date=NOW, sources_path=sources, home=home))
     csv = sources.parent / "leads.csv"
+    # Changed after night 1's data interval: night 1 must leave it for night 2, even on a re-run.
     csv.write_text(csv.read_text() + "L10,Fay,New,fay@newco.com,,Newco,CEO,US,O1,Open,Web,2026-11-23,2026-11-23T12:00:00,0\n")
-    night2 = RunContext(logical_date=NOW + pd.Timedelta(days=1), sources_path=sources, home=home)
-    run_all(night2)
-    landed = night2.warehouse().read_table("landed_leads", night2.run_id)
-    assert landed.source_id.tolist() == ["L10"]
-    # Re-running night 1 after night 2 still pulls night 1's full batch (its watermark is the one before it).
     night1 = RunContext(logical_date=NOW, sources_path=sources, home=home)
     run_all(night1)
-    assert len(night1.warehouse().read_table("landed_leads", night1.run_id)) == 11
+    assert "L10" not in set(night1.warehouse().read_table("landed_leads", night1.run_id).source_id)
+    assert night1.read_json("step_counts")["extract"]["deferred_crm"] == 1
+    night2 = RunContext(logical_date=NOW + pd.Timedelta(days=1), sources_path=sources, home=home)
+    run_all(night2)
+    wh = night2.warehouse()
+    landed = wh.read_table("landed_leads", night2.run_id)
+    assert landed.source_id.tolist() == ["L10"]
+    # Re-running night 1 after night 2 would rewind the current state: refused, nothing changed.
+    before = {t: wh.read_table(t).sort_values(list(wh.read_table(t).columns)[:3]).reset_index(drop=True)
+              for t in ("current_leads", "lead_links", "golden_leads", "sales_queue", "nurture_queue", "run_ledger")}
+    from slowburn.warehouse import OlderRunRefused
+    with pytest.raises(OlderRunRefused, match="older than run 2026-11-24T000000"):
+        run_all(RunContext(logical_date=NOW, sources_path=sources, home=home))
+    for table, frame in before.items():
+        after = wh.read_table(table).sort_values(list(frame.columns)[:3]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(after, frame)
+    assert wh.run_lock() is None  # a refused run holds nothing
 
 
 def test_steps_run_one_by_one_like_airflow(run_context):
@@ -118,3 +129,20 @@ def test_sample_sources_end_to_end(tmp_path):
                                                on=["source_system", "source_id"])
     people_per_golden = links.groupby("golden_id").person_id.nunique()
     assert people_per_golden.max() == 1
+
+
+def test_each_extract_starts_a_new_attempt_and_the_ledger_proves_scores_and_queues(run_context):
+    run_all(run_context)
+    again = RunContext(logical_date=NOW, sources_path=run_context.sources_path, home=run_context.home)
+    run_all(again)
+    assert (run_context.attempt, again.attempt) == (1, 2)
+    assert sorted(p.name for p in run_context.run_root.iterdir()) == ["attempt-1", "attempt-2"]
+    row = again.warehouse().read_table("run_ledger").iloc[0]
+    assert int(row.attempt) == 2 and row.attempt_token == again.token
+    assert row.scored_leads == row.golden_leads == row.queued_leads + row.not_queued_leads
+    # Attempt 1's files are not attempt 2's: reading one through the other is refused by name.
+    from slowburn.pipeline import AttemptMismatch
+    import shutil
+    shutil.copy(run_context.path("lead_scores"), again.path("lead_scores"))
+    with pytest.raises(AttemptMismatch, match="lead_scores.parquet was not written by attempt 2"):
+        run_step(again, "load")

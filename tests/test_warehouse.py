@@ -119,3 +119,74 @@ def test_upgraded_schema_adds_new_columns(tmp_path):
     columns = {c["name"] for c in sa.inspect(wh.engine).get_columns("sales_queue")}
     assert {"owner_id", "respond_by", "score", "reasons"} <= columns
     assert wh.read_table("sales_queue").golden_id.tolist() == ["g-old"]
+
+
+# ------------------------------------------------------------------------------------------ run lock
+
+def test_run_lock_refuses_a_second_run_and_hands_over_to_a_newer_attempt(warehouse):
+    from slowburn.warehouse import RunLocked, RunSuperseded
+    warehouse.acquire_run_lock("2026-11-23T000000", 1, "tok-a")
+    warehouse.acquire_run_lock("2026-11-23T000000", 1, "tok-a")  # renewing is idempotent
+    with pytest.raises(RunLocked, match=r"locked by run 2026-11-23T000000 attempt 1.*slowburn unlock"):
+        warehouse.acquire_run_lock("2026-11-24T000000", 1, "tok-b")
+    warehouse.acquire_run_lock("2026-11-23T000000", 2, "tok-c")  # a newer attempt of the same run takes over
+    assert warehouse.run_lock()["token"] == "tok-c"
+    with pytest.raises(RunSuperseded, match="superseded by attempt 2"):
+        warehouse.acquire_run_lock("2026-11-23T000000", 1, "tok-a")
+
+
+def test_stale_run_lock_is_taken_over(warehouse, monkeypatch):
+    warehouse.acquire_run_lock("2026-11-23T000000", 1, "dead")
+    monkeypatch.setenv("SLOWBURN_LOCK_STALE_MINUTES", "0")
+    warehouse.acquire_run_lock("2026-11-24T000000", 1, "alive")
+    assert warehouse.run_lock()["run_id"] == "2026-11-24T000000"
+
+
+def test_load_proves_it_holds_the_lock_and_releases_it(warehouse):
+    from slowburn.warehouse import RunSuperseded
+    warehouse.acquire_run_lock("r1", 1, "tok-1")
+    with pytest.raises(RunSuperseded, match="no longer holds the warehouse lock"):
+        warehouse.replace_run("r1", {"lead_links": _links()}, _ledger(attempt=1), token="someone-else")
+    assert warehouse.read_table("run_ledger").empty
+    warehouse.replace_run("r1", {"lead_links": _links()}, _ledger(attempt=1), token="tok-1")
+    assert warehouse.run_lock() is None and len(warehouse.read_table("run_ledger")) == 1
+
+
+def test_older_run_is_refused_inside_the_load(warehouse):
+    from slowburn.warehouse import OlderRunRefused
+    warehouse.replace_run("2026-11-24T000000", {"lead_links": _links(3)}, _ledger())
+    warehouse.acquire_run_lock("2026-11-23T000000", 1, "tok-old")
+    with pytest.raises(OlderRunRefused, match="older than run 2026-11-24T000000"):
+        warehouse.replace_run("2026-11-23T000000", {"lead_links": _links(1)}, _ledger(), token="tok-old")
+    assert len(warehouse.read_table("lead_links")) == 3
+
+
+def test_concurrent_loads_end_in_one_named_error(warehouse):
+    """Two threads load while the lock belongs to one: the other fails by name, never a raw UniqueViolation."""
+    import threading
+
+    from slowburn.warehouse import RunRefused
+    warehouse.acquire_run_lock("r1", 2, "winner")
+    errors, barrier = [], threading.Barrier(2)
+
+    def load(token):
+        barrier.wait()
+        try:
+            warehouse.replace_run("r1", {"lead_links": _links(4)}, _ledger(attempt=2), token=token)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+    threads = [threading.Thread(target=load, args=(t,)) for t in ("winner", "loser")]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert len(errors) == 1 and isinstance(errors[0], RunRefused), errors
+    assert len(warehouse.read_table("lead_links")) == 4 and len(warehouse.read_table("run_ledger")) == 1
+
+
+def test_unusable_url_is_named_without_its_password():
+    from slowburn.contracts import ContractError
+    with pytest.raises(ContractError, match="postgresql://") as err:
+        Warehouse("postgres://bob:s3cret@127.0.0.1:5432/test")
+    assert "s3cret" not in str(err.value)
+    with pytest.raises(ContractError, match="cannot be parsed") as err:
+        Warehouse("postgresql://bob:s3cret@host:port/test")
+    assert "s3cret" not in str(err.value)

@@ -19,7 +19,50 @@ CREATE TABLE IF NOT EXISTS run_ledger (
     nurture_queue INTEGER NOT NULL,
     lead_flags INTEGER NOT NULL,
     invariant_ok {bool} NOT NULL,
-    step_counts TEXT NOT NULL
+    step_counts TEXT NOT NULL,
+    -- The attempt that loaded the run (its folder runs/<run_id>/attempt-<n> and the token stamped on
+    -- every step output), and the second proof: every golden lead scored once (scored_leads =
+    -- golden_leads), and every golden lead queued once or not at all (queued_leads + not_queued_leads
+    -- = golden_leads, no lead in both queues). invariant_ok holds only when both proofs hold.
+    attempt INTEGER,
+    attempt_token TEXT,
+    scored_leads INTEGER,
+    queued_leads INTEGER,
+    not_queued_leads INTEGER
+);
+
+-- At most one run writes the warehouse at a time. The extract step takes the lock, every later step
+-- renews it (heartbeat_at), and the load releases it in the transaction that commits the run. A newer
+-- attempt of the same run takes it over; a lock without a heartbeat for SLOWBURN_LOCK_STALE_MINUTES
+-- (default 120) is taken over by the next run, with a warning.
+CREATE TABLE IF NOT EXISTS run_lock (
+    lock_name TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    token TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    acquired_at {ts} NOT NULL,
+    heartbeat_at {ts} NOT NULL
+);
+
+-- What each run's routing left in the queues, kept per run: the next run routes against the previous
+-- run's rows here (owners kept, leads already queued), so a lost run folder cannot re-queue leads.
+CREATE TABLE IF NOT EXISTS queue_history (
+    run_id TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    golden_id TEXT NOT NULL,
+    owner_id TEXT,
+    queued_at {ts},
+    ripened_at {ts},
+    respond_by {ts},
+    pass_back {bool},
+    pass_back_reason TEXT,
+    score INTEGER,
+    tier TEXT,
+    sla_missed_at {ts},
+    missed_owner_id TEXT,
+    next_touch_at {ts},
+    PRIMARY KEY (run_id, queue, golden_id)
 );
 
 CREATE TABLE IF NOT EXISTS source_watermarks (

@@ -13,12 +13,21 @@ import pandas as pd
 
 def _context(args):
     from slowburn.pipeline import RunContext
+    try:
+        logical_date = pd.Timestamp(args.logical_date) if args.logical_date else pd.Timestamp.now(tz="UTC").normalize()
+    except ValueError:
+        raise UsageError(f"--logical-date {args.logical_date!r} is not a date; use e.g. 2026-11-24") from None
     return RunContext(
-        logical_date=pd.Timestamp(args.logical_date) if args.logical_date else pd.Timestamp.now(tz="UTC").normalize(),
+        logical_date=logical_date,
         sources_path=Path(args.sources or os.environ.get("SLOWBURN_SOURCES", ".slowburn/sample/sources.yaml")),
         home=Path(args.home or os.environ.get("SLOWBURN_HOME", ".slowburn")),
         warehouse_url=args.warehouse or os.environ.get("SLOWBURN_WAREHOUSE_URL"),
+        attempt=getattr(args, "attempt", None),
     )
+
+
+class UsageError(ValueError):
+    """A command-line value that cannot be used; the message says which and how to fix it."""
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
@@ -26,6 +35,8 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--home", help="working folder for run artefacts (default: $SLOWBURN_HOME or .slowburn)")
     p.add_argument("--warehouse", help="SQLAlchemy URL (default: $SLOWBURN_WAREHOUSE_URL or SQLite in --home)")
     p.add_argument("--logical-date", help="the run's logical date, e.g. 2026-11-24 (default: today, UTC)")
+    p.add_argument("--attempt", type=int, help="the attempt folder (runs/<run>/attempt-<n>) a step or status "
+                                               "works in (default: the newest; `run` and `step extract` start one)")
 
 
 def cmd_sample(args) -> int:
@@ -58,7 +69,10 @@ def cmd_status(args) -> int:
     if not path.exists():
         print(f"slowburn: run {ctx.run_id} has no summary at {path}; did it finish?", file=sys.stderr)
         return 1
-    summary = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise UsageError(f"{path} is damaged ({exc}); re-run `slowburn step summarize` for this run") from None
     _print_results(ctx, summary["steps"], summary["ledger"], summary["warehouse"])
     return 0 if summary["ledger"]["invariant_ok"] else 1
 
@@ -104,10 +118,11 @@ def cmd_dedupe(args) -> int:
     out = result.links[["source_system", "source_id", "golden_id", "match_probability"]]
     target = Path(args.out)
     target.parent.mkdir(parents=True, exist_ok=True)
+    from slowburn import atomic
     if target.suffix.lower() in (".parquet", ".pq"):
-        out.to_parquet(target, index=False)
+        atomic.write_parquet(target, out)
     else:
-        out.to_csv(target, index=False, lineterminator="\n")
+        atomic.write_text(target, out.to_csv(index=False, lineterminator="\n"))
     rep = result.report
     print(json.dumps({"rows": n, "golden_ids": int(out["golden_id"].nunique()), "mode": rep.get("mode"),
                       "reason": rep.get("reason"), "by_rule": rep.get("by_rule"), "review_pairs": rep.get("review_pairs"),
@@ -137,6 +152,22 @@ def cmd_review(args) -> int:
     return 0
 
 
+def cmd_unlock(args) -> int:
+    """Release the warehouse run lock left by a run that died (see `slowburn status` for what holds it)."""
+    ctx = _context(args)
+    wh = ctx.warehouse()
+    held = wh.run_lock()
+    if held is None:
+        print("slowburn: the warehouse is not locked")
+        return 0
+    if args.run_id and held["run_id"] != args.run_id:
+        raise UsageError(f"the lock is held by run {held['run_id']}, not {args.run_id}; nothing released")
+    wh.release_run_lock(held["run_id"])
+    print(f"slowburn: released the lock of run {held['run_id']} attempt {held['attempt']} ({held['holder']}, "
+          f"last active {held['heartbeat_at']})")
+    return 0
+
+
 def _print_results(ctx, steps: dict, ledger: dict, warehouse: str) -> None:
     print(f"\nslowburn run {ctx.run_id}")
     for step, counts in steps.items():
@@ -145,6 +176,10 @@ def _print_results(ctx, steps: dict, ledger: dict, warehouse: str) -> None:
     balanced = "balanced" if ledger["invariant_ok"] else "NOT BALANCED"
     print(f"\nledger: landed {ledger['landed_leads']} = linked {ledger['linked_leads']} + quarantined "
           f"{ledger['quarantined_leads']} ({balanced})")
+    if ledger.get("scored_leads") is not None:
+        print(f"        scored {ledger['scored_leads']} = golden {ledger['golden_leads']} = queued "
+              f"{ledger['queued_leads']} + not queued {ledger['not_queued_leads']}")
+    print(f"attempt:     {ctx.attempt} ({ctx.run_dir.resolve()})")
     print(f"warehouse:   {warehouse}")
     print(f"data docs:   {steps.get('validate', {}).get('data_docs')}")
     print(f"run summary: {(ctx.run_dir / 'summary.html').resolve()}")
@@ -175,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     _run_options(p)
     p.set_defaults(func=cmd_review)
 
+    p = sub.add_parser("unlock", help="release the warehouse run lock of a run that died")
+    _run_options(p)
+    p.add_argument("--run-id", help="only release the lock if this run holds it")
+    p.set_defaults(func=cmd_unlock)
+
     p = sub.add_parser("status", help="print a finished run's counts and result paths")
     _run_options(p)
     p.set_defaults(func=cmd_status)
@@ -202,12 +242,133 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("great_expectations", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from slowburn.contracts import ContractError
     try:
         return args.func(args)
-    except (ContractError, FileNotFoundError) as exc:
-        print(f"slowburn: error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("slowburn: interrupted; nothing was committed by an unfinished load", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place that turns any failure into a clear message
+        return report_error(exc, verbose=args.verbose)
+
+
+def report_error(exc: BaseException, verbose: bool = False) -> int:
+    """Print what failed, where (file, line, column) and the fix, with secrets removed; 2 = bad input
+    or refused run, 1 = a bug. The traceback is printed only with -v, scrubbed the same way."""
+    import traceback
+
+    message, code = explain(exc)
+    if verbose:
+        print(scrub("".join(traceback.format_exception(exc))), file=sys.stderr)
+    print(f"slowburn: error: {scrub(message)}", file=sys.stderr)
+    if code == 1 and not verbose:
+        print("slowburn: this looks like a bug; run with -v for the traceback", file=sys.stderr)
+    return code
+
+
+def explain(exc: BaseException) -> tuple[str, int]:
+    """The message for an exception and the exit code; library errors get the file and the fix."""
+    import sqlalchemy as sa
+    import yaml
+
+    from slowburn.contracts import ContractError
+    from slowburn.warehouse import RunRefused
+
+    if isinstance(exc, yaml.YAMLError):
+        mark = getattr(exc, "problem_mark", None)
+        name = mark.name if mark is not None and not mark.name.startswith("<") else None
+        name = name or _file_in_traceback(exc, (".yaml", ".yml")) or "a YAML file"
+        where = f"{name}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else name
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        return (f"{where}: not valid YAML ({problem}); fix the file there (indentation, a missing ':' or an "
+                "unclosed quote or bracket)", 2)
+    if _is_arrow_error(exc):
+        name = _file_in_traceback(exc, (".parquet", ".pq")) or "a Parquet file"
+        return (f"{name}: not a readable Parquet file ({str(exc).splitlines()[0]}); it is truncated or not "
+                "Parquet: re-export it, or for a run-folder file re-run the step that writes it", 2)
+    if isinstance(exc, sa.exc.ArgumentError):
+        return (f"the warehouse URL cannot be used ({str(exc).splitlines()[0]}); give --warehouse or "
+                "$SLOWBURN_WAREHOUSE_URL as a SQLAlchemy URL, e.g. postgresql://user@host:5432/db or "
+                "sqlite:////abs/path/warehouse.db", 2)
+    if isinstance(exc, sa.exc.DBAPIError):
+        from slowburn.warehouse import redacted
+        reason = " ".join(str(exc.orig).split()) if exc.orig is not None else type(exc).__name__
+        url = _warehouse_url_in_traceback(exc)
+        target = f"the warehouse {redacted(url)}" if url else "the warehouse"
+        return (f"{target} failed: {reason}. Check that the database is running and reachable and that the "
+                "URL's host, port, user and database are right (--warehouse, $SLOWBURN_WAREHOUSE_URL or the "
+                "slowburn_warehouse Connection)", 2)
+    if isinstance(exc, (RunRefused, ContractError)):
+        return str(exc), 2
+    if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)) and exc.filename:
+        what = {FileNotFoundError: "does not exist", IsADirectoryError: "is a folder, not a file",
+                PermissionError: "cannot be read or written (permissions)"}[type(exc)]
+        return f"{exc.filename} {what}; check the path", 2
+    if isinstance(exc, (FileNotFoundError, UsageError)):
+        return str(exc), 2
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc}; check the path and that it can be written", 2
+    if type(exc).__name__ in ("ConnectorError", "WritebackFailed", "RipenessConfigError", "RequestException",
+                              "ConnectionError", "Timeout") or _is_requests_error(exc):
+        return f"{exc}", 2
+    return f"unexpected {type(exc).__name__}: {exc}", 1
+
+
+def _is_arrow_error(exc) -> bool:
+    try:
+        import pyarrow as pa
+    except ImportError:
+        return False
+    return isinstance(exc, pa.ArrowException)
+
+
+def _is_requests_error(exc) -> bool:
+    try:
+        import requests
+    except ImportError:
+        return False
+    return isinstance(exc, requests.RequestException)
+
+
+def _frames_locals(exc):
+    tb = exc.__traceback__
+    frames = []
+    while tb is not None:
+        frames.append(tb.tb_frame.f_locals)
+        tb = tb.tb_next
+    return reversed(frames)  # innermost first
+
+
+def _file_in_traceback(exc, suffixes: tuple[str, ...]) -> str | None:
+    """The file a library was reading when it failed: the innermost `path`-like local with that suffix."""
+    for local in _frames_locals(exc):
+        for key in ("path", "source", "cfg_path", "file", "filename", "fh"):
+            value = local.get(key)
+            value = getattr(value, "name", value)
+            if isinstance(value, (str, Path)) and str(value).lower().endswith(suffixes):
+                return str(value)
+    return None
+
+
+def _warehouse_url_in_traceback(exc) -> str | None:
+    for local in _frames_locals(exc):
+        wh = local.get("self")
+        if type(wh).__name__ == "Warehouse":
+            return wh.url
+    return None
+
+
+def scrub(text: str) -> str:
+    """Remove passwords in URLs, bearer tokens and the values of secret-looking environment variables."""
+    import re
+
+    text = re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)[^@\s]+@", r"\1***@", text)
+    text = re.sub(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+", r"\1***", text)
+    text = re.sub(r"(?i)((?:password|passwd|token|secret|api_key|apikey)[\"']?\s*[=:]\s*[\"']?)[^\s\"',&]+",
+                  r"\1***", text)
+    for name, value in os.environ.items():
+        if len(value) >= 6 and re.search(r"(?i)token|secret|password|passwd|api_?key|credential", name):
+            text = text.replace(value, "***")
+    return text
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from slowburn import contracts
+from slowburn import atomic, contracts
 from slowburn.contracts import ContractError
+from slowburn.warehouse import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +31,49 @@ def default_warehouse_url(home: Path) -> str:
     return f"sqlite:///{(Path(home) / 'warehouse.db').resolve()}"
 
 
+class AttemptMismatch(ContractError):
+    """A step output in the run folder was not written by the attempt that is reading it."""
+
+
+# Which step writes each run-folder output: error messages say what to re-run.
+WRITTEN_BY = {
+    **{f"landed_{e}": "extract" for e in contracts.INPUT_CONTRACTS},
+    **{n: "normalise" for n in ("normalised_leads", "normalised_touches", "lead_problems", "touch_problems",
+                                "owners", "outcomes")},
+    **{n: "validate" for n in ("valid_leads", "valid_touches", "quarantine")},
+    **{n: "dedupe" for n in ("current_leads", "lead_links", "golden_leads", "dedupe_review", "golden_merges")},
+    **{n: "score" for n in ("lead_scores", "touches")},
+    **{n: "route" for n in ("sales_queue", "nurture_queue")},
+    "lead_flags": "flag",
+}
+ATTEMPT_KEY = "slowburn_attempt"  # Parquet schema metadata: the token of the attempt that wrote the file
+
+
 @dataclass
 class RunContext:
-    """Everything a step needs to know about the run it belongs to."""
+    """Everything a step needs to know about the run it belongs to.
+
+    A run (one logical date) has one folder per attempt, runs/<run_id>/attempt-<n>: the extract step
+    starts a new attempt, every later step works in the attempt it is given (Airflow passes the one
+    its extract task started) or the newest one. Every output is stamped with the attempt's token and
+    read back only by the same attempt, so two attempts can never mix their files.
+    `data_interval_end` bounds the extract: rows whose watermark is later belong to a later run.
+    """
     logical_date: pd.Timestamp
     sources_path: Path
     home: Path = DEFAULT_HOME
     warehouse_url: str | None = None
+    attempt: int | None = None
+    data_interval_end: pd.Timestamp | None = None
+    try_number: int | None = None
 
     def __post_init__(self):
-        ts = pd.Timestamp(self.logical_date)
-        self.logical_date = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        self.logical_date = as_utc(self.logical_date)
+        self.data_interval_end = as_utc(self.data_interval_end) if self.data_interval_end is not None else None
         self.home = Path(self.home)
         self.sources_path = Path(self.sources_path)
         self.warehouse_url = self.warehouse_url or default_warehouse_url(self.home)
+        self._attempt_info: dict | None = None
 
     @property
     def run_id(self) -> str:
@@ -55,37 +85,115 @@ class RunContext:
         return self.logical_date
 
     @property
+    def extract_until(self) -> pd.Timestamp:
+        """The newest source change this run may pull: the end of its data interval."""
+        return self.data_interval_end if self.data_interval_end is not None else self.logical_date
+
+    @property
+    def run_root(self) -> Path:
+        return self.home / "runs" / self.run_id
+
+    def attempts(self) -> list[int]:
+        if not self.run_root.is_dir():
+            return []
+        return sorted(int(p.name.split("-", 1)[1]) for p in self.run_root.glob("attempt-*")
+                      if p.name.split("-", 1)[1].isdigit())
+
+    def start_attempt(self) -> int:
+        """A new, empty attempt folder (numbers are never reused, even by two processes at once)."""
+        import uuid
+        self.run_root.mkdir(parents=True, exist_ok=True)
+        n = (self.attempts() or [0])[-1] + 1
+        while True:
+            try:
+                (self.run_root / f"attempt-{n}").mkdir()
+                break
+            except FileExistsError:
+                n += 1
+        self.attempt = n
+        self._attempt_info = {"run_id": self.run_id, "attempt": n, "token": uuid.uuid4().hex,
+                              "try_number": self.try_number, "pid": os.getpid(),
+                              "started_at": pd.Timestamp.now(tz="UTC").isoformat()}
+        atomic.write_json(self.run_dir / "attempt.json", self._attempt_info)
+        return n
+
+    @property
     def run_dir(self) -> Path:
-        path = self.home / "runs" / self.run_id
-        path.mkdir(parents=True, exist_ok=True)
+        if self.attempt is None:
+            found = self.attempts()
+            if not found:
+                raise FileNotFoundError(f"run {self.run_id} has no attempt under {self.run_root}; "
+                                        "run the extract step (or `slowburn run`) first")
+            self.attempt = found[-1]
+        path = self.run_root / f"attempt-{self.attempt}"
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path} does not exist: attempt {self.attempt} of run {self.run_id} was "
+                                    "never started; run the extract step to start an attempt")
         return path
+
+    @property
+    def attempt_info(self) -> dict:
+        if self._attempt_info is None or self._attempt_info.get("attempt") != self.attempt:
+            path = self.run_dir / "attempt.json"
+            if not path.exists():
+                raise FileNotFoundError(f"{path} is missing: this folder was not made by the extract step; "
+                                        "re-run from extract")
+            self._attempt_info = json.loads(path.read_text(encoding="utf-8"))
+        return self._attempt_info
+
+    @property
+    def token(self) -> str:
+        return self.attempt_info["token"]
 
     def path(self, name: str) -> Path:
         return self.run_dir / f"{name}.parquet"
 
-    def read(self, name: str) -> pd.DataFrame:
+    def _checked(self, name: str) -> Path:
+        """The output's path once its footer proves that this attempt wrote it."""
+        import pyarrow.parquet as pq
+
         path = self.path(name)
+        step = WRITTEN_BY.get(name, "the step that writes it")
         if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: run the step that writes {name!r} first")
-        return pd.read_parquet(path)
+            raise FileNotFoundError(f"{path} is missing: run the {step} step of this attempt first")
+        try:
+            meta = pq.read_schema(path).metadata or {}
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises ArrowInvalid/OSError for damaged files
+            raise ContractError(f"{path} is not a readable Parquet file ({exc}); re-run the {step} step "
+                                "(or start a new attempt from extract)") from None
+        owner = meta.get(ATTEMPT_KEY.encode(), b"").decode()
+        if owner != self.token:
+            raise AttemptMismatch(f"{path} was not written by attempt {self.attempt} of run {self.run_id} "
+                                  f"(its token is {owner or 'missing'!r}); re-run the {step} step in this attempt, "
+                                  "or start a new attempt from extract")
+        return path
+
+    def read(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+        return pd.read_parquet(self._checked(name), columns=columns)
 
     def rows(self, name: str) -> int:
         """Row count of a step output, from the Parquet footer (no data read)."""
         import pyarrow.parquet as pq
-        return pq.ParquetFile(self.path(name)).metadata.num_rows
+        return pq.ParquetFile(self._checked(name)).metadata.num_rows
 
     def write(self, name: str, frame: pd.DataFrame) -> None:
-        tmp = self.path(name).with_suffix(".tmp")
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, self.path(name))  # a crash mid-write never leaves a half file behind
+        atomic.write_parquet(self.path(name), frame, {ATTEMPT_KEY: self.token})
 
     def write_json(self, name: str, data: dict) -> Path:
-        path = self.run_dir / f"{name}.json"
-        path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-        return path
+        return atomic.write_json(self.run_dir / f"{name}.json", {**data, ATTEMPT_KEY: self.token})
 
     def read_json(self, name: str) -> dict:
-        return json.loads((self.run_dir / f"{name}.json").read_text(encoding="utf-8"))
+        path = self.run_dir / f"{name}.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: run the step that writes it in this attempt first")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise ContractError(f"{path} is not valid JSON ({exc}); re-run the step that writes it") from None
+        if data.get(ATTEMPT_KEY) != self.token:
+            raise AttemptMismatch(f"{path} was not written by attempt {self.attempt} of run {self.run_id}; "
+                                  "re-run the step that writes it in this attempt")
+        return data
 
     def warehouse(self):
         from slowburn.warehouse import Warehouse
@@ -98,13 +206,20 @@ def _sources(ctx: RunContext):
 
 
 def extract(ctx: RunContext) -> dict:
+    """Pull each source from its watermark up to the end of the run's data interval.
+
+    The upper bound makes a run's pull repeatable: re-running an old date never lands later changes
+    (they belong to the later run). A run older than the newest loaded run is refused here, before
+    any work (see Warehouse.refuse_older_run).
+    """
     from slowburn.sources import extract_source
 
-    since = ctx.warehouse().previous_watermarks(ctx.run_id, ctx.logical_date)
+    wh = ctx.warehouse()
+    since = wh.previous_watermarks(ctx.run_id, ctx.logical_date)
     by_entity: dict[str, list[pd.DataFrame]] = {e: [] for e in contracts.INPUT_CONTRACTS}
-    watermarks, counts = [], {}
+    watermarks, counts, repairs = [], {}, {}
     for cfg in _sources(ctx):
-        got = extract_source(cfg, since.get(cfg.name))
+        got = extract_source(cfg, since.get(cfg.name), until=ctx.extract_until)
         rows = got.rows
         rows.insert(0, "row_key", cfg.name + ":" + rows["row_number"].astype(str))
         rows.insert(1, "source_name", cfg.name)
@@ -112,13 +227,19 @@ def extract(ctx: RunContext) -> dict:
         watermarks.append({"source_name": cfg.name, "high_watermark": got.high_watermark or since.get(cfg.name),
                            "rows_landed": len(rows), "region": cfg.default_region})
         counts[f"landed_{cfg.name}"] = len(rows)
+        if got.deferred:
+            counts[f"deferred_{cfg.name}"] = got.deferred
+        if got.repairs:
+            repairs[cfg.name] = got.repairs
     for entity, frames in by_entity.items():
         contract = contracts.INPUT_CONTRACTS[entity]
         empty = pd.DataFrame({c: pd.Series(dtype="string") for c in ["row_key", "source_name"] + contract.names})
         ctx.write(f"landed_{entity}", pd.concat(frames, ignore_index=True) if frames else empty)
         counts[f"landed_{entity}"] = sum(len(f) for f in frames)
+    if repairs:
+        counts["repaired_cells"] = repairs
     # Each Airflow task builds its own RunContext: the run's start is recorded by its first step.
-    ctx.write_json("watermarks", {"since": since, "sources": watermarks,
+    ctx.write_json("watermarks", {"since": since, "until": ctx.extract_until.isoformat(), "sources": watermarks,
                                   "started_at": pd.Timestamp.now(tz="UTC").isoformat()})
     return counts
 
@@ -303,38 +424,61 @@ _QUEUE_COLUMNS = {
 
 
 def _previous_queues(ctx: RunContext):
-    """Last night's sales and nurture queues, read before tonight's load replaces them.
+    """The previous run's sales and nurture queues, from the warehouse.
 
-    The first attempt of a run keeps what it read in the run folder, so a re-run of the same logical
-    date routes against the same previous state rather than against its own earlier output. Queues
-    written by a later logical date (re-running an old night) are not "previous" and are ignored.
+    The warehouse is the memory, not the run folder: each load keeps its queues per run in
+    queue_history, and a run routes against the newest earlier loaded run's rows there, so re-running
+    a night (even with its run folder lost) sees the same previous queues and keeps the same owners.
+    Warehouses loaded before queue_history existed fall back to the queue tables' earlier rows.
     """
-    import sqlalchemy as sa
-
-    saved = {name: ctx.run_dir / f"previous_{name}.parquet" for name in _QUEUE_COLUMNS}
-    meta = ctx.run_dir / "previous_queues.json"
-    if meta.exists() and all(p.exists() for p in saved.values()):
-        at = json.loads(meta.read_text(encoding="utf-8")).get("previous_run_at")
-        return (pd.read_parquet(saved["sales_queue"]), pd.read_parquet(saved["nurture_queue"]),
-                pd.Timestamp(at) if at else None)
     wh = ctx.warehouse()
     wh.ensure_schema()
-    frames, run_ids = {}, set()
+    previous = wh.read("SELECT run_id, attempt FROM run_ledger WHERE status = 'success' AND run_id = "
+                       "(SELECT MAX(run_id) FROM run_ledger WHERE status = 'success' AND run_id < :run_id)",
+                       run_id=ctx.run_id)
+    if previous.empty:
+        return _empty_queue("sales_queue"), _empty_queue("nurture_queue"), None
+    previous_run = previous["run_id"].iloc[0]
+    previous_at = pd.Timestamp(pd.to_datetime(previous_run, format="%Y-%m-%dT%H%M%S")).tz_localize("UTC")
+    if pd.isna(previous["attempt"].iloc[0]):
+        return _queues_from_state_tables(ctx, wh) + (previous_at,)
+    stamps = tuple(c for _, cols in _QUEUE_COLUMNS.values() for c in cols)
+    history = wh.read_typed("SELECT * FROM queue_history WHERE run_id = :run_id", datetime_columns=stamps,
+                            bool_columns=("pass_back",), run_id=previous_run)
+    frames = tuple(history.loc[history["queue"] == name, wanted].reset_index(drop=True)
+                   for name, (wanted, _) in _QUEUE_COLUMNS.items())
+    return frames + (previous_at,)
+
+
+def _empty_queue(name: str) -> pd.DataFrame:
+    wanted, stamps = _QUEUE_COLUMNS[name]
+    return pd.DataFrame({c: pd.Series(dtype="datetime64[ns, UTC]" if c in stamps else "string") for c in wanted})
+
+
+def _queues_from_state_tables(ctx: RunContext, wh) -> tuple[pd.DataFrame, pd.DataFrame]:
+    import sqlalchemy as sa
+
+    frames = []
     for name, (wanted, stamps) in _QUEUE_COLUMNS.items():
         have = {c["name"] for c in sa.inspect(wh.engine).get_columns(name)}
-        cols = [c for c in wanted if c in have] + ["run_id"]
-        frame = wh.read_typed(f"SELECT {', '.join(cols)} FROM {name} WHERE run_id < :run_id",
-                              datetime_columns=tuple(c for c in stamps if c in have), run_id=ctx.run_id)
-        run_ids |= set(frame["run_id"])
-        frames[name] = frame.drop(columns=["run_id"])
-    previous_at = None
-    if run_ids:
-        previous_at = pd.Timestamp(pd.to_datetime(max(run_ids), format="%Y-%m-%dT%H%M%S")).tz_localize("UTC")
-    for name, frame in frames.items():
-        frame.to_parquet(saved[name], index=False)
-    meta.write_text(json.dumps({"previous_run_at": str(previous_at) if previous_at is not None else None}),
-                    encoding="utf-8")
-    return frames["sales_queue"], frames["nurture_queue"], previous_at
+        cols = [c for c in wanted if c in have]
+        frames.append(wh.read_typed(f"SELECT {', '.join(cols)} FROM {name} WHERE run_id < :run_id",
+                                    datetime_columns=tuple(c for c in stamps if c in have), run_id=ctx.run_id))
+    return tuple(frames)
+
+
+def _queue_history(ctx: RunContext) -> pd.DataFrame:
+    """Tonight's queues in the shape _previous_queues reads back next run."""
+    parts = []
+    for name, (wanted, _) in _QUEUE_COLUMNS.items():
+        queue = ctx.read(name)
+        parts.append(queue[[c for c in wanted if c in queue.columns]].assign(queue=name))
+    history = pd.concat(parts, ignore_index=True)
+    for col, dtype in (("score", "Int64"), ("pass_back", "boolean")):
+        if col in history:
+            history[col] = history[col].astype("Float64").round().astype(dtype) if dtype == "Int64" \
+                else history[col].astype(dtype)
+    return history
 
 
 def flag(ctx: RunContext) -> dict:
@@ -386,9 +530,11 @@ def flag(ctx: RunContext) -> dict:
                 conn.exec_driver_sql(f"ALTER TABLE lead_flags ADD COLUMN {col} "
                                      f"{ts if col.endswith('_at') else 'TEXT'}")
     state = "lead_flags" in warehouse_module.STATE_TABLES
-    saved = ctx.run_dir / "previous_lead_flags.parquet"
-    if saved.exists():
-        previous = pd.read_parquet(saved)
+    # A run table: the previous run's rows in the warehouse are the same on every re-run. A state
+    # table also holds this run's own earlier output, so the attempt keeps what it read first.
+    saved = ctx.path("previous_lead_flags")
+    if state and saved.exists():
+        previous = ctx.read("previous_lead_flags")
     else:
         where = "" if state else "WHERE run_id = (SELECT MAX(run_id) FROM lead_flags WHERE run_id < :run_id)"
         previous = wh.read_typed(f"SELECT * FROM lead_flags {where}", datetime_columns=("opened_at", "closed_at"),
@@ -399,7 +545,8 @@ def flag(ctx: RunContext) -> dict:
             opened = pd.to_datetime(previous["run_id"], format="%Y-%m-%dT%H%M%S", errors="coerce", utc=True)
             previous["opened_at"] = previous["opened_at"].fillna(opened)
         previous = previous.drop(columns=["run_id"], errors="ignore")
-        previous.to_parquet(saved, index=False)
+        if state:
+            ctx.write("previous_lead_flags", previous)
     record = track_flags(previous, current, ctx.as_of, ctx.run_id, keep_closed=state)
     if state:  # a state table keeps each row's own run: the run that last opened, saw or closed it
         closed_before = (record["closed_at"].notna() & (record["closed_at"] < ctx.as_of)).to_numpy(dtype=bool)
@@ -412,9 +559,11 @@ def flag(ctx: RunContext) -> dict:
 
 
 def ledger_counts(ctx: RunContext) -> dict:
-    landed = ctx.read("landed_leads")
-    quarantine = ctx.read("quarantine")
-    links = ctx.read("lead_links")
+    """The run's proofs: every landed lead linked or quarantined (never both, never neither), every
+    golden lead scored exactly once, and every golden lead in at most one queue, exactly once."""
+    landed = ctx.read("landed_leads", columns=["row_key"])
+    quarantine = ctx.read("quarantine", columns=["entity", "row_key"])
+    links = ctx.read("lead_links", columns=["row_key", "run_id"])
     links = links[links["run_id"] == ctx.run_id]
     q_leads = quarantine.loc[quarantine["entity"] == "leads", "row_key"].nunique()
     q_touches = quarantine.loc[quarantine["entity"] == "touches", "row_key"].nunique()
@@ -422,18 +571,42 @@ def ledger_counts(ctx: RunContext) -> dict:
     accounted = set(links["row_key"]) | set(quarantine.loc[quarantine["entity"] == "leads", "row_key"])
     invariant = (len(landed) == linked + q_leads and accounted == set(landed["row_key"])
                  and not set(links["row_key"]) & set(quarantine.loc[quarantine["entity"] == "leads", "row_key"]))
+    golden = ctx.read("golden_leads", columns=["golden_id"])["golden_id"]
+    scored = ctx.read("lead_scores", columns=["golden_id"])["golden_id"]
+    sales = ctx.read("sales_queue", columns=["golden_id"])["golden_id"]
+    nurture = ctx.read("nurture_queue", columns=["golden_id"])["golden_id"]
+    golden_ids, queued = set(golden), set(sales) | set(nurture)
+    scored_ok = golden.is_unique and scored.is_unique and set(scored) == golden_ids
+    queues_ok = (sales.is_unique and nurture.is_unique and not set(sales) & set(nurture)
+                 and queued <= golden_ids)
     return {"landed_leads": len(landed), "linked_leads": linked, "quarantined_leads": q_leads,
-            "landed_touches": len(ctx.read("landed_touches")), "quarantined_touches": q_touches,
-            "invariant_ok": bool(invariant)}
+            "landed_touches": ctx.rows("landed_touches"), "quarantined_touches": q_touches,
+            "scored_leads": len(scored), "queued_leads": len(queued), "not_queued_leads": len(golden_ids - queued),
+            "landed_ok": bool(invariant), "scored_ok": bool(scored_ok), "queues_ok": bool(queues_ok),
+            "invariant_ok": bool(invariant and scored_ok and queues_ok)}
 
 
 def load(ctx: RunContext) -> dict:
+    """Commit the run in one transaction, after proving it lost and doubled nothing.
+
+    Every file it reads must carry this attempt's token; the warehouse transaction proves that this
+    attempt still holds the run lock and that no newer run has loaded, and releases the lock.
+    """
     counts = ledger_counts(ctx)
-    if not counts["invariant_ok"]:
-        raise ContractError(f"run {ctx.run_id}: landed ({counts['landed_leads']}) != linked "
-                            f"({counts['linked_leads']}) + quarantined ({counts['quarantined_leads']}); "
-                            "refusing to load a run that lost or doubled rows")
-    wm = ctx.read_json("watermarks")["sources"]
+    problems = []
+    if not counts["landed_ok"]:
+        problems.append(f"landed ({counts['landed_leads']}) != linked ({counts['linked_leads']}) + quarantined "
+                        f"({counts['quarantined_leads']})")
+    if not counts["scored_ok"]:
+        problems.append(f"scored ({counts['scored_leads']}) != golden ({ctx.rows('golden_leads')}) "
+                        "(every golden lead is scored exactly once)")
+    if not counts["queues_ok"]:
+        problems.append(f"queued ({counts['queued_leads']}) + not queued ({counts['not_queued_leads']}) do not "
+                        "account for every golden lead once (a lead in both queues, twice in one, or unknown)")
+    if problems:
+        raise ContractError(f"run {ctx.run_id} attempt {ctx.attempt}: " + "; ".join(problems)
+                            + "; refusing to load a run that lost or doubled rows")
+    watermarks = ctx.read_json("watermarks")
     # Each table is read when the warehouse inserts it and freed after: a 1M-lead run must not hold
     # every table at once.
     frames = {
@@ -442,20 +615,24 @@ def load(ctx: RunContext) -> dict:
         **{name: (lambda name=name: ctx.read(name)) for name in (
             "touches", "current_leads", "golden_leads", "lead_links", "lead_scores", "sales_queue",
             "nurture_queue", "lead_flags", "owners", "outcomes")},
-        "source_watermarks": pd.DataFrame(wm).assign(logical_date=ctx.logical_date),
+        "queue_history": lambda: _queue_history(ctx),
+        "source_watermarks": pd.DataFrame(watermarks["sources"]).assign(logical_date=ctx.logical_date),
     }
     ledger = {
-        **counts,
+        **{k: v for k, v in counts.items() if k not in ("landed_ok", "scored_ok", "queues_ok")},
         "logical_date": ctx.logical_date, "status": "success",
-        "started_at": pd.Timestamp(ctx.read_json("watermarks")["started_at"]),
+        "started_at": pd.Timestamp(watermarks["started_at"]),
         "finished_at": pd.Timestamp.now(tz="UTC"),
+        "attempt": ctx.attempt, "attempt_token": ctx.token,
         **{name: ctx.rows(name) for name in ("golden_leads", "sales_queue", "nurture_queue", "lead_flags")},
         "step_counts": json.dumps(read_step_counts(ctx), default=str),
     }
-    ctx.warehouse().replace_run(ctx.run_id, frames, ledger)
-    log.info("load: run %s committed: %d landed = %d linked + %d quarantined", ctx.run_id,
-             counts["landed_leads"], counts["linked_leads"], counts["quarantined_leads"])
-    return {k: v for k, v in ledger.items() if k not in ("step_counts",)}
+    ctx.warehouse().replace_run(ctx.run_id, frames, ledger, token=ctx.token)
+    log.info("load: run %s attempt %s committed: %d landed = %d linked + %d quarantined; %d scored = %d golden "
+             "= %d queued + %d not queued", ctx.run_id, ctx.attempt, counts["landed_leads"], counts["linked_leads"],
+             counts["quarantined_leads"], counts["scored_leads"], ledger["golden_leads"], counts["queued_leads"],
+             counts["not_queued_leads"])
+    return {k: v for k, v in ledger.items() if k not in ("step_counts", "attempt_token")}
 
 
 def summarize(ctx: RunContext) -> dict:
@@ -469,22 +646,47 @@ STEP_FUNCTIONS = {"extract": extract, "normalise": normalise, "validate": valida
 
 def read_step_counts(ctx: RunContext) -> dict:
     path = ctx.run_dir / "step_counts.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    if not path.exists():
+        return {}
+    counts = json.loads(path.read_text(encoding="utf-8"))
+    counts.pop(ATTEMPT_KEY, None)
+    return counts
 
 
 def run_step(ctx: RunContext, step: str) -> dict:
-    """Run one step and record its counts in the run folder, for the ledger and the summary."""
+    """Run one step and record its counts in the attempt folder, for the ledger and the summary.
+
+    extract starts a new attempt; every step but summarize first takes or renews the warehouse run
+    lock, so a second run at the same time stops with RunLocked before it does any work.
+    """
+    from slowburn.warehouse import Warehouse
+
     if step not in STEP_FUNCTIONS:
         raise ValueError(f"unknown step {step!r}; steps are {', '.join(STEPS)}")
+    if step == "extract":
+        Warehouse(ctx.warehouse_url).refuse_older_run(ctx.run_id)  # before the lock: a refusal holds nothing
+        ctx.start_attempt()
+    if step != "summarize":
+        ctx.warehouse().acquire_run_lock(ctx.run_id, ctx.attempt or _resolved_attempt(ctx), ctx.token)
     started = time.perf_counter()
-    log.info("step %s: starting run %s", step, ctx.run_id)
-    result = STEP_FUNCTIONS[step](ctx)
+    log.info("step %s: starting run %s attempt %s", step, ctx.run_id, ctx.attempt)
+    try:
+        result = STEP_FUNCTIONS[step](ctx)
+    except BaseException:
+        if step == "extract":  # the attempt produced nothing: another run may go ahead meanwhile
+            ctx.warehouse().release_run_lock(ctx.run_id, token=ctx.token)
+        raise
     seconds = time.perf_counter() - started
     log.info("step %s: done in %.1f s: %s", step, seconds, result)
     counts = read_step_counts(ctx)
     counts[step] = {**result, "seconds": round(seconds, 2)}
-    (ctx.run_dir / "step_counts.json").write_text(json.dumps(counts, indent=2, default=str), encoding="utf-8")
+    ctx.write_json("step_counts", counts)
     return result
+
+
+def _resolved_attempt(ctx: RunContext) -> int:
+    ctx.run_dir  # noqa: B018 - resolves the newest attempt when none was given
+    return ctx.attempt
 
 
 def run_all(ctx: RunContext) -> dict:

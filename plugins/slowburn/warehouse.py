@@ -13,13 +13,14 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from slowburn.contracts import ContractError
 from slowburn.db import create_engine
 
 log = logging.getLogger(__name__)
 
 # Run tables keep history: a run's load replaces only its own rows.
 RUN_TABLES = ("landed_leads", "touches", "quarantine", "lead_scores", "lead_flags", "owners", "outcomes",
-              "source_watermarks")
+              "source_watermarks", "queue_history")
 # State tables hold the current picture (every known lead, its links, golden record and queue) and
 # are replaced whole by each run, in the same transaction.
 STATE_TABLES = ("current_leads", "lead_links", "golden_leads", "sales_queue", "nurture_queue")
@@ -28,6 +29,33 @@ _DIALECT_TYPES = {
     "sqlite": {"ts": "TEXT", "bool": "INTEGER", "float": "REAL"},
     "postgresql": {"ts": "TIMESTAMP WITH TIME ZONE", "bool": "BOOLEAN", "float": "DOUBLE PRECISION"},
 }
+
+
+LOCK_NAME = "warehouse"
+
+
+class RunRefused(RuntimeError):
+    """The warehouse will not take this run now; the message says why and what to do."""
+
+
+class RunLocked(RunRefused):
+    """Another run holds the warehouse: two runs at once would mix their results."""
+
+
+class RunSuperseded(RunRefused):
+    """A newer attempt of the same run has taken over (or already loaded) the run."""
+
+
+class OlderRunRefused(RunRefused):
+    """The run is older than the newest loaded run: loading it would rewind the current state."""
+
+
+class WarehouseBusy(RunRefused):
+    """Another process kept the SQLite warehouse's write lock for longer than we wait."""
+
+
+def lock_stale_after() -> pd.Timedelta:
+    return pd.Timedelta(minutes=float(os.environ.get("SLOWBURN_LOCK_STALE_MINUTES", "120")))
 
 
 def include_dir() -> Path:
@@ -44,6 +72,14 @@ def sql_text(name: str) -> str:
     return (include_dir() / "sql" / name).read_text(encoding="utf-8")
 
 
+def _without_secret(text: str, url) -> str:
+    try:
+        password = sa.make_url(url).password
+    except Exception:  # noqa: BLE001
+        return text.replace(str(url), "<url>")
+    return text.replace(str(password), "***") if password else text
+
+
 def redacted(url: str | sa.URL) -> str:
     return sa.make_url(url).render_as_string(hide_password=True)
 
@@ -51,7 +87,20 @@ def redacted(url: str | sa.URL) -> str:
 class Warehouse:
     def __init__(self, url: str):
         self.url = url
-        self.engine = create_engine(url)
+        try:
+            # SQLite: wait for another writer (a load) for up to a minute, not pysqlite's 5 s.
+            sqlite = sa.make_url(url).get_backend_name() == "sqlite"
+            self.engine = create_engine(url, **({"connect_args": {"timeout": 60}} if sqlite else {}))
+        except (sa.exc.ArgumentError, ValueError, ImportError) as exc:
+            try:
+                shown = redacted(url)
+            except Exception:  # noqa: BLE001 - unparseable: it may hold a password, so it is not shown
+                shown = "(not shown: it cannot be parsed)"
+            hint = " (write postgresql://, not postgres://)" if str(url).startswith("postgres:") else ""
+            raise ContractError(f"the warehouse URL {shown} cannot be used: {type(exc).__name__}: "
+                                f"{_without_secret(str(exc), url)}{hint}. Give --warehouse, $SLOWBURN_WAREHOUSE_URL or "
+                                "the slowburn_warehouse Connection as a SQLAlchemy URL, e.g. "
+                                "postgresql://user@host:5432/db or sqlite:////abs/path/warehouse.db") from None
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
             database = self.engine.url.database
@@ -73,6 +122,9 @@ class Warehouse:
         ddl = sql_text("schema.sql").format(**_DIALECT_TYPES[self.dialect])
         statements = [s.strip() for s in _strip_comments(ddl).split(";") if s.strip()]
         with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                # Two runs creating the same table at once collide in pg_type (a raw UniqueViolation).
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('slowburn.ensure_schema'))")
             for stmt in statements:
                 conn.exec_driver_sql(stmt)
             insp = sa.inspect(conn)
@@ -91,41 +143,166 @@ class Warehouse:
         return {name: value for name, value in rows}
 
     def _ts_param(self, ts: pd.Timestamp):
-        ts = pd.Timestamp(ts).tz_convert("UTC") if pd.Timestamp(ts).tzinfo else pd.Timestamp(ts).tz_localize("UTC")
+        ts = as_utc(ts)
         return ts.strftime("%Y-%m-%dT%H:%M:%S") if self.dialect == "sqlite" else ts.to_pydatetime()
 
+    def acquire_run_lock(self, run_id: str, attempt: int, token: str) -> None:
+        """Take or renew the warehouse lock for this attempt, or raise RunLocked / RunSuperseded.
+
+        Called by every step before it works, so a dead run is noticed by its missing heartbeat.
+        """
+        import socket
+
+        self.ensure_schema()
+        now = self._ts_param(pd.Timestamp.now(tz="UTC"))
+        mine = {"name": LOCK_NAME, "run_id": run_id, "attempt": attempt, "token": token,
+                "holder": f"{socket.gethostname()}:{os.getpid()}", "now": now}
+        for _ in range(5):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(sa.text("INSERT INTO run_lock (lock_name, run_id, attempt, token, holder, "
+                                         "acquired_at, heartbeat_at) VALUES (:name, :run_id, :attempt, :token, "
+                                         ":holder, :now, :now)"), mine)
+                return
+            except sa.exc.IntegrityError:
+                pass
+            held = self.run_lock()
+            if held is None:
+                continue  # released in between: try to insert again
+            if held["token"] != token:
+                if held["run_id"] == run_id and int(held["attempt"]) > attempt:
+                    raise RunSuperseded(f"run {run_id}: attempt {attempt} was superseded by attempt "
+                                        f"{held['attempt']} ({held['holder']}); this attempt stops here")
+                newer_attempt = held["run_id"] == run_id and int(held["attempt"]) < attempt
+                idle = pd.Timestamp.now(tz="UTC") - as_utc(held["heartbeat_at"])
+                if not newer_attempt and idle < lock_stale_after():
+                    raise RunLocked(
+                        f"the warehouse is locked by run {held['run_id']} attempt {held['attempt']} "
+                        f"({held['holder']}, started {held['acquired_at']}, last active {held['heartbeat_at']}); "
+                        f"run {run_id} refuses to run at the same time because the two would mix their results. "
+                        "Wait for that run to finish; if it died, its lock expires after "
+                        f"{lock_stale_after()} without activity, or release it with `slowburn unlock`")
+                log.warning("warehouse lock: run %s attempt %s takes over from run %s attempt %s (%s)", run_id,
+                            attempt, held["run_id"], held["attempt"],
+                            "an older attempt of the same run" if newer_attempt else f"idle for {idle}")
+            with self.engine.begin() as conn:  # compare-and-swap on the holder's token
+                taken = conn.execute(sa.text(
+                    "UPDATE run_lock SET run_id = :run_id, attempt = :attempt, token = :token, holder = :holder, "
+                    "acquired_at = CASE WHEN token = :token THEN acquired_at ELSE :now END, heartbeat_at = :now "
+                    "WHERE lock_name = :name AND token = :old"), {**mine, "old": held["token"]}).rowcount
+            if taken == 1:
+                return
+        raise RunLocked(f"run {run_id}: could not take the warehouse lock; another run keeps changing it")
+
+    def run_lock(self) -> dict | None:
+        """The current holder of the warehouse lock, or None."""
+        self.ensure_schema()
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.text("SELECT * FROM run_lock WHERE lock_name = :name"),
+                               {"name": LOCK_NAME}).mappings().first()
+        return dict(row) if row else None
+
+    def release_run_lock(self, run_id: str | None = None, token: str | None = None) -> dict | None:
+        """Remove the lock (only `run_id`'s / only this attempt's, when given); returns what was released."""
+        held = self.run_lock()
+        if held is None or (run_id is not None and held["run_id"] != run_id) or (
+                token is not None and held["token"] != token):
+            return None
+        with self.engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM run_lock WHERE lock_name = :name AND token = :token"),
+                         {"name": LOCK_NAME, "token": held["token"]})
+        return held
+
+    def refuse_older_run(self, run_id: str, conn=None) -> None:
+        """Raise OlderRunRefused when a run with a later logical date has already loaded.
+
+        State tables (current_leads, links, golden records, queues) hold the newest night's picture;
+        an older night's load would replace them with an older one, and its flags and queues would be
+        computed from state that already includes later nights.
+        """
+        sql = sa.text("SELECT MAX(run_id) FROM run_ledger WHERE status = 'success' AND run_id > :run_id")
+        if conn is None:
+            self.ensure_schema()
+            with self.engine.connect() as own:
+                newer = own.execute(sql, {"run_id": run_id}).scalar()
+        else:
+            newer = conn.execute(sql, {"run_id": run_id}).scalar()
+        if newer:
+            raise OlderRunRefused(
+                f"run {run_id} is older than run {newer}, which is already loaded: loading it would rewind "
+                "current_leads, lead_links, golden_leads and the queues to an older night. Nothing was changed. "
+                f"To redo {run_id}, re-run it and every later night in date order after deleting their "
+                "run_ledger rows, or leave history as it is")
+
     def replace_run(self, run_id: str, frames: dict[str, pd.DataFrame | Callable[[], pd.DataFrame]],
-                    ledger: dict) -> None:
+                    ledger: dict, token: str | None = None) -> None:
         """Replace everything `run_id` wrote with `frames` and its ledger row, all or nothing.
 
         A frame may be given as a function that reads it: tables are then read, inserted and freed one
         at a time, so the load holds one table in memory, not the whole run.
+        With `token` (the attempt's), the transaction first proves that this attempt holds the run lock
+        and that no newer run or newer attempt has loaded, then releases the lock as it commits; a
+        concurrent load waits on the lock row and then fails with a named error, never a mix.
         """
         self.ensure_schema()
         columns = self._columns()
         unknown = set(frames) - set(RUN_TABLES) - set(STATE_TABLES)
         if unknown:
             raise ValueError(f"{sorted(unknown)} are not warehouse tables")
-        with self.engine.begin() as conn:
-            for table in RUN_TABLES:
-                conn.execute(sa.text(f"DELETE FROM {table} WHERE run_id = :run_id"), {"run_id": run_id})
-            for table in STATE_TABLES:
-                if table in frames:
-                    conn.execute(sa.text(f"DELETE FROM {table}"))
-            conn.execute(sa.text("DELETE FROM run_ledger WHERE run_id = :run_id"), {"run_id": run_id})
-            for table, source in frames.items():
-                frame = source() if callable(source) else source
-                if table in RUN_TABLES or "run_id" not in frame.columns:
-                    frame = frame.assign(run_id=run_id)
-                cols = [c for c in columns[table] if c in frame.columns]
-                dropped = sorted(set(frame.columns) - set(columns[table]))
-                if dropped:
-                    log.warning("load: %s has no column(s) %s; their values are not stored", table, dropped)
-                self._insert(conn, table, frame[cols])
-                log.info("load: %s <- %d rows", table, len(frame))
-                del frame
-            ledger_frame = pd.DataFrame([{**ledger, "run_id": run_id}])
-            self._insert(conn, "run_ledger", ledger_frame[[c for c in columns["run_ledger"] if c in ledger_frame]])
+        try:
+            with self.engine.begin() as conn:
+                if token is not None:
+                    self._claim_load(conn, run_id, token, ledger.get("attempt"))
+                self._replace(conn, run_id, frames, ledger, columns)
+                if token is not None:
+                    conn.execute(sa.text("DELETE FROM run_lock WHERE lock_name = :name AND token = :token"),
+                                 {"name": LOCK_NAME, "token": token})
+        except sa.exc.OperationalError as exc:
+            if "database is locked" in str(exc.orig):
+                raise WarehouseBusy(f"run {run_id}: the SQLite warehouse {redacted(self.url)} stayed locked by "
+                                    "another writer for 60 s; nothing was loaded. Re-run the load when the other "
+                                    "run has finished") from None
+            raise
+
+    def _claim_load(self, conn, run_id: str, token: str, attempt) -> None:
+        renewed = conn.execute(sa.text("UPDATE run_lock SET heartbeat_at = :now WHERE lock_name = :name "
+                                       "AND token = :token"),
+                               {"now": self._ts_param(pd.Timestamp.now(tz="UTC")), "name": LOCK_NAME,
+                                "token": token}).rowcount
+        if renewed != 1:
+            held = conn.execute(sa.text("SELECT run_id, attempt, holder FROM run_lock WHERE lock_name = :name"),
+                                {"name": LOCK_NAME}).mappings().first()
+            who = (f"run {held['run_id']} attempt {held['attempt']} ({held['holder']}) holds it" if held
+                   else "nobody holds it (another attempt already loaded and released it)")
+            raise RunSuperseded(f"run {run_id}: this attempt no longer holds the warehouse lock: {who}. "
+                                "Nothing was loaded; start a new attempt from extract if this run must load")
+        self.refuse_older_run(run_id, conn)
+        loaded = conn.execute(sa.text("SELECT attempt FROM run_ledger WHERE run_id = :run_id"),
+                              {"run_id": run_id}).scalar()
+        if loaded is not None and attempt is not None and int(loaded) > int(attempt):
+            raise RunSuperseded(f"run {run_id}: attempt {loaded} is already loaded; attempt {attempt} is older "
+                                "and does not replace it")
+
+    def _replace(self, conn, run_id, frames, ledger, columns) -> None:
+        for table in RUN_TABLES:
+            conn.execute(sa.text(f"DELETE FROM {table} WHERE run_id = :run_id"), {"run_id": run_id})
+        for table in STATE_TABLES:
+            if table in frames:
+                conn.execute(sa.text(f"DELETE FROM {table}"))
+        conn.execute(sa.text("DELETE FROM run_ledger WHERE run_id = :run_id"), {"run_id": run_id})
+        for table, source in frames.items():
+            frame = source() if callable(source) else source
+            if table in RUN_TABLES or "run_id" not in frame.columns:
+                frame = frame.assign(run_id=run_id)
+            cols = [c for c in columns[table] if c in frame.columns]
+            dropped = sorted(set(frame.columns) - set(columns[table]))
+            if dropped:
+                log.warning("load: %s has no column(s) %s; their values are not stored", table, dropped)
+            self._insert(conn, table, frame[cols])
+            log.info("load: %s <- %d rows", table, len(frame))
+            del frame
+        ledger_frame = pd.DataFrame([{**ledger, "run_id": run_id}])
+        self._insert(conn, "run_ledger", ledger_frame[[c for c in columns["run_ledger"] if c in ledger_frame]])
 
     def _columns(self) -> dict[str, list[str]]:
         insp = sa.inspect(self.engine)
@@ -162,6 +339,12 @@ class Warehouse:
         if run_id is None:
             return self.read(f"SELECT * FROM {table}")
         return self.read(f"SELECT * FROM {table} WHERE run_id = :run_id", run_id=run_id)
+
+
+def as_utc(value) -> pd.Timestamp:
+    """A timestamp in UTC; one without a zone is read as UTC."""
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def _sqlite_pragmas(dbapi_conn, _record):
@@ -230,6 +413,10 @@ def _copy_postgres(conn, table: str, frame: pd.DataFrame) -> None:
     """COPY is an order of magnitude faster than INSERT for a nightly load of a million rows."""
     buf = io.StringIO()
     frame.to_csv(buf, index=False, header=False, na_rep="")
+    if "\x00" in buf.getvalue():  # PostgreSQL text cannot hold NUL; name where it is instead of COPY's error
+        bad = [c for c in frame.columns if frame[c].astype("string").str.contains("\x00", regex=False).any()]
+        raise ValueError(f"{table}: column(s) {bad} hold NUL bytes, which PostgreSQL cannot store; the extract "
+                         "step removes them from source values, so they came from elsewhere")
     buf.seek(0)
     raw = conn.connection.dbapi_connection
     with raw.cursor() as cur:

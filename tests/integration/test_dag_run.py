@@ -48,5 +48,8 @@ def test_dag_test_runs_the_pipeline(tmp_path):
     ledger = Warehouse(f"sqlite:///{tmp_path / 'wh.db'}").read_table("run_ledger")
     assert ledger.run_id.tolist() == ["2026-11-23T000000"]
     assert ledger.landed_leads[0] == ledger.linked_leads[0] + ledger.quarantined_leads[0] == 10
-    summary = json.loads((tmp_path / "home" / "runs" / "2026-11-23T000000" / "summary.json").read_text())
+    # One extract try, so one attempt folder; every task worked in it and the load recorded it.
+    [attempt] = (tmp_path / "home" / "runs" / "2026-11-23T000000").glob("attempt-*")
+    assert attempt.name == "attempt-1" and ledger.attempt[0] == 1
+    summary = json.loads((attempt / "summary.json").read_text())
     assert summary["ledger"]["invariant_ok"] is True

@@ -397,3 +397,50 @@ def test_watermark_since_in_another_offset_and_unreadable_since(tmp_path):
     assert got.rows["owner_id"].tolist() == ["O3", "O4", "O5", "O6"]
     with pytest.raises(ContractError, match="source 'drop'.*'last tuesday'"):
         extract_source(cfg, since="last tuesday")
+
+
+# ------------------------------------------------------------------------------ stray quotes, NUL bytes
+
+def test_unterminated_quote_costs_one_line_not_the_records_after_it(tmp_path):
+    lines = ["O1,Ann,a@x.com,true", 'O2,"Bob,b@x.com,false'] + [f"O{i},N{i},n{i}@x.com,true" for i in range(3, 40)]
+    lines.insert(20, 'O99,"Quoted",q@x.com,true')  # a later quote that would close the stray one
+    path = tmp_path / "owners.csv"
+    path.write_text(OWNERS_HEADER + "\n" + "\n".join(lines) + "\n")
+    df = read_file(path)
+    assert len(df) == len(lines)
+    assert df[MALFORMED].dropna().tolist() == ['O2,"Bob,b@x.com,false']
+    assert df.loc[df[MALFORMED].isna(), "Id"].tolist() == [line.split(",")[0] for line in lines if "Bob" not in line]
+
+
+def test_stray_quote_that_pandas_would_merge_silently_is_split(tmp_path):
+    path = tmp_path / "owners.csv"
+    path.write_text(OWNERS_HEADER + '\nO1,"Ann,a@x.com,true\nO2,Bob,b@x.com,false\nO3,"Cy",c@x.com,true\n')
+    df = read_file(path)
+    assert df["Id"].tolist()[1:] == ["O2", "O3"] and df.loc[0, MALFORMED] == 'O1,"Ann,a@x.com,true'
+
+
+def test_legitimate_multiline_value_is_one_record(tmp_path):
+    path = tmp_path / "owners.csv"
+    path.write_text(OWNERS_HEADER + '\nO1,"Ann\nSmith",a@x.com,true\nO2,Bob,b@x.com,false\n')
+    df = read_file(path)
+    assert df["Name"].tolist() == ["Ann\nSmith", "Bob"]
+    assert MALFORMED not in df or df[MALFORMED].isna().all()
+
+
+def test_nul_bytes_are_removed_and_counted(tmp_path):
+    path = tmp_path / "owners.csv"
+    path.write_text(OWNERS_HEADER + "\nO1,A\x00nn,a@x.com,true\nO2,Bob,b\x00@x.com\x00,false\n")
+    got = extract_source(_owners_source(tmp_path))
+    assert got.rows["name"].tolist() == ["Ann", "Bob"] and got.rows["email"].tolist() == ["a@x.com", "b@x.com"]
+    assert got.repairs == {"Name": 1, "Mail": 1}
+
+
+def test_extract_is_bounded_by_the_data_interval(tmp_path):
+    path = tmp_path / "owners.csv"
+    path.write_text("Id,Name,Mail,Active,Changed\nO1,Ann,a@x.com,true,2026-11-22T10:00:00Z\n"
+                    "O2,Bob,b@x.com,false,2026-11-23T10:00:00Z\nO3,Cy,c@x.com,true,not a date\n")
+    cfg = _owners_source(tmp_path, watermark="Changed")
+    got = extract_source(cfg, None, until=pd.Timestamp("2026-11-23", tz="UTC"))
+    # O2 changed after the interval: a later run lands it; an unreadable stamp is kept for quarantine.
+    assert got.rows["owner_id"].tolist() == ["O1", "O3"] and got.deferred == 1
+    assert pd.Timestamp(got.high_watermark) == pd.Timestamp("2026-11-22T10:00:00Z")

@@ -30,6 +30,8 @@ class Extracted:
     source: SourceConfig
     rows: pd.DataFrame
     high_watermark: str | None  # encoded with encode_watermark(); pass it back as `since` next run
+    deferred: int = 0  # rows changed after `until`: a later run lands them
+    repairs: dict | None = None  # {column: cells} whose NUL bytes were removed
 
 
 def _read_api(cfg: SourceConfig, bound) -> pd.DataFrame:
@@ -210,14 +212,57 @@ def apply_mapping(raw: pd.DataFrame, cfg: SourceConfig) -> pd.DataFrame:
     return out
 
 
-def extract_source(cfg: SourceConfig, since: str | None = None) -> Extracted:
+def extract_source(cfg: SourceConfig, since: str | None = None, until: pd.Timestamp | None = None) -> Extracted:
+    """One source's rows changed after `since` and (when the watermark is a time) no later than `until`."""
     raw = _read_raw(cfg, since)
+    raw, deferred = _bounded(cfg, raw, until)
+    raw, repairs = _without_nul_bytes(cfg, raw)
     hwm = _high_watermark(cfg, raw)
     rows = apply_mapping(raw, cfg)
     rows["row_hash"] = _row_hashes(raw)
-    log.info("source %s: %d %s rows landed (watermark since %s, now %s)", cfg.name, len(rows), cfg.entity,
-             since, hwm)
-    return Extracted(cfg, rows, hwm)
+    log.info("source %s: %d %s rows landed (watermark since %s, now %s%s)", cfg.name, len(rows), cfg.entity,
+             since, hwm, f"; {deferred} changed after {until} left for a later run" if deferred else "")
+    return Extracted(cfg, rows, hwm, deferred, repairs or None)
+
+
+def _bounded(cfg: SourceConfig, raw: pd.DataFrame, until: pd.Timestamp | None) -> tuple[pd.DataFrame, int]:
+    """Rows whose watermark is after `until` are left out: re-running an old date never pulls later data.
+
+    Only a time watermark can be bounded by the data interval; sources without one (whole-file
+    snapshots) and numeric watermarks land what they hold. Rows whose watermark cannot be read are
+    kept, so validation quarantines them with a reason.
+    """
+    if until is None or not cfg.watermark or cfg.watermark not in raw.columns or raw.empty:
+        return raw, 0
+    col = raw[cfg.watermark]
+    if _numeric_max(col) is not None and not pd.api.types.is_datetime64_any_dtype(col):
+        return raw, 0
+    later = (_as_utc(col) > pd.Timestamp(until)).to_numpy(dtype=bool, na_value=False)
+    if not later.any():
+        return raw, 0
+    return raw[~later].reset_index(drop=True), int(later.sum())
+
+
+def _without_nul_bytes(cfg: SourceConfig, raw: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Text values with NUL bytes removed: PostgreSQL cannot store them, and no real value holds one.
+
+    Each repaired column and its cell count are returned (the extract step records them) and logged
+    with the first row numbers, so the repair is visible rather than silent.
+    """
+    repairs = {}
+    for name in raw.columns:
+        col = raw[name]
+        if not (pd.api.types.is_string_dtype(col) or col.dtype == object):
+            continue
+        text = col.astype("string")
+        has_nul = text.str.contains("\x00", regex=False).fillna(False).to_numpy(dtype=bool)
+        if has_nul.any():
+            raw = raw.copy() if not repairs else raw
+            raw[name] = text.str.replace("\x00", "", regex=False)
+            repairs[name] = int(has_nul.sum())
+            log.warning("source %s: removed NUL bytes from %d value(s) of column %r (rows %s)", cfg.name,
+                        repairs[name], name, [int(i) + 1 for i in has_nul.nonzero()[0][:10]])
+    return raw, repairs
 
 
 def _row_hashes(raw: pd.DataFrame):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import glob
 import io
+import itertools
 import logging
 from pathlib import Path
 
@@ -33,7 +34,11 @@ def read_file(path: Path, encoding: str = "utf-8") -> pd.DataFrame:
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         # Nullable dtypes: an int64 column with nulls stays Int64 ('101'), not float64 ('101.0').
-        return pd.read_parquet(path, dtype_backend="numpy_nullable")
+        try:
+            return pd.read_parquet(path, dtype_backend="numpy_nullable")
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError, ArrowIOError an OSError
+            raise ContractError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())}); it is "
+                                "truncated or not Parquet: re-export it") from None
     if suffix not in (".csv", ".txt", ".tsv"):
         raise ContractError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
     if path.stat().st_size == 0:
@@ -50,38 +55,88 @@ def read_file(path: Path, encoding: str = "utf-8") -> pd.DataFrame:
         ) from None
     sep = "\t" if suffix == ".tsv" else ","
     try:
-        return pd.read_csv(io.StringIO(text), sep=sep, dtype="string", keep_default_na=False,
-                           na_values=[""], on_bad_lines="error")
+        frame = pd.read_csv(io.StringIO(text), sep=sep, dtype="string", keep_default_na=False,
+                            na_values=[""], on_bad_lines="error")
     except pd.errors.EmptyDataError:
         raise ContractError(f"{path}: no header row; expected a CSV with a header row") from None
     except pd.errors.ParserError as exc:
         log.warning("%s: %s; keeping malformed lines for quarantine", path, exc)
         return _read_csv_keeping_bad_lines(text, sep)
+    if _has_line_breaks(frame):
+        # A quoted value spans lines: legitimate (an address), or a stray quote that swallowed the
+        # records after it, which pandas accepts silently. The careful reader tells them apart.
+        return _read_csv_keeping_bad_lines(text, sep)
+    return frame
+
+
+def _has_line_breaks(frame: pd.DataFrame) -> bool:
+    return any(frame[c].str.contains(r"[\r\n]", regex=True).any() for c in frame.columns)
 
 
 def _read_csv_keeping_bad_lines(text: str, sep: str) -> pd.DataFrame:
+    """Every record of the file: those that split into the header's columns, and malformed lines.
+
+    A record that spans several physical lines is one record (kept, or quarantined whole when
+    ragged) unless one of its later lines would be a whole record on its own: then it is a stray
+    quote that swallowed the records after it, so only its first line is malformed and reading
+    starts again on the next line. An unterminated quote costs one line, not the rest of the file.
+    """
     # Split lines the way the csv module reads them (\n, \r\n or \r, terminators kept), so that the
     # reader's line_num says which lines of the file each record came from.
     lines = io.StringIO(text, newline="").readlines()
-    reader = csv.reader(lines, delimiter=sep)
-    header = next(row for row in reader if row)  # pandas also skips blank lines before the header
+    header, first = None, 0
+    for first, line in enumerate(lines):
+        row = next(csv.reader([line], delimiter=sep), [])
+        if row:  # pandas also skips blank lines before the header
+            header = row
+            break
+    width = len(header)
     good, good_at, bad_at, bad_text = [], [], [], []
-    start = reader.line_num
-    for i, row in enumerate(reader):
-        end = reader.line_num
-        if len(row) == len(header):
-            good.append(row)
-            good_at.append(i)
-        elif row:
-            bad_at.append(i)
-            # The line exactly as written (quotes and all, every physical line of a quoted newline),
-            # without its final line terminator.
-            bad_text.append(_without_terminator("".join(lines[start:end])))
-        start = end
+    pos = first + 1
+    while pos < len(lines):
+        reader = csv.reader(itertools.islice(lines, pos, None), delimiter=sep)
+        start = pos
+        restart = None
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error:
+                bad_at.append(start)  # quarantine the line the reader choked on, go on after it
+                bad_text.append(_without_terminator(lines[start]))
+                restart = start + 1
+                break
+            end = pos + reader.line_num
+            if end - start > 1 and _swallows_records(lines[start + 1:end], sep, width):
+                bad_at.append(start)
+                bad_text.append(_without_terminator(lines[start]))
+                restart = start + 1
+                break
+            if len(row) == width:
+                good.append(row)
+                good_at.append(start)
+            elif row:
+                bad_at.append(start)
+                # The line exactly as written (quotes and all), without its final line terminator.
+                bad_text.append(_without_terminator("".join(lines[start:end])))
+            start = end
+        if restart is None:
+            break
+        pos = restart
     frame = pd.DataFrame(good, columns=header, dtype="string").replace("", pd.NA)
     frame.index = good_at
     bad = pd.DataFrame({MALFORMED: pd.array(bad_text, dtype="string")}, index=bad_at)
     return pd.concat([frame, bad]).sort_index().reset_index(drop=True)
+
+
+def _swallows_records(continuation: list[str], sep: str, width: int) -> bool:
+    """Whether a line inside a multi-line quoted value is, on its own, a whole record of the file."""
+    for line in continuation:
+        row = next(csv.reader([line], delimiter=sep), [])
+        if len(row) == width and '"' not in line.split(sep, 1)[0]:
+            return True
+    return False
 
 
 def _without_terminator(line: str) -> str:
