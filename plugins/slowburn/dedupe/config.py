@@ -38,9 +38,11 @@ DEFAULTS: dict = {
         "last_name": {"jaro_winkler": [0.92, 0.80], "term_frequency": True},
         "email": {"jaro_winkler": [0.88]},
         "phone": {},
-        "company": {"jaro_winkler": [0.90], "term_frequency": True},
-        "website": {},
-        "street": {"jaro_winkler": [0.90]},
+        # Company, website domain, street, postcode and city together (see linkage._organisation).
+        "organisation": {"company_jaro_winkler": 0.90, "street_jaro_winkler": 0.90,
+                         "postcode_damerau_levenshtein": 1, "term_frequency": True},
+        # Used instead of organisation when there is no company or website (a person's own address).
+        "street": {"jaro_winkler": [0.90, 0.80]},
         "city": {"jaro_winkler": [0.92], "term_frequency": True},
         "postcode": {"damerau_levenshtein": [1]},
         "country": {},
@@ -58,6 +60,8 @@ DEFAULTS: dict = {
         ["first_name_norm", "postcode_norm"],
         ["street_norm", "postcode_norm"],
         ["last_name_norm", "city_norm"],
+        ["city_norm", "postcode_norm"],
+        ["street_norm", "city_norm"],
         ["email_local", "last_name_norm"],
         ["phone_tail", "first_name_norm"],
     ],

@@ -115,18 +115,75 @@ def _phone(opts: dict):
         cll.ExactMatchLevel("phone_tail").configure(label_for_charts="same last 7 digits")])
 
 
-# comparison name -> (key column: the comparison exists when it carries data, builder(options)).
+ORGANISATION_COLUMNS = ("company_norm", "website_domain", "street_norm", "postcode_norm", "city_norm")
+EMPLOYER_COLUMNS = ("company_norm", "website_domain")
+ADDRESS_COMPARISONS = ("street", "city", "postcode")
+
+
+def _organisation(opts: dict, active: list[str]):
+    """Employer and address as ONE comparison: a lead carries its employer's name, website and address,
+    so counting them as independent evidence would score two colleagues as one person five times over.
+    Levels go from the same company at the same address down to the same city; each level exists only
+    when its columns carry data (a names-and-address file gets the address levels alone)."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+    has = {c: c in active for c in ORGANISATION_COLUMNS}
+
+    def eq(c):
+        return f"{c}_l = {c}_r"
+    org = " OR ".join(eq(c) for c in ("company_norm", "website_domain") if has[c])
+    place = " OR ".join(eq(c) for c in ("postcode_norm", "city_norm") if has[c])
+    tf = bool(opts.get("term_frequency", True))
+    street_jw = float(opts.get("street_jaro_winkler", 0.90))
+    levels = [cll.CustomLevel(" AND ".join(f"({c}_l IS NULL OR {c}_r IS NULL)" for c in ORGANISATION_COLUMNS
+                                           if has[c]), "null").configure(is_null_level=True)]
+
+    def add(sql, label, tf_col=None):
+        level = cll.CustomLevel(sql, label)
+        if tf_col and tf and has[tf_col]:
+            # These levels are not a plain exact match on tf_col, so Splink must not look for one.
+            level.configure(tf_adjustment_column=tf_col, disable_tf_exact_match_detection=True)
+        levels.append(level)
+    if org and has["street_norm"]:
+        add(f"({org}) AND {eq('street_norm')}", "same company, same street", "company_norm")
+    if org and place:
+        add(f"({org}) AND ({place})", "same company, same postcode or city", "company_norm")
+    if org:
+        add(org, "same company", "company_norm")
+    if has["street_norm"] and place:
+        add(f"{eq('street_norm')} AND ({place})", "same street and postcode or city")
+    if has["company_norm"]:
+        add(f"jaro_winkler_similarity(company_norm_l, company_norm_r) >= {float(opts.get('company_jaro_winkler', 0.9))}",
+            "similar company")
+    if has["street_norm"]:
+        add(eq("street_norm"), "same street")
+        if place:
+            add(f"jaro_winkler_similarity(street_norm_l, street_norm_r) >= {street_jw} AND ({place})",
+                "similar street, same postcode or city")
+    if has["postcode_norm"]:
+        add(eq("postcode_norm"), "same postcode")
+        edits = int(opts.get("postcode_damerau_levenshtein", 1))
+        if edits:
+            add(f"damerau_levenshtein(postcode_norm_l, postcode_norm_r) <= {edits}", f"postcode within {edits} edit")
+    if has["city_norm"]:
+        add(eq("city_norm"), "same city", "city_norm")
+    levels.append(cll.ElseLevel())
+    return cl.CustomComparison(levels, output_column_name="organisation")
+
+
+# comparison name -> (key columns: the comparison exists when any carries data, builder(options, active columns)).
 COMPARISON_BUILDERS = {
-    "first_name": ("first_name_norm", _first_name),
-    "last_name": ("last_name_norm", lambda o: _text_comparison("last_name", "last_name_norm", o)),
-    "email": ("email_canonical", _email),
-    "phone": ("phone_e164", _phone),
-    "company": ("company_norm", lambda o: _text_comparison("company", "company_norm", o)),
-    "website": ("website_domain", lambda o: _text_comparison("website", "website_domain", o)),
-    "street": ("street_norm", lambda o: _text_comparison("street", "street_norm", o)),
-    "city": ("city_norm", lambda o: _text_comparison("city", "city_norm", o)),
-    "postcode": ("postcode_norm", lambda o: _text_comparison("postcode", "postcode_norm", o)),
-    "country": ("country_code", lambda o: _text_comparison("country", "country_code", o)),
+    "first_name": (("first_name_norm",), lambda o, a: _first_name(o)),
+    "last_name": (("last_name_norm",), lambda o, a: _text_comparison("last_name", "last_name_norm", o)),
+    "email": (("email_canonical",), lambda o, a: _email(o)),
+    "phone": (("phone_e164",), lambda o, a: _phone(o)),
+    "organisation": (ORGANISATION_COLUMNS, _organisation),
+    # Without company or website the address is the person's own: street, city and postcode are then
+    # separate pieces of evidence (each with its own typos), as in a names-and-address export.
+    "street": (("street_norm",), lambda o, a: _text_comparison("street", "street_norm", o)),
+    "city": (("city_norm",), lambda o, a: _text_comparison("city", "city_norm", o)),
+    "postcode": (("postcode_norm",), lambda o, a: _text_comparison("postcode", "postcode_norm", o)),
+    "country": (("country_code",), lambda o, a: _text_comparison("country", "country_code", o)),
 }
 NAME_COMPARISONS = ("first_name", "last_name")
 
@@ -152,15 +209,20 @@ def rule_pairs(feats: pd.DataFrame, cols: list[str]) -> int:
 def plan(feats: pd.DataFrame, cfg: DedupeConfig) -> dict:
     """Which comparisons and blocking rules the data supports, and why any configured one is left out."""
     active = active_columns(feats)
+    # A column with one value everywhere tells no one apart: leave it out of comparisons and blocking.
+    active = [c for c in active if c == "email_free" or feats[c].nunique() > 1]
     comps, skipped = [], {}
+    employer = any(c in active for c in EMPLOYER_COLUMNS)
     for name, opts in (cfg.raw.get("comparisons") or {}).items():
-        key_col = COMPARISON_BUILDERS[name][0]
+        keys = [c for c in COMPARISON_BUILDERS[name][0] if c in active and feats[c].nunique() > 1]
         if opts is False:
             skipped[name] = "disabled in config"
-        elif key_col not in active:
-            skipped[name] = f"no values in {key_col}"
-        elif feats[key_col].nunique() < 2:
-            skipped[name] = f"{key_col} holds one value only"
+        elif not keys:
+            skipped[name] = f"no column of {list(COMPARISON_BUILDERS[name][0])} holds two different values"
+        elif name == "organisation" and not employer:
+            skipped[name] = "no company or website: the address is compared as street, city and postcode"
+        elif name in ADDRESS_COMPARISONS and employer:
+            skipped[name] = "the address is part of the organisation comparison (leads carry their employer's)"
         else:
             comps.append(name)
     limit = int(cfg.raw.get("max_pairs_per_rule") or 0)
@@ -186,7 +248,7 @@ def settings_for(the_plan: dict, cfg: DedupeConfig) -> dict:
         link_type="dedupe_only",
         unique_id_column_name="unique_id",
         probability_two_random_records_match=1e-5,
-        comparisons=[COMPARISON_BUILDERS[name][1](dict(cfg.raw["comparisons"][name] or {}))
+        comparisons=[COMPARISON_BUILDERS[name][1](dict(cfg.raw["comparisons"][name] or {}), the_plan["active_columns"])
                      for name in the_plan["comparisons"]],
         blocking_rules_to_generate_predictions=[block_on(*r) for r in the_plan["blocking_rules"]],
         retain_matching_columns=False,
