@@ -149,7 +149,7 @@ def touch_facts(touches: pd.DataFrame, cfg: FlagConfig = FlagConfig()) -> pd.Dat
     and the disqualifying signals seen. `touches` needs golden_id, touch_type and occurred_at."""
     cols = ["n_rep", "first_rep_at", "last_rep_at", "qualified_activity", "disqualifying"]
     if touches is None or touches.empty:
-        return pd.DataFrame(columns=cols).rename_axis("golden_id")
+        return pd.DataFrame(columns=cols, index=pd.Index([], dtype="string", name="golden_id"))
     t = touches[touches["golden_id"].notna().to_numpy(dtype=bool)]
     codes, ids = pd.factorize(t["golden_id"].astype("string"), sort=False)  # integer keys: fast groupbys
     kind = t["touch_type"].astype("string").fillna("")
@@ -247,7 +247,7 @@ def worked_not_closed(golden: pd.DataFrame, facts: pd.DataFrame, cfg: FlagConfig
         parts = [] if pd.isna(d) else str(d).split(",")
         if o is True or (not pd.isna(o) and bool(o)):
             parts.append("email_opt_out")
-        if s == "disqualified":
+        if not pd.isna(s) and s == "disqualified":
             parts.append("stage disqualified")
         sig.append(parts)
     return _flags(hit, "worked_not_closed", "medium",
