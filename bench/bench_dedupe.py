@@ -171,7 +171,8 @@ def pair_completeness(leads_path: Path, truth_path: Path) -> dict:
     pairs = dup[["unique_id", "person"]].merge(dup[["unique_id", "person"]], on="person", suffixes=("_l", "_r"))
     pairs = pairs[pairs["unique_id_l"] < pairs["unique_id_r"]]
     left, right = f.iloc[pairs["unique_id_l"].to_numpy()], f.iloc[pairs["unique_id_r"].to_numpy()]
-    rules = [r for r in cfg.raw["blocking_rules"]] + [r["columns"] for r in cfg.raw["deterministic_rules"]]
+    from slowburn.dedupe.linkage import plan
+    rules = plan(f, cfg)["blocking_rules"] + [r["columns"] for r in cfg.raw["deterministic_rules"]]
     covered = np.zeros(len(pairs), bool)
     per_rule = {}
     for rule in rules:

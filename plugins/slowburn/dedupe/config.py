@@ -58,12 +58,16 @@ DEFAULTS: dict = {
         ["first_name_norm", "company_norm"],
         ["last_name_norm", "postcode_norm"],
         ["first_name_norm", "postcode_norm"],
+        ["email_local", "last_name_norm"],
+        ["phone_tail", "first_name_norm"],
+    ],
+    # Added when there is no company or website (the address is the person's own): with an employer,
+    # the same street or postcode mostly pairs colleagues, at a quadratic cost.
+    "address_blocking_rules": [
         ["street_norm", "postcode_norm"],
         ["last_name_norm", "city_norm"],
         ["city_norm", "postcode_norm"],
         ["street_norm", "city_norm"],
-        ["email_local", "last_name_norm"],
-        ["phone_tail", "first_name_norm"],
     ],
     "max_pairs_per_rule": 20_000_000,
     "training": {

@@ -12,7 +12,7 @@ re-implementing them:
   misses about half of the true nickname pairs; blocking relies on surname, email, phone and
   company instead, and the comparison accepts a nickname when either name is a variant of the other;
 * the canonical local part of the email and whether the domain is free mail;
-* the last digits of the phone, the website's domain, and street, city and postcode keys (street
+* the phone with shared lines (a switchboard used by several people) left out, its last digits, the website's domain, and street, city and postcode keys (street
   types abbreviated as postal services do, so "12 Main Street" ~ "12 main st.");
 * a single `features()` that also works when columns are missing altogether (no email column,
   no phone column): they are null and their comparisons drop out of the model.
@@ -100,6 +100,7 @@ def features(leads: pd.DataFrame) -> pd.DataFrame:
         phone = _text(df, "phone_e164")
     else:
         phone = phone_e164(_text(df, "phone"), country.fillna("US"))
+    phone = phone.mask(shared_line(phone, out["first_name_norm"], out["last_name_norm"]))
     out["phone_e164"] = phone
     out["phone_tail"] = phone.str.slice(-7).astype("string")
     out["website_domain"] = website_domain(_text(df, "website"))
@@ -109,6 +110,19 @@ def features(leads: pd.DataFrame) -> pd.DataFrame:
     out["postcode_norm"] = post.mask(post == "").astype("string")
     out["country_code"] = country
     return out.reset_index(drop=True)
+
+
+def shared_line(phone: pd.Series, first: pd.Series, last: pd.Series) -> pd.Series:
+    """Rows whose number is a shared line (a company switchboard): it appears with two or more
+    different first names AND two or more different surnames. Such a number says where someone
+    works, not who they are, so linkage ignores it (the organisation comparison has the workplace).
+    One person's rows rarely differ in both names (a nickname and a surname typo at once)."""
+    keyed = pd.DataFrame({"p": phone, "f": first, "l": last}).dropna(subset=["p"])
+    if keyed.empty:
+        return pd.Series(False, index=phone.index)
+    per = keyed.groupby("p", sort=False).agg(f=("f", "nunique"), l=("l", "nunique"))
+    shared = per.index[(per["f"] > 1) & (per["l"] > 1)]
+    return phone.isin(shared).fillna(False).astype(bool)
 
 
 def website_domain(website: pd.Series) -> pd.Series:

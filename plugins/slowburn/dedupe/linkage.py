@@ -227,7 +227,8 @@ def plan(feats: pd.DataFrame, cfg: DedupeConfig) -> dict:
             comps.append(name)
     limit = int(cfg.raw.get("max_pairs_per_rule") or 0)
     rules, dropped = [], {}
-    for r in cfg.raw["blocking_rules"]:
+    candidates = list(cfg.raw["blocking_rules"]) + ([] if employer else list(cfg.raw.get("address_blocking_rules") or []))
+    for r in candidates:
         if not all(c in active for c in r):
             continue
         pairs = rule_pairs(feats, r) if limit else 0
