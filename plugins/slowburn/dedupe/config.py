@@ -79,6 +79,8 @@ DEFAULTS: dict = {
         # One EM session per rule whose columns carry data (m of a rule's own columns comes from the others).
         "em_blocking_rules": [["email_canonical"], ["phone_e164"], ["last_name_norm", "first_name_norm"],
                               ["street_norm", "postcode_norm"]],
+        # Sessions stop after this many: each costs seconds, and the first ones already train every comparison.
+        "em_max_sessions": 3,
         "seed": 42,
         # Prior probability that two random leads match: the pairs the first rule set that finds any
         # (all its columns present) agrees on, divided by the set's expected recall.

@@ -409,6 +409,8 @@ def _train(linker, cfg: DedupeConfig, the_plan: dict, prior: dict) -> dict:
     sessions = []
     active = the_plan["active_columns"]
     for cols in tr["em_blocking_rules"]:
+        if len(sessions) >= int(tr.get("em_max_sessions") or len(tr["em_blocking_rules"])):
+            break
         if not all(c in active for c in cols):
             continue
         try:
