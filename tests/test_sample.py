@@ -202,6 +202,27 @@ def test_duplicates_and_their_variations(sample):
     assert emails.str.endswith("@googlemail.com").any()
 
 
+def test_harder_lead_data_no_email_sources_address_typos_shared_phones_common_surnames(sample):
+    t = sample["truth"]
+    seen = set(t["variations"].dropna().str.split(";").explode())
+    for v in ("typo_street", "typo_city", "typo_postcode", "no_email_source", "shared_phone"):
+        assert v in seen, v
+    # Badge scans and purchased lists come without email (with a phone, so they stay contactable).
+    varied = t["variations"].fillna("")
+    no_email = t[varied.str.contains("no_email_source")]
+    assert set(no_email["lead_source"]) <= {"event", "purchased_list"}
+    events = sample["events"]
+    email_col = next(c for c in events.columns if "mail" in c.lower())
+    assert 0.25 < events[email_col].isna().mean() < 0.6
+    # Shared corporate lines: one number, several people of one company.
+    phones = t.groupby("true_phone_e164").agg(people=("person_id", "nunique"), companies=("company_id", "nunique"))
+    shared = phones[phones["people"] > 1]
+    assert len(shared) >= 20 and (shared["companies"] == 1).all()
+    # Common surnames: the most frequent surname covers many people.
+    top = t.drop_duplicates("person_id")["true_last_name"].value_counts()
+    assert top.iloc[0] >= 0.005 * t["person_id"].nunique()
+
+
 def test_duplicates_for_credit_are_rep_created_crm_copies_of_marketing_leads(sample):
     t, crm = sample["truth"], sample["crm"]
     credit = t[t["duplicate_for_credit"]]

@@ -3,11 +3,17 @@
 * The pre-pass links rows that share a canonical email, or a phone number and a surname, with
   probability 1.0 (configurable rules). It needs no training, so it is also the whole linkage when
   the data is too small for Splink to estimate anything.
-* The Splink model (Fellegi-Sunter) compares first name (exact, nickname, Jaro-Winkler), surname
-  (exact, Jaro-Winkler), email (canonical, local part, similar local part), phone (E.164, last
-  seven digits) and organisation (company basename with city/postcode). u is estimated by random
-  sampling, m by expectation maximisation on a few blocking rules, the prior from the
-  deterministic rules. The trained model is a JSON document saved with every run.
+* The Splink model (Fellegi-Sunter) is built with Splink's creators (SettingsCreator,
+  comparison_library, block_on) from the columns that carry data (`plan`): first name (exact,
+  nickname, Jaro-Winkler), surname (term-frequency adjusted), email, phone, country, and either one
+  organisation comparison (company, website, street, postcode, city: a lead carries its employer's
+  address) or, without company and website, separate street, city and postcode comparisons (the
+  address is the person's own). Blocking rules whose columns are empty, or that would compare more
+  than max_pairs_per_rule pairs, are left out. Nothing beyond names to compare: deterministic only.
+  u is estimated by random sampling, m by expectation maximisation on a few blocking rules, the
+  prior from the first prior rule set that finds pairs (else an assumed duplicate share, so a file
+  without duplicates does not give a zero prior). The trained model is a JSON document saved with
+  every run.
 * A saved model is reused while the data has not drifted: each matching column's null rate and
   distinct ratio are compared with the snapshot taken when the model was trained.
 * Incremental: only `new` rows (tonight's new and changed leads) are linked, among themselves
