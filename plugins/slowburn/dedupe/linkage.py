@@ -194,21 +194,29 @@ COMPARISON_BUILDERS = {
 NAME_COMPARISONS = ("first_name", "last_name")
 
 
-def _rule_sql(cols: list[str]) -> str:
-    return " AND ".join(f"l.{c} = r.{c}" for c in cols)
-
-
 def active_columns(feats: pd.DataFrame) -> list[str]:
     """Matching columns with at least one value: a missing email or phone column drops its comparison."""
     return [c for c in FEATURE_COLUMNS if c in feats.columns and feats[c].notna().any()]
 
 
-def rule_pairs(feats: pd.DataFrame, cols: list[str]) -> int:
-    """How many pairs a blocking rule compares: sum of n(n-1)/2 over groups equal and non-null on `cols`."""
-    keyed = feats[cols].dropna()
-    if not len(keyed):
+def rule_pairs(feats: pd.DataFrame, cols: list[str], codes: dict | None = None) -> int:
+    """How many pairs a blocking rule compares: sum of n(n-1)/2 over groups equal and non-null on `cols`.
+
+    Integer codes per column (pd.factorize, shared through `codes`) rather than a groupby on text:
+    every rule of a million rows is sized in well under a second.
+    """
+    codes = {} if codes is None else codes
+    for c in cols:
+        if c not in codes:
+            codes[c] = pd.factorize(feats[c])[0]
+    keep = np.logical_and.reduce([codes[c] >= 0 for c in cols])
+    if not keep.any():
         return 0
-    sizes = keyed.groupby(cols, sort=False).size().to_numpy(dtype=np.int64)
+    key = np.zeros(int(keep.sum()), dtype=np.int64)
+    for c in cols:
+        part = codes[c][keep].astype(np.int64)
+        key = pd.factorize(key * (int(part.max()) + 1) + part)[0].astype(np.int64)  # stays below n: no overflow
+    sizes = np.bincount(key).astype(np.int64)
     return int((sizes * (sizes - 1) // 2).sum())
 
 
@@ -232,12 +240,12 @@ def plan(feats: pd.DataFrame, cfg: DedupeConfig) -> dict:
         else:
             comps.append(name)
     limit = int(cfg.raw.get("max_pairs_per_rule") or 0)
-    rules, dropped = [], {}
+    rules, dropped, codes = [], {}, {}
     candidates = list(cfg.raw["blocking_rules"]) + ([] if employer else list(cfg.raw.get("address_blocking_rules") or []))
     for r in candidates:
         if not all(c in active for c in r):
             continue
-        pairs = rule_pairs(feats, r) if limit else 0
+        pairs = rule_pairs(feats, r, codes) if limit else 0
         if limit and pairs > limit:
             dropped["+".join(r)] = f"{pairs:,} pairs > max_pairs_per_rule={limit:,}"
             log.info("dedupe: blocking rule %s left out: it would compare %d pairs (max_pairs_per_rule=%d)",
@@ -384,9 +392,10 @@ def prior_plan(feats: pd.DataFrame, cfg: DedupeConfig, active: list[str]) -> dic
     rows are duplicates, instead of a zero prior (whose log is undefined).
     """
     tr = cfg.raw["training"]
+    codes: dict = {}
     for entry in tr.get("prior_rules") or []:
         rules = [list(r) for r in entry["rules"] if all(c in active for c in r)]
-        if rules and any(rule_pairs(feats, r) for r in rules):
+        if rules and any(rule_pairs(feats, r, codes) for r in rules):
             return {"rules": rules, "recall": float(entry["recall"])}
     prior = fallback_prior(len(feats), cfg)
     return {"rules": [], "prior": prior, "reason": f"no prior rule finds a pair: assuming "
