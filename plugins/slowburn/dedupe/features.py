@@ -127,9 +127,10 @@ def shared_line(phone: pd.Series, first: pd.Series, last: pd.Series) -> pd.Serie
 
 def website_domain(website: pd.Series) -> pd.Series:
     """'https://www.Acme.com/about' -> 'acme.com'."""
-    host = (website.str.strip().str.lower().str.replace(r"^[a-z][a-z0-9+.-]*://", "", regex=True)
-            .str.replace(r"[/?#:].*$", "", regex=True).str.replace(r"^www\d?\.", "", regex=True))
-    return host.where(host.str.contains(".", regex=False)).astype("string")
+    def one(v: str) -> str | None:
+        host = re.sub(r"^www\d?\.", "", re.sub(r"[/?#:].*$", "", re.sub(r"^[a-z][a-z0-9+.-]*://", "", v.strip().lower())))
+        return host if "." in host else None
+    return _per_unique(website, one)
 
 
 def street_key(street: pd.Series) -> pd.Series:

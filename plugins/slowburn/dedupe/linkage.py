@@ -220,15 +220,21 @@ def rule_pairs(feats: pd.DataFrame, cols: list[str], codes: dict | None = None) 
     return int((sizes * (sizes - 1) // 2).sum())
 
 
+def _varies(values: pd.Series) -> bool:
+    """At least two different non-null values (cheaper than nunique on a million strings)."""
+    present = values.dropna()
+    return bool(len(present)) and bool((present != present.iloc[0]).any())
+
+
 def plan(feats: pd.DataFrame, cfg: DedupeConfig) -> dict:
     """Which comparisons and blocking rules the data supports, and why any configured one is left out."""
     active = active_columns(feats)
     # A column with one value everywhere tells no one apart: leave it out of comparisons and blocking.
-    active = [c for c in active if c == "email_free" or feats[c].nunique() > 1]
+    active = [c for c in active if c == "email_free" or _varies(feats[c])]
     comps, skipped = [], {}
     employer = any(c in active for c in EMPLOYER_COLUMNS)
     for name, opts in (cfg.raw.get("comparisons") or {}).items():
-        keys = [c for c in COMPARISON_BUILDERS[name][0] if c in active and feats[c].nunique() > 1]
+        keys = [c for c in COMPARISON_BUILDERS[name][0] if c in active]
         if opts is False:
             skipped[name] = "disabled in config"
         elif not keys:
