@@ -305,8 +305,7 @@ def test_stale_is_open_and_idle_and_matches_the_touches(sample):
     last = sample["touches"].groupby(["system", "lead_id"])["ts"].max().rename("last").reset_index()
     x = t.merge(last, left_on=["source_system", "source_id"], right_on=["system", "lead_id"], how="left")
     idle_since = x["last"].fillna(x["created_at"])
-    expect = (x["status"].isin(C.OPEN_STATUSES) & (x["created_at"] < NOW_TS - pd.Timedelta(days=60))
-              & (idle_since < NOW_TS - pd.Timedelta(days=45)))
+    expect = x["status"].isin(C.OPEN_STATUSES) & (idle_since < NOW_TS - pd.Timedelta(days=45))
     assert (expect == x["planted_stale"]).all()
     # LastActivityDate in the CRM is the last touch.
     tc = _truth_of(sample, "salesforce")

@@ -1404,7 +1404,9 @@ class _Generator:
         status = mapped["status"]
         open_ = np.isin(status.astype(str), list(C.OPEN_STATUSES))
         last_act = np.where(ts["last"] >= 0, ts["last"], R["created"])
-        stale = open_ & (R["created"] < now - 60 * DAY) & (last_act < now - 45 * DAY)
+        # Stale as the unclosed flag defines it: an open status and no activity for 45 days. (A lost deal
+        # whose status was never moved on can be younger than 60 days and still idle that long.)
+        stale = open_ & (last_act < now - 45 * DAY)
         fast = (ts["first_rep"] >= 0) & (ts["first_rep"] - R["created"] <= HOUR)
         won_person = np.zeros(self.P, bool)
         won_person[person[R["won"]]] = True
