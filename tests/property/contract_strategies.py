@@ -61,8 +61,10 @@ def column_strategy(col: C.Column):
         values = st.booleans()
     elif col.kind == C.INT:
         values = st.integers(min_value=-5, max_value=10_000)
-    else:
+    elif col.kind == C.FLOAT:
         values = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e9, max_value=1e9)
+    else:  # a kind added to the contracts after this file: nulls are always contract-valid
+        return st.none()
     return st.one_of(st.none(), values)
 
 

@@ -6,6 +6,8 @@ definitions (tests/property/strategies.py): arbitrary nulls, empty frames, odd t
 """
 from __future__ import annotations
 
+import inspect
+
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -71,7 +73,10 @@ def run_chain(leads: pd.DataFrame, touches: pd.DataFrame, owners: pd.DataFrame, 
     # flag: flags name golden leads and carry every flag column.
     history = touches.assign(golden_id=_golden_id_of_touches(touches, links))
     outcome_ids = outcomes.merge(links[["source_system", "source_id", "golden_id"]], on=["source_system", "source_id"])
-    flags = flag_leads(golden, scores, owners, NOW, FlagConfig(), touches=history, outcomes=outcome_ids)
+    queues = {"sales_queue": sales, "nurture_queue": nurture, "routing": RoutingConfig.from_config(cfg)}
+    accepted = inspect.signature(flag_leads).parameters  # the SLA rule reads tonight's queues where it can
+    flags = flag_leads(golden, scores, owners, NOW, FlagConfig(), touches=history, outcomes=outcome_ids,
+                       **{k: v for k, v in queues.items() if k in accepted})
     assert list(flags.columns) == FLAG_COLUMNS
     assert set(flags["golden_id"]) <= set(golden["golden_id"])
     return flags

@@ -230,7 +230,8 @@ def plan(feats: pd.DataFrame, cfg: DedupeConfig) -> dict:
     """Which comparisons and blocking rules the data supports, and why any configured one is left out."""
     active = active_columns(feats)
     # A column with one value everywhere tells no one apart: leave it out of comparisons and blocking.
-    active = [c for c in active if c == "email_free" or _varies(feats[c])]
+    present = active
+    active = [c for c in present if c == "email_free" or _varies(feats[c])]
     comps, skipped = [], {}
     employer = any(c in active for c in EMPLOYER_COLUMNS)
     for name, opts in (cfg.raw.get("comparisons") or {}).items():
@@ -258,7 +259,9 @@ def plan(feats: pd.DataFrame, cfg: DedupeConfig) -> dict:
                      r, pairs, limit)
             continue
         rules.append(list(r))
-    return {"active_columns": active, "comparisons": comps, "skipped_comparisons": skipped,
+    # present_columns are loaded for Splink: a comparison's secondary levels (the last seven digits of
+    # a phone, an email's local part) may read a column that holds one value only.
+    return {"active_columns": active, "present_columns": present, "comparisons": comps, "skipped_comparisons": skipped,
             "blocking_rules": rules, "dropped_blocking_rules": dropped}
 
 
@@ -487,7 +490,7 @@ def _splink(feats, new, cfg, settings, the_plan, model, mode, why, retrain, stor
     con = _connect(cfg, tmp)
     try:
         db_api = DuckDBAPI(con)
-        _load_inputs(con, feats, the_plan["active_columns"], new)
+        _load_inputs(con, feats, the_plan["present_columns"], new)
         df_all = db_api.register("leads_all", table_name="leads_all_sdf")
         if model is None:
             prior = prior_plan(feats, cfg, the_plan["active_columns"])
