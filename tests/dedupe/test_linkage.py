@@ -53,7 +53,7 @@ def test_full_link_quality_and_model_json(sample, tmp_path):
     assert len(splink) > 0 and (splink["match_probability"] >= 0.99).all()
     assert splink["match_model"].str.startswith("splink:").all()
     saved = json.loads((tmp_path / "models" / "model.json").read_text())
-    assert {c["output_column_name"] for c in saved["comparisons"]} == {"first_name", "last_name", "email", "phone",
+    assert {c["output_column_name"] for c in saved["comparisons"]} == {"first_name", "last_name", "email", "phone", "country",
                                                                        "organisation"}
     assert res.model == saved
     # Survivorship provenance names a member of the record for every field.

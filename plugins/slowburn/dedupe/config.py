@@ -30,7 +30,26 @@ DEFAULTS: dict = {
         {"name": "exact_email", "columns": ["email_canonical"]},
         {"name": "exact_phone_surname", "columns": ["phone_e164", "last_name_norm"]},
     ],
+    # Splink comparisons, each built only when its column carries data (slowburn.dedupe.linkage).
+    # `false` drops one; thresholds are Splink's (Jaro-Winkler similarity, Damerau-Levenshtein edits);
+    # term_frequency weighs an exact match on a rare value (Zaragoza) above a common one (Smith).
+    "comparisons": {
+        "first_name": {"nicknames": True, "jaro_winkler": [0.92, 0.80]},
+        "last_name": {"jaro_winkler": [0.92, 0.80], "term_frequency": True},
+        "email": {"jaro_winkler": [0.88]},
+        "phone": {},
+        # Company, website domain, street, postcode and city together (see linkage._organisation).
+        "organisation": {"company_jaro_winkler": 0.90, "street_jaro_winkler": 0.90,
+                         "postcode_damerau_levenshtein": 1, "term_frequency": True},
+        # Used instead of organisation when there is no company or website (a person's own address).
+        "street": {"jaro_winkler": [0.90, 0.80]},
+        "city": {"jaro_winkler": [0.92], "term_frequency": True},
+        "postcode": {"damerau_levenshtein": [1]},
+        "country": {},
+    },
     # Splink candidate pairs: a pair is compared when it agrees on every column of at least one rule.
+    # Rules whose columns are all null are left out; so is a rule that would compare more than
+    # max_pairs_per_rule pairs (a column with one value everywhere), with a log line saying so.
     "blocking_rules": [
         ["email_canonical"],
         ["phone_e164"],
@@ -38,20 +57,40 @@ DEFAULTS: dict = {
         ["last_name_norm", "company_norm"],
         ["first_name_norm", "company_norm"],
         ["last_name_norm", "postcode_norm"],
+        ["first_name_norm", "postcode_norm"],
         ["email_local", "last_name_norm"],
         ["phone_tail", "first_name_norm"],
     ],
+    # Added when there is no company or website (the address is the person's own): with an employer,
+    # the same street or postcode mostly pairs colleagues, at a quadratic cost.
+    "address_blocking_rules": [
+        ["street_norm", "postcode_norm"],
+        ["last_name_norm", "city_norm"],
+        ["city_norm", "postcode_norm"],
+        ["street_norm", "city_norm"],
+    ],
+    "max_pairs_per_rule": 20_000_000,
     "training": {
         # Below this many rows (and without a saved model) Splink cannot estimate m and u: the
         # deterministic pre-pass alone links, and the result says so.
-        "min_rows": 2000,
+        "min_rows": 500,
         "u_max_pairs": 5_000_000,
         "em_max_pairs": 2_000_000,
-        "em_blocking_rules": [["email_canonical"], ["phone_e164"], ["last_name_norm", "first_name_norm"]],
+        # One EM session per rule whose columns carry data (m of a rule's own columns comes from the others).
+        "em_blocking_rules": [["email_canonical"], ["phone_e164"], ["last_name_norm", "first_name_norm"],
+                              ["street_norm", "postcode_norm"]],
+        # Sessions stop after this many: each costs seconds, and the first ones already train every comparison.
+        "em_max_sessions": 3,
         "seed": 42,
-        # Prior probability that two random leads match, as the expected share of duplicate rows
-        # (recall of the deterministic rules is used to estimate it from the data when trained).
-        "deterministic_recall": 0.8,
+        # Prior probability that two random leads match: the pairs the first rule set that finds any
+        # (all its columns present) agrees on, divided by the set's expected recall.
+        "prior_rules": [
+            {"rules": [["email_canonical"], ["phone_e164", "last_name_norm"]], "recall": 0.8},
+            {"rules": [["first_name_norm", "last_name_norm", "postcode_norm"],
+                       ["first_name_norm", "last_name_norm", "street_norm"]], "recall": 0.5},
+        ],
+        # When no prior rule finds a pair (a file without duplicates): assume this share of rows are duplicates.
+        "fallback_duplicate_share": 0.01,
     },
     "drift": {
         # A saved model is reused while every matching column's null rate moves by at most
@@ -102,6 +141,11 @@ class DedupeConfig:
         if bad:
             raise ValueError(f"dedupe config ({self.source}): unknown survivorship rule(s) {bad}; "
                              f"rules are {', '.join(SURVIVORSHIP_RULES)}")
+        from slowburn.dedupe.linkage import COMPARISON_BUILDERS
+        unknown = set(self.raw.get("comparisons") or {}) - set(COMPARISON_BUILDERS)
+        if unknown:
+            raise ValueError(f"dedupe config ({self.source}): unknown comparison(s) {sorted(unknown)}; "
+                             f"comparisons are {', '.join(COMPARISON_BUILDERS)}")
         t = self.raw["thresholds"]
         if not 0 < t["review_probability"] <= t["match_probability"] <= 1:
             raise ValueError(f"dedupe config ({self.source}): need 0 < review_probability <= match_probability <= 1")

@@ -15,7 +15,7 @@ from slowburn.dedupe.config import DedupeConfig, load_config
 from slowburn.dedupe.features import features
 from slowburn.dedupe.lineage import LINK_COLUMNS, build_links, empty_links
 from slowburn.dedupe.linkage import link
-from slowburn.dedupe.survivorship import GOLDEN_COLUMNS, survive_rules
+from slowburn.dedupe.survivorship import GOLDEN_COLUMNS, member_keys, survive_rules
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def dedupe_leads(leads: pd.DataFrame, previous_links: pd.DataFrame | None = None
         kept[existing] = pd.factorize(prev_gid[existing])[0]
     corporate = feats["email_domain"].where(feats["email_free"].eq(False).fillna(False))
     clusters = cluster(n, result.edges, corporate, kept, guard=bool(cfg.raw.get("chaining_guard", True)))
-    member_key = leads["source_system"].astype("string") + ":" + leads["source_id"].astype("string")
+    member_key = member_keys(leads)
     gid, merges = assign_golden_ids(clusters.labels, member_key, prev_gid,
                                     existing, leads["created_at"], salt=run_id or "")
     del feats

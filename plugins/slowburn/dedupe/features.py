@@ -12,25 +12,35 @@ re-implementing them:
   misses about half of the true nickname pairs; blocking relies on surname, email, phone and
   company instead, and the comparison accepts a nickname when either name is a variant of the other;
 * the canonical local part of the email and whether the domain is free mail;
-* the last digits of the phone, city and postcode keys;
+* the phone with shared lines (a switchboard used by several people) left out, its last digits, the website's domain, and street, city and postcode keys (street
+  types abbreviated as postal services do, so "12 Main Street" ~ "12 main st.");
 * a single `features()` that also works when columns are missing altogether (no email column,
   no phone column): they are null and their comparisons drop out of the model.
 """
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
-from slowburn.normalize import FREE_MAIL_DOMAINS, company_key, country_code, email_parts, name_key, phone_e164
+from slowburn.normalize import FREE_MAIL_DOMAINS, _per_unique, company_key, country_code, email_parts, name_key, phone_e164
 
 # Columns the linkage reads; `features()` guarantees every one exists (string dtype unless noted).
 FEATURE_COLUMNS = (
     "first_name_norm", "last_name_norm", "email_canonical",
-    "email_local", "email_domain", "email_free", "phone_e164", "phone_tail", "company_norm", "city_norm",
-    "postcode_norm", "country_code",
+    "email_local", "email_domain", "email_free", "phone_e164", "phone_tail", "company_norm", "website_domain",
+    "street_norm", "city_norm", "postcode_norm", "country_code",
 )
+
+# Street-type words as postal services abbreviate them, so "12 Main Street" ~ "12 main st.".
+STREET_ABBREVIATIONS = {
+    "street": "st", "road": "rd", "avenue": "ave", "av": "ave", "boulevard": "blvd", "drive": "dr", "lane": "ln",
+    "court": "ct", "place": "pl", "square": "sq", "terrace": "ter", "parkway": "pkwy", "highway": "hwy",
+    "circuit": "cct", "crescent": "cres", "close": "cl", "suite": "ste", "apartment": "apt", "unit": "unit",
+    "north": "n", "south": "s", "east": "e", "west": "w", "strasse": "str", "straße": "str",
+}
 
 
 @lru_cache(maxsize=1)
@@ -90,13 +100,47 @@ def features(leads: pd.DataFrame) -> pd.DataFrame:
         phone = _text(df, "phone_e164")
     else:
         phone = phone_e164(_text(df, "phone"), country.fillna("US"))
+    phone = phone.mask(shared_line(phone, out["first_name_norm"], out["last_name_norm"]))
     out["phone_e164"] = phone
     out["phone_tail"] = phone.str.slice(-7).astype("string")
+    out["website_domain"] = website_domain(_text(df, "website"))
+    out["street_norm"] = street_key(_text(df, "street"))
     out["city_norm"] = name_key(_text(df, "city"))
     post = _text(df, "postcode").str.upper().str.replace(r"[^0-9A-Z]", "", regex=True)
     out["postcode_norm"] = post.mask(post == "").astype("string")
     out["country_code"] = country
     return out.reset_index(drop=True)
+
+
+def shared_line(phone: pd.Series, first: pd.Series, last: pd.Series) -> pd.Series:
+    """Rows whose number is a shared line (a company switchboard): it appears with two or more
+    different first names AND two or more different surnames. Such a number says where someone
+    works, not who they are, so linkage ignores it (the organisation comparison has the workplace).
+    One person's rows rarely differ in both names (a nickname and a surname typo at once)."""
+    keyed = pd.DataFrame({"p": phone, "f": first, "l": last}).dropna(subset=["p"])
+    if keyed.empty:
+        return pd.Series(False, index=phone.index)
+    per = keyed.groupby("p", sort=False).agg(f=("f", "nunique"), l=("l", "nunique"))
+    shared = per.index[(per["f"] > 1) & (per["l"] > 1)]
+    return phone.isin(shared).fillna(False).astype(bool)
+
+
+def website_domain(website: pd.Series) -> pd.Series:
+    """'https://www.Acme.com/about' -> 'acme.com'."""
+    def one(v: str) -> str | None:
+        host = re.sub(r"^www\d?\.", "", re.sub(r"[/?#:].*$", "", re.sub(r"^[a-z][a-z0-9+.-]*://", "", v.strip().lower())))
+        return host if "." in host else None
+    return _per_unique(website, one)
+
+
+def street_key(street: pd.Series) -> pd.Series:
+    """Lowercase ASCII words and numbers, street types abbreviated: '12, Main Street' -> '12 main st'."""
+    from unidecode import unidecode
+
+    def one(v: str) -> str | None:
+        words = re.findall(r"[a-z0-9]+", unidecode(v).lower())
+        return " ".join(STREET_ABBREVIATIONS.get(w, w) for w in words) or None
+    return _per_unique(street, one)
 
 
 def variants_table(first_name_norm: pd.Series) -> pd.DataFrame:

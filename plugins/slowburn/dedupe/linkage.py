@@ -3,11 +3,17 @@
 * The pre-pass links rows that share a canonical email, or a phone number and a surname, with
   probability 1.0 (configurable rules). It needs no training, so it is also the whole linkage when
   the data is too small for Splink to estimate anything.
-* The Splink model (Fellegi-Sunter) compares first name (exact, nickname, Jaro-Winkler), surname
-  (exact, Jaro-Winkler), email (canonical, local part, similar local part), phone (E.164, last
-  seven digits) and organisation (company basename with city/postcode). u is estimated by random
-  sampling, m by expectation maximisation on a few blocking rules, the prior from the
-  deterministic rules. The trained model is a JSON document saved with every run.
+* The Splink model (Fellegi-Sunter) is built with Splink's creators (SettingsCreator,
+  comparison_library, block_on) from the columns that carry data (`plan`): first name (exact,
+  nickname, Jaro-Winkler), surname (term-frequency adjusted), email, phone, country, and either one
+  organisation comparison (company, website, street, postcode, city: a lead carries its employer's
+  address) or, without company and website, separate street, city and postcode comparisons (the
+  address is the person's own). Blocking rules whose columns are empty, or that would compare more
+  than max_pairs_per_rule pairs, are left out. Nothing beyond names to compare: deterministic only.
+  u is estimated by random sampling, m by expectation maximisation on a few blocking rules, the
+  prior from the first prior rule set that finds pairs (else an assumed duplicate share, so a file
+  without duplicates does not give a zero prior). The trained model is a JSON document saved with
+  every run.
 * A saved model is reused while the data has not drifted: each matching column's null rate and
   distinct ratio are compared with the snapshot taken when the model was trained.
 * Incremental: only `new` rows (tonight's new and changed leads) are linked, among themselves
@@ -34,7 +40,7 @@ from slowburn.dedupe.features import FEATURE_COLUMNS, profile
 
 log = logging.getLogger(__name__)
 
-MODEL_VERSION = "leads-v1"  # bump when the comparisons below change: saved models are then retrained
+MODEL_VERSION = "leads-v2"  # bump when the comparisons below change: saved models are then retrained
 EDGE_COLUMNS = ["a", "b", "probability", "match_weight", "rule"]
 
 
@@ -75,69 +81,117 @@ def deterministic_edges(feats: pd.DataFrame, new: np.ndarray, rules: list[dict])
 
 
 # ---------------------------------------------------------------------------------------- model spec
-def _jw(col: str, t: float) -> str:
-    return f"jaro_winkler_similarity({col}_l, {col}_r) >= {t}"
+# Each comparison is built with Splink's own creators from its options in dedupe.yaml (`comparisons:`),
+# and only when its key column carries data: a file without email simply has no email comparison.
+def _fuzzy_levels(col: str, opts: dict) -> list:
+    import splink.comparison_level_library as cll
+    levels = [cll.JaroWinklerLevel(col, float(t)) for t in opts.get("jaro_winkler") or []]
+    levels += [cll.DamerauLevenshteinLevel(col, int(d)) for d in opts.get("damerau_levenshtein") or []]
+    return levels
 
 
-def _null(*cols: str) -> str:
-    return " OR ".join(f"{c}_l IS NULL OR {c}_r IS NULL" for c in cols)
+def _text_comparison(name: str, col: str, opts: dict, extra: list | None = None):
+    """Null, exact (term-frequency adjusted if asked), any extra levels, fuzzy levels, else."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+    exact = cll.ExactMatchLevel(col, term_frequency_adjustments=bool(opts.get("term_frequency")))
+    return cl.CustomComparison([cll.NullLevel(col), exact, *(extra or []), *_fuzzy_levels(col, opts),
+                                cll.ElseLevel()], output_column_name=name)
 
 
-def _level(sql: str, label: str, null: bool = False) -> dict:
-    out = {"sql_condition": sql, "label_for_charts": label}
-    if null:
-        out["is_null_level"] = True
-    return out
+def _first_name(opts: dict):
+    import splink.comparison_level_library as cll
+    extra = []
+    if opts.get("nicknames", True):
+        extra.append(cll.CustomLevel("list_contains(first_name_variants_l, first_name_norm_r) OR "
+                                     "list_contains(first_name_variants_r, first_name_norm_l)", "nickname"))
+    return _text_comparison("first_name", "first_name_norm", opts, extra)
 
 
-COMPARISONS = {
-    "first_name": ("first_name_norm", [
-        _level(_null("first_name_norm"), "null", True),
-        _level("first_name_norm_l = first_name_norm_r", "exact"),
-        _level("list_contains(first_name_variants_l, first_name_norm_r) OR "
-               "list_contains(first_name_variants_r, first_name_norm_l)", "nickname"),
-        _level(_jw("first_name_norm", 0.92), "jaro_winkler >= 0.92"),
-        _level(_jw("first_name_norm", 0.80), "jaro_winkler >= 0.80"),
-        _level("ELSE", "else"),
-    ]),
-    "last_name": ("last_name_norm", [
-        _level(_null("last_name_norm"), "null", True),
-        _level("last_name_norm_l = last_name_norm_r", "exact"),
-        _level(_jw("last_name_norm", 0.92), "jaro_winkler >= 0.92"),
-        _level(_jw("last_name_norm", 0.80), "jaro_winkler >= 0.80"),
-        _level("ELSE", "else"),
-    ]),
-    "email": ("email_canonical", [
-        _level(_null("email_canonical"), "null", True),
-        _level("email_canonical_l = email_canonical_r", "exact canonical"),
-        _level("email_local_l = email_local_r", "same local part"),
-        _level(_jw("email_local", 0.88), "local part jaro_winkler >= 0.88"),
-        _level("ELSE", "else"),
-    ]),
-    "phone": ("phone_e164", [
-        _level(_null("phone_e164"), "null", True),
-        _level("phone_e164_l = phone_e164_r", "exact E.164"),
-        _level("phone_tail_l = phone_tail_r", "same last 7 digits"),
-        _level("ELSE", "else"),
-    ]),
-    # Company and address go together: leads carry their employer's address, so treating them as
-    # independent evidence would count the same fact twice.
-    "organisation": ("company_norm", [
-        _level("(company_norm_l IS NULL OR company_norm_r IS NULL) AND "
-               "(city_norm_l IS NULL OR city_norm_r IS NULL) AND (postcode_norm_l IS NULL OR postcode_norm_r IS NULL)",
-               "null", True),
-        _level("company_norm_l = company_norm_r AND (postcode_norm_l = postcode_norm_r OR city_norm_l = city_norm_r)",
-               "same company and place"),
-        _level("company_norm_l = company_norm_r", "same company"),
-        _level(_jw("company_norm", 0.90), "company jaro_winkler >= 0.90"),
-        _level("postcode_norm_l = postcode_norm_r OR city_norm_l = city_norm_r", "same place only"),
-        _level("ELSE", "else"),
-    ]),
+def _email(opts: dict):
+    import splink.comparison_level_library as cll
+    return _text_comparison("email", "email_canonical", {**opts, "jaro_winkler": []}, [
+        cll.ExactMatchLevel("email_local").configure(label_for_charts="same local part"),
+        *_fuzzy_levels("email_local", opts)])
+
+
+def _phone(opts: dict):
+    import splink.comparison_level_library as cll
+    return _text_comparison("phone", "phone_e164", opts, [
+        cll.ExactMatchLevel("phone_tail").configure(label_for_charts="same last 7 digits")])
+
+
+ORGANISATION_COLUMNS = ("company_norm", "website_domain", "street_norm", "postcode_norm", "city_norm")
+EMPLOYER_COLUMNS = ("company_norm", "website_domain")
+ADDRESS_COMPARISONS = ("street", "city", "postcode")
+
+
+def _organisation(opts: dict, active: list[str]):
+    """Employer and address as ONE comparison: a lead carries its employer's name, website and address,
+    so counting them as independent evidence would score two colleagues as one person five times over.
+    Levels go from the same company at the same address down to the same city; each level exists only
+    when its columns carry data (a names-and-address file gets the address levels alone)."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+    has = {c: c in active for c in ORGANISATION_COLUMNS}
+
+    def eq(c):
+        return f"{c}_l = {c}_r"
+    org = " OR ".join(eq(c) for c in ("company_norm", "website_domain") if has[c])
+    place = " OR ".join(eq(c) for c in ("postcode_norm", "city_norm") if has[c])
+    tf = bool(opts.get("term_frequency", True))
+    street_jw = float(opts.get("street_jaro_winkler", 0.90))
+    levels = [cll.CustomLevel(" AND ".join(f"({c}_l IS NULL OR {c}_r IS NULL)" for c in ORGANISATION_COLUMNS
+                                           if has[c]), "null").configure(is_null_level=True)]
+
+    def add(sql, label, tf_col=None):
+        level = cll.CustomLevel(sql, label)
+        if tf_col and tf and has[tf_col]:
+            # These levels are not a plain exact match on tf_col, so Splink must not look for one.
+            level.configure(tf_adjustment_column=tf_col, disable_tf_exact_match_detection=True)
+        levels.append(level)
+    if org and has["street_norm"]:
+        add(f"({org}) AND {eq('street_norm')}", "same company, same street", "company_norm")
+    if org and place:
+        add(f"({org}) AND ({place})", "same company, same postcode or city", "company_norm")
+    if org:
+        add(org, "same company", "company_norm")
+    if has["street_norm"] and place:
+        add(f"{eq('street_norm')} AND ({place})", "same street and postcode or city")
+    if has["company_norm"]:
+        add(f"jaro_winkler_similarity(company_norm_l, company_norm_r) >= {float(opts.get('company_jaro_winkler', 0.9))}",
+            "similar company")
+    if has["street_norm"]:
+        add(eq("street_norm"), "same street")
+        if place:
+            add(f"jaro_winkler_similarity(street_norm_l, street_norm_r) >= {street_jw} AND ({place})",
+                "similar street, same postcode or city")
+    if has["postcode_norm"]:
+        add(eq("postcode_norm"), "same postcode")
+        edits = int(opts.get("postcode_damerau_levenshtein", 1))
+        if edits:
+            add(f"damerau_levenshtein(postcode_norm_l, postcode_norm_r) <= {edits}", f"postcode within {edits} edit")
+    if has["city_norm"]:
+        add(eq("city_norm"), "same city", "city_norm")
+    levels.append(cll.ElseLevel())
+    return cl.CustomComparison(levels, output_column_name="organisation")
+
+
+# comparison name -> (key columns: the comparison exists when any carries data, builder(options, active columns)).
+COMPARISON_BUILDERS = {
+    "first_name": (("first_name_norm",), lambda o, a: _first_name(o)),
+    "last_name": (("last_name_norm",), lambda o, a: _text_comparison("last_name", "last_name_norm", o)),
+    "email": (("email_canonical",), lambda o, a: _email(o)),
+    "phone": (("phone_e164",), lambda o, a: _phone(o)),
+    "organisation": (ORGANISATION_COLUMNS, _organisation),
+    # Without company or website the address is the person's own: street, city and postcode are then
+    # separate pieces of evidence (each with its own typos), as in a names-and-address export.
+    "street": (("street_norm",), lambda o, a: _text_comparison("street", "street_norm", o)),
+    "city": (("city_norm",), lambda o, a: _text_comparison("city", "city_norm", o)),
+    "postcode": (("postcode_norm",), lambda o, a: _text_comparison("postcode", "postcode_norm", o)),
+    "country": (("country_code",), lambda o, a: _text_comparison("country", "country_code", o)),
 }
-
-
-def _rule_sql(cols: list[str]) -> str:
-    return " AND ".join(f"l.{c} = r.{c}" for c in cols)
+NAME_COMPARISONS = ("first_name", "last_name")
 
 
 def active_columns(feats: pd.DataFrame) -> list[str]:
@@ -145,23 +199,92 @@ def active_columns(feats: pd.DataFrame) -> list[str]:
     return [c for c in FEATURE_COLUMNS if c in feats.columns and feats[c].notna().any()]
 
 
-def settings_for(active: list[str], cfg: DedupeConfig) -> dict:
-    comparisons = []
-    for name, (key_col, levels) in COMPARISONS.items():
-        if key_col not in active:
+def rule_pairs(feats: pd.DataFrame, cols: list[str], codes: dict | None = None) -> int:
+    """How many pairs a blocking rule compares: sum of n(n-1)/2 over groups equal and non-null on `cols`.
+
+    Integer codes per column (pd.factorize, shared through `codes`) rather than a groupby on text:
+    every rule of a million rows is sized in well under a second.
+    """
+    codes = {} if codes is None else codes
+    for c in cols:
+        if c not in codes:
+            codes[c] = pd.factorize(feats[c])[0]
+    keep = np.logical_and.reduce([codes[c] >= 0 for c in cols])
+    if not keep.any():
+        return 0
+    key = np.zeros(int(keep.sum()), dtype=np.int64)
+    for c in cols:
+        part = codes[c][keep].astype(np.int64)
+        key = pd.factorize(key * (int(part.max()) + 1) + part)[0].astype(np.int64)  # stays below n: no overflow
+    sizes = np.bincount(key).astype(np.int64)
+    return int((sizes * (sizes - 1) // 2).sum())
+
+
+def _varies(values: pd.Series) -> bool:
+    """At least two different non-null values (cheaper than nunique on a million strings)."""
+    present = values.dropna()
+    return bool(len(present)) and bool((present != present.iloc[0]).any())
+
+
+def plan(feats: pd.DataFrame, cfg: DedupeConfig) -> dict:
+    """Which comparisons and blocking rules the data supports, and why any configured one is left out."""
+    active = active_columns(feats)
+    # A column with one value everywhere tells no one apart: leave it out of comparisons and blocking.
+    present = active
+    active = [c for c in present if c == "email_free" or _varies(feats[c])]
+    comps, skipped = [], {}
+    employer = any(c in active for c in EMPLOYER_COLUMNS)
+    for name, opts in (cfg.raw.get("comparisons") or {}).items():
+        keys = [c for c in COMPARISON_BUILDERS[name][0] if c in active]
+        if opts is False:
+            skipped[name] = "disabled in config"
+        elif not keys:
+            skipped[name] = f"no column of {list(COMPARISON_BUILDERS[name][0])} holds two different values"
+        elif name == "organisation" and not employer:
+            skipped[name] = "no company or website: the address is compared as street, city and postcode"
+        elif name in ADDRESS_COMPARISONS and employer:
+            skipped[name] = "the address is part of the organisation comparison (leads carry their employer's)"
+        else:
+            comps.append(name)
+    limit = int(cfg.raw.get("max_pairs_per_rule") or 0)
+    rules, dropped, codes = [], {}, {}
+    candidates = list(cfg.raw["blocking_rules"]) + ([] if employer else list(cfg.raw.get("address_blocking_rules") or []))
+    for r in candidates:
+        if not all(c in active for c in r):
             continue
-        comparisons.append({"output_column_name": name, "comparison_levels": levels})
-    rules = [r for r in cfg.raw["blocking_rules"] if all(c in active for c in r)]
-    return {
-        "link_type": "dedupe_only",
-        "unique_id_column_name": "unique_id",
-        "probability_two_random_records_match": 1e-5,
-        "comparisons": comparisons,
-        "blocking_rules_to_generate_predictions": [_rule_sql(r) for r in rules],
-        "retain_matching_columns": False,
-        "retain_intermediate_calculation_columns": False,
-        "additional_columns_to_retain": [],
-    }
+        pairs = rule_pairs(feats, r, codes) if limit else 0
+        if limit and pairs > limit:
+            dropped["+".join(r)] = f"{pairs:,} pairs > max_pairs_per_rule={limit:,}"
+            log.info("dedupe: blocking rule %s left out: it would compare %d pairs (max_pairs_per_rule=%d)",
+                     r, pairs, limit)
+            continue
+        rules.append(list(r))
+    # present_columns are loaded for Splink: a comparison's secondary levels (the last seven digits of
+    # a phone, an email's local part) may read a column that holds one value only.
+    return {"active_columns": active, "present_columns": present, "comparisons": comps, "skipped_comparisons": skipped,
+            "blocking_rules": rules, "dropped_blocking_rules": dropped}
+
+
+def settings_for(the_plan: dict, cfg: DedupeConfig) -> dict:
+    """A Splink settings dict made with SettingsCreator, comparisons and block_on from the plan."""
+    from splink import SettingsCreator, block_on
+    creator = SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name="unique_id",
+        probability_two_random_records_match=1e-5,
+        comparisons=[COMPARISON_BUILDERS[name][1](dict(cfg.raw["comparisons"][name] or {}), the_plan["active_columns"])
+                     for name in the_plan["comparisons"]],
+        blocking_rules_to_generate_predictions=[block_on(*r) for r in the_plan["blocking_rules"]],
+        retain_matching_columns=False,
+        retain_intermediate_calculation_columns=False,
+    )
+    return creator.create_settings_dict("duckdb")
+
+
+def tf_columns(settings: dict) -> list[str]:
+    """Input columns the model adjusts by term frequency (predict_within/between need their tables)."""
+    return sorted({lvl["tf_adjustment_column"] for comp in settings["comparisons"]
+                   for lvl in comp["comparison_levels"] if lvl.get("tf_adjustment_column")})
 
 
 def fingerprint(settings: dict) -> str:
@@ -271,24 +394,57 @@ def _load_inputs(con, feats: pd.DataFrame, active: list[str], new: np.ndarray) -
     return tables
 
 
-def _train(linker, cfg: DedupeConfig, active: list[str]) -> dict:
+def prior_plan(feats: pd.DataFrame, cfg: DedupeConfig, active: list[str]) -> dict:
+    """How the prior is estimated: the first configured rule set (columns present) that finds any pair.
+
+    A file without duplicates finds none: then the prior assumes fallback_duplicate_share of the
+    rows are duplicates, instead of a zero prior (whose log is undefined).
+    """
+    tr = cfg.raw["training"]
+    codes: dict = {}
+    for entry in tr.get("prior_rules") or []:
+        rules = [list(r) for r in entry["rules"] if all(c in active for c in r)]
+        if rules and any(rule_pairs(feats, r, codes) for r in rules):
+            return {"rules": rules, "recall": float(entry["recall"])}
+    prior = fallback_prior(len(feats), cfg)
+    return {"rules": [], "prior": prior, "reason": f"no prior rule finds a pair: assuming "
+            f"{cfg.raw['training']['fallback_duplicate_share']:.0%} duplicate rows (prior {prior:.3g})"}
+
+
+def fallback_prior(n: int, cfg: DedupeConfig) -> float:
+    """Pairs expected to match when fallback_duplicate_share of n rows are duplicates, over all pairs."""
+    share = float(cfg.raw["training"].get("fallback_duplicate_share", 0.01))
+    return min(max(2 * share / max(n - 1, 1), 1e-12), 0.5)
+
+
+def _train(linker, cfg: DedupeConfig, the_plan: dict, prior: dict) -> dict:
+    from splink import block_on
     tr = cfg.raw["training"]
     started = time.perf_counter()
-    det = [_rule_sql(r["columns"]) for r in cfg.raw["deterministic_rules"] if all(c in active for c in r["columns"])]
-    if det:
-        linker.training.estimate_probability_two_random_records_match(det, recall=float(tr["deterministic_recall"]))
+    out = {"prior": {k: v for k, v in prior.items()}}
+    if prior["rules"]:
+        try:
+            linker.training.estimate_probability_two_random_records_match(
+                [block_on(*r) for r in prior["rules"]], recall=prior["recall"])
+        except ValueError as exc:  # more agreeing pairs than the recall allows: keep the fallback prior
+            out["prior"]["error"] = str(exc)
+            log.warning("dedupe: prior estimate failed (%s); using the configured fallback", exc)
     linker.training.estimate_u_using_random_sampling(max_pairs=float(tr["u_max_pairs"]), seed=int(tr["seed"]))
     sessions = []
+    active = the_plan["active_columns"]
     for cols in tr["em_blocking_rules"]:
+        if len(sessions) >= int(tr.get("em_max_sessions") or len(tr["em_blocking_rules"])):
+            break
         if not all(c in active for c in cols):
             continue
         try:
             linker.training.estimate_parameters_using_expectation_maximisation(
-                _rule_sql(cols), estimate_without_term_frequencies=True, max_pairs=float(tr["em_max_pairs"]))
+                block_on(*cols), estimate_without_term_frequencies=True, max_pairs=float(tr["em_max_pairs"]))
             sessions.append(cols)
         except Exception as exc:  # EM can fail on a block with no variation; the others still train
             log.warning("dedupe: EM on %s skipped: %s", cols, exc)
-    return {"em_blocking_rules": sessions, "training_seconds": round(time.perf_counter() - started, 2)}
+    out.update({"em_blocking_rules": sessions, "training_seconds": round(time.perf_counter() - started, 2)})
+    return out
 
 
 # m for a disagreement ("else") level that EM never saw among matches: rare, so strong evidence against.
@@ -325,6 +481,63 @@ def fill_untrained(model: dict) -> list[str]:
     return filled
 
 
+def _splink(feats, new, cfg, settings, the_plan, model, mode, why, retrain, store, fp, prof, run_dir, report):
+    """Train (or reuse) the Splink model on DuckDB and score tonight's candidate pairs."""
+    from splink import DuckDBAPI, Linker
+
+    n = len(feats)
+    tmp = Path(tempfile.mkdtemp(prefix="splink-", dir=run_dir))
+    con = _connect(cfg, tmp)
+    try:
+        db_api = DuckDBAPI(con)
+        _load_inputs(con, feats, the_plan["present_columns"], new)
+        df_all = db_api.register("leads_all", table_name="leads_all_sdf")
+        if model is None:
+            prior = prior_plan(feats, cfg, the_plan["active_columns"])
+            if not prior["rules"]:
+                log.info("dedupe: %s", prior["reason"])
+            settings = {**settings, "probability_two_random_records_match": prior.get("prior", 1e-5)}
+            linker = Linker(df_all, settings, log_level=logging.WARNING)
+            report["training"] = _train(linker, cfg, the_plan, prior)
+            model = linker.misc.save_model_to_json()
+            p = model.get("probability_two_random_records_match") or 0.0
+            if not 0 < p <= 0.5:  # an estimate Splink cannot score with (0 or 1): use the fallback share
+                model["probability_two_random_records_match"] = fallback_prior(n, cfg)
+            untrained = fill_untrained(model)
+            linker = Linker(df_all, model, log_level=logging.WARNING)
+            mode = "splink_trained"
+            report["training"]["reason"] = why or ("no saved model" if not retrain else "retrain requested")
+            report["training"]["untrained_levels"] = untrained
+            report["training"]["probability_two_random_records_match"] = model["probability_two_random_records_match"]
+            if store:
+                store.save(model, {"trained_at": pd.Timestamp.now(tz="UTC").isoformat(), "fingerprint": fp,
+                                   "profile": prof, "rows": n, "untrained_levels": untrained})
+        else:
+            linker = Linker(df_all, model, log_level=logging.WARNING)
+        threshold = cfg.review_probability
+        t0 = time.perf_counter()
+        if new.all():
+            pred = linker.inference.predict(threshold_match_probability=threshold, warning_mode="never")
+            frames = [pred.as_pandas_dataframe()]
+        else:
+            for col in tf_columns(model):  # predict_within/between read term frequencies from registered tables
+                linker.table_management.compute_tf_table(col)
+            df_new = db_api.register("leads_new", table_name="leads_new_sdf")
+            frames = [linker.inference.predict_within(df_new, threshold_match_probability=threshold,
+                                                      warning_mode="never").as_pandas_dataframe()]
+            if (~new).any():
+                df_old = db_api.register("leads_existing", table_name="leads_existing_sdf")
+                frames.append(linker.inference.predict_between(
+                    df_new, df_old, threshold_match_probability=threshold, warning_mode="never").as_pandas_dataframe())
+        report["predict_seconds"] = round(time.perf_counter() - t0, 2)
+    finally:
+        con.close()
+        for p in sorted(tmp.rglob("*"), reverse=True):
+            p.unlink() if p.is_file() else p.rmdir()
+        tmp.rmdir()
+    return frames, model, mode
+
+
 def link(feats: pd.DataFrame, new: np.ndarray | None, cfg: DedupeConfig, *, model_dir: Path | None = None,
          run_dir: Path | None = None, retrain: bool = False) -> LinkResult:
     """Scored pairs among `new` rows and between new and existing rows of `feats` (all rows if new is None)."""
@@ -339,8 +552,19 @@ def link(feats: pd.DataFrame, new: np.ndarray | None, cfg: DedupeConfig, *, mode
     if n < 2 or not new.any():
         return LinkResult(det, empty, "deterministic_only", None, {**report, "reason": "nothing to link"})
 
-    active = active_columns(feats)
-    settings = settings_for(active, cfg)
+    the_plan = plan(feats, cfg)
+    active = the_plan["active_columns"]
+    report["plan"] = {k: the_plan[k] for k in ("comparisons", "skipped_comparisons", "blocking_rules",
+                                               "dropped_blocking_rules")}
+    reason = None
+    if not set(the_plan["comparisons"]) - set(NAME_COMPARISONS):
+        reason = "no comparable columns beyond names: deterministic linkage only"
+    elif not the_plan["blocking_rules"]:
+        reason = "no blocking rule has data (or every one compares too many pairs): deterministic linkage only"
+    if reason:
+        log.info("dedupe: %s (comparisons available: %s)", reason, the_plan["comparisons"] or "none")
+        return LinkResult(det, empty, "deterministic_only", None, {**report, "reason": reason})
+    settings = settings_for(the_plan, cfg)
     fp = fingerprint(settings)
     prof = profile(feats)
     store = ModelStore(Path(model_dir)) if model_dir else None
@@ -358,7 +582,10 @@ def link(feats: pd.DataFrame, new: np.ndarray | None, cfg: DedupeConfig, *, mode
         elif age > cfg.raw["drift"]["max_model_age_days"] and n >= cfg.raw["training"]["min_rows"]:
             why = f"saved model is {age} days old"
         else:
-            model, mode = saved_model, "splink_reused"
+            # Tonight's blocking rules: a rule may have lost its data or grown too big since training.
+            model = {**saved_model,
+                     "blocking_rules_to_generate_predictions": settings["blocking_rules_to_generate_predictions"]}
+            mode = "splink_reused"
             report["model_trained_at"] = meta["trained_at"]
     if model is None and n < cfg.raw["training"]["min_rows"]:
         reason = (f"{n} rows is below training.min_rows={cfg.raw['training']['min_rows']} and there is no "
@@ -368,48 +595,13 @@ def link(feats: pd.DataFrame, new: np.ndarray | None, cfg: DedupeConfig, *, mode
         log.info("dedupe: %s", reason)
         return LinkResult(det, empty, "deterministic_only", None, {**report, "reason": reason})
 
-    from splink import DuckDBAPI, Linker
-
-    tmp = Path(tempfile.mkdtemp(prefix="splink-", dir=run_dir))
-    con = _connect(cfg, tmp)
     try:
-        db_api = DuckDBAPI(con)
-        _load_inputs(con, feats, active, new)
-        df_all = db_api.register("leads_all", table_name="leads_all_sdf")
-        if model is None:
-            linker = Linker(df_all, settings, log_level=logging.WARNING)
-            report["training"] = _train(linker, cfg, active)
-            model = linker.misc.save_model_to_json()
-            untrained = fill_untrained(model)
-            linker = Linker(df_all, model, log_level=logging.WARNING)
-            mode = "splink_trained"
-            report["training"]["reason"] = why or ("no saved model" if not retrain else "retrain requested")
-            report["training"]["untrained_levels"] = untrained
-            if store:
-                store.save(model, {"trained_at": pd.Timestamp.now(tz="UTC").isoformat(), "fingerprint": fp,
-                                   "profile": prof, "rows": n, "untrained_levels": untrained})
-        else:
-            linker = Linker(df_all, model, log_level=logging.WARNING)
-        threshold = cfg.review_probability
-        t0 = time.perf_counter()
-        if new.all():
-            pred = linker.inference.predict(threshold_match_probability=threshold, warning_mode="never")
-            frames = [pred.as_pandas_dataframe()]
-        else:
-            df_new = db_api.register("leads_new", table_name="leads_new_sdf")
-            frames = [linker.inference.predict_within(df_new, threshold_match_probability=threshold,
-                                                      warning_mode="never").as_pandas_dataframe()]
-            if (~new).any():
-                df_old = db_api.register("leads_existing", table_name="leads_existing_sdf")
-                frames.append(linker.inference.predict_between(
-                    df_new, df_old, threshold_match_probability=threshold, warning_mode="never").as_pandas_dataframe())
-        report["predict_seconds"] = round(time.perf_counter() - t0, 2)
-    finally:
-        con.close()
-        for p in sorted(tmp.rglob("*"), reverse=True):
-            p.unlink() if p.is_file() else p.rmdir()
-        tmp.rmdir()
-
+        frames, model, mode = _splink(feats, new, cfg, settings, the_plan, model, mode, why, retrain, store, fp,
+                                      prof, run_dir, report)
+    except Exception as exc:  # noqa: BLE001 - the deterministic links are still right; say why Splink did not run
+        reason = f"Splink failed ({type(exc).__name__}: {exc}); deterministic linkage only"
+        log.error("dedupe: %s", reason, exc_info=True)
+        return LinkResult(det, empty, "deterministic_only", None, {**report, "reason": reason[:2000]})
     pairs = pd.concat(frames, ignore_index=True)
     scored = pd.DataFrame({"a": pairs["unique_id_l"].astype("int64").to_numpy(),
                            "b": pairs["unique_id_r"].astype("int64").to_numpy(),

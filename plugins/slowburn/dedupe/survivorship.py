@@ -78,6 +78,9 @@ def _take(arr: pa.Array, src: np.ndarray) -> pa.Array:
 def _json_lit(arr: pa.Array) -> pa.Array:
     """JSON string literals for a string array; null becomes the JSON null."""
     esc = pc.replace_substring(pc.replace_substring(arr, "\\", "\\\\"), '"', '\\"')
+    if pc.any(pc.match_substring_regex(esc, "[\\x00-\\x1f]")).as_py():  # rare: tabs, newlines in ids
+        for code in range(32):
+            esc = pc.replace_substring(esc, chr(code), f"\\u{code:04x}")
     quoted = pc.binary_join_element_wise('"', esc, '"', "")
     return pc.fill_null(quoted, "null")
 
@@ -105,6 +108,17 @@ def _arrow_col(leads: pd.DataFrame, c: str) -> pa.Array:
     return arr if arr.type == pa.string() else pc.cast(arr, pa.string())
 
 
+def member_keys(leads: pd.DataFrame) -> pd.Series:
+    """'<source_system>:<source_id>' per row: the row's name in lineage and provenance. A row missing
+    either part (validation lets a null source_system through) is named by its landing key instead."""
+    key = leads["source_system"].astype("string") + ":" + leads["source_id"].astype("string")
+    fallback = ("row:" + leads["row_key"].astype("string")) if "row_key" in leads else None
+    if fallback is not None:
+        key = key.fillna(fallback)
+    position = pd.Series([f"row:#{i}" for i in range(len(leads))], index=leads.index, dtype="string")
+    return key.fillna(position)
+
+
 def survive_rules(leads: pd.DataFrame, golden_id, cfg: DedupeConfig | None = None,
                   provenance: bool = True) -> pd.DataFrame:
     """Golden records for `leads` (normalised rows) given each row's golden_id, sorted by golden_id.
@@ -117,7 +131,7 @@ def survive_rules(leads: pd.DataFrame, golden_id, cfg: DedupeConfig | None = Non
     sv = cfg.raw["survivorship"]
     rules = {f: sv["fields"].get(f, sv["default"]) for f in SURVIVING_FIELDS}
     leads = leads.reset_index(drop=True)
-    key_s = (leads["source_system"].astype("string") + ":" + leads["source_id"].astype("string")).astype(str)
+    key_s = member_keys(leads).astype(str)
     codes, gids = pd.factorize(pd.Series(np.asarray(golden_id, dtype=object)).astype(str), sort=True)
     G = len(gids)
     counts = np.bincount(codes, minlength=G)
