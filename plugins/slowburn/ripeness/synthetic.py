@@ -63,13 +63,13 @@ def generate(n_leads: int, seed: int, now: str | pd.Timestamp) -> dict[str, pd.D
         "What is your current occupation": occ_text, "Industry": industry, "Employees": employees.astype(str),
         "Total Time Spent on Website": tos_text, "Newsletter": np.where(newsletter, "Yes", "No"),
     })
-    # A web form re-captured some leads later: same person, newer time on site, no other custom field.
+    # A web form re-captured some leads later: same person, a newer (longer) time on site, no other custom field.
     again = np.flatnonzero(rng.random(n) < 0.08)
     webform = pd.DataFrame({
         "id": [f"W{i:07d}" for i in again], "email": leads["Email"].to_numpy()[again],
         "first": leads["First Name"].to_numpy()[again], "last": leads["Last Name"].to_numpy()[again],
         "created": (created[again] + pd.Timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "seconds": tos_text[again]})
+        "seconds": (time_on_site[again] + 60).astype(int).astype(str)})
     # Touches: page views carry seconds on page; the interested view more, and longer.
     k = rng.poisson(1 + 5 * interest)
     lead_of = np.repeat(np.arange(n), k)
