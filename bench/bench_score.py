@@ -115,7 +115,7 @@ def raw_columns(golden, attrs, ts_index, feats):
 
 def baselines(frame, y, train, test) -> dict:
     """Plain scikit-learn LogisticRegression and HistGradientBoosting on the raw columns, same split."""
-    import numpy as np
+    import pandas as pd
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.impute import SimpleImputer
@@ -125,7 +125,7 @@ def baselines(frame, y, train, test) -> dict:
 
     from slowburn.ripeness import predictive as P
 
-    cats = [c for c in frame.columns if not np.issubdtype(frame[c].dtype, np.number)]
+    cats = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     nums = [c for c in frame.columns if c not in cats]
     X = frame.copy()
     for c in cats:
