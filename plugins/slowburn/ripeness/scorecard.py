@@ -22,7 +22,7 @@ from slowburn.ripeness.rules import _half_up, tier_of
 
 BASELINE_POINTS = 50
 POINTS_PER_SD = 12.0
-WHO_KINDS = ("lead_source", "source_rank", "title", "country", "corporate_email")
+WHO_FIELDS = ("lead_source", "source_rank", "title", "country", "corporate_email")
 
 
 def scorecard_check(closed: pd.DataFrame, cfg: RipenessConfig) -> tuple[bool, str]:
@@ -64,7 +64,7 @@ class FittedScorecard:
         floor = np.where(raw < 0, -raw, 0)
         cap = np.where(raw > 100, 100 - raw, 0)
         score = raw + floor + cap
-        who = np.array([f.name in WHO_KINDS or f.name.startswith("attr_") for f in self.model.fields_])
+        who = np.array([f.name in WHO_FIELDS or f.name.startswith("attr_") for f in self.model.fields_])
         out = pd.DataFrame({
             "golden_id": X.index.to_numpy(), "score": score.astype(np.int64),
             "tier": tier_of(score, self.tiers), "fit": pts[:, who].sum(axis=1),
