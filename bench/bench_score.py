@@ -1,11 +1,18 @@
 #!/usr/bin/env python
-"""Benchmark ripeness scoring: quality of the rules vs the predictive model, and speed at scale.
+"""Benchmark ripeness scoring: slowburn's models against plain scikit-learn baselines, and speed at scale.
 
-1. Quality (default 100k leads): the sample is generated (cached), the pipeline runs up to dedupe,
-   and every closed golden lead becomes a backtest row with features as of a moment of its open
-   life before the close. Train on the older closed leads, test on the newer ones: AUC, top-decile
-   lift and calibration error (ECE, 10 equal-count bins) for the rules model (its score, Platt-scaled
-   on the training part for a probability), the naive-Bayes and the logistic model, side by side.
+1. Quality, on two lead sets in one run: the default sample (default 100k leads) and an
+   attribute-driven sample (slowburn.ripeness.synthetic, --attr-leads) whose conversions depend on
+   custom fields mapped under `attributes:`. Each is generated (cached) and run through the pipeline
+   up to dedupe; every closed golden lead becomes a backtest row with features as of a moment of its
+   open life before the close. Train on the older closed leads, test on the newer ones: AUC,
+   top-decile lift and calibration error (ECE, 10 equal-count bins) for the hand-set rules, the
+   fitted scorecard, every predictive model with the calibration the backtest chose, slowburn's
+   chosen model, and two plain baselines fitted on the same split and the same raw columns (the
+   golden lead's columns and custom attributes, touch counts per type and summed touch values before
+   the snapshot): scikit-learn LogisticRegression (one-hot + scaled) and HistGradientBoosting.
+   Gate: the chosen model within 0.01 AUC of the best baseline or ahead, top-decile lift at least the
+   best baseline's, and the scorecard's AUC above 0.65.
 2. Capacity simulation over the last --sim-days days: every day sales can make N calls. The queue
    holds the open leads created in the last --fresh-days days that nobody has called yet; each
    strategy calls its top N: by rules score, by predictive probability (both computed as of that
@@ -49,18 +56,25 @@ def _slowburn() -> list[str]:
     return [sys.executable, "-m", "slowburn.cli"]
 
 
-def prepare(work: Path, n: int, seed: int, now: str) -> tuple[Path, Path]:
-    """Sample sources and a home whose run folder has gone through dedupe (both cached)."""
-    sample, home = work / f"sample-{n}", work / f"home-{n}"
-    manifest = sample / "manifest.json"
-    fresh = True
-    if manifest.exists():
-        m = json.loads(manifest.read_text())
-        fresh = not (m.get("n_leads") == n and m.get("seed") == seed and str(m.get("now", "")).startswith(now))
+def prepare(work: Path, n: int, seed: int, now: str, kind: str = "sample") -> tuple[Path, Path]:
+    """Sources and a home whose run folder has gone through dedupe (both cached).
+
+    kind "sample" is `slowburn sample`; "attributes" the attribute-driven set of slowburn.ripeness.synthetic.
+    """
+    tag = "" if kind == "sample" else "attr-"
+    sample, home = work / f"{tag}sample-{n}", work / f"{tag}home-{n}"
+    manifest = sample / "bench-manifest.json"
+    wanted = {"n_leads": n, "seed": seed, "now": now, "kind": kind}
+    fresh = not (manifest.exists() and json.loads(manifest.read_text()) == wanted)
     if fresh:
-        print(f"generating {n:,} leads into {sample} ...", flush=True)
-        subprocess.run(_slowburn() + ["sample", "--out", str(sample), "--leads", str(n), "--seed", str(seed),
-                                      "--now", now], check=True, env=_env(), stdout=subprocess.DEVNULL)
+        print(f"generating {n:,} {kind} leads into {sample} ...", flush=True)
+        if kind == "sample":
+            subprocess.run(_slowburn() + ["sample", "--out", str(sample), "--leads", str(n), "--seed", str(seed),
+                                          "--now", now], check=True, env=_env(), stdout=subprocess.DEVNULL)
+        else:
+            from slowburn.ripeness.synthetic import write_attribute_sample
+            write_attribute_sample(sample, n, seed, now)
+        manifest.write_text(json.dumps(wanted))
     run_dir = home / "runs" / (LOGICAL_DATE + "T000000") / "attempt-1"
     if fresh or not (run_dir / "golden_leads.parquet").exists():
         if home.exists():
@@ -74,6 +88,65 @@ def prepare(work: Path, n: int, seed: int, now: str) -> tuple[Path, Path]:
     return sample, home
 
 
+# ---------------------------------------------------------------------------------------------- baselines
+def raw_columns(golden, attrs, ts_index, feats):
+    """What a plain baseline is given: the golden lead's own columns, its custom attributes, and touch
+    counts per type and summed touch values before the snapshot. No slowburn feature engineering."""
+    import pandas as pd
+
+    from slowburn.contracts import TOUCH_TYPES
+    from slowburn.ripeness.features import ATTRIBUTE_PREFIX
+
+    g = golden.set_index("golden_id").reindex(ts_index)
+    frame = pd.DataFrame(index=ts_index)
+    for col in ("lead_source", "title", "country_code", "email_domain"):
+        if col == "email_domain":
+            frame[col] = attrs["email_domain"].reindex(ts_index).astype("string")
+        else:
+            frame[col] = g[col].astype("string").str.lower()
+    for col in attrs.columns:
+        if col.startswith(ATTRIBUTE_PREFIX):
+            frame[col] = attrs[col].reindex(ts_index)
+    for t in TOUCH_TYPES:
+        frame[f"n_{t}"] = feats[f"n_{t}"].reindex(ts_index).to_numpy(dtype=float)
+    frame["touch_value"] = feats["touch_value"].reindex(ts_index).to_numpy(dtype=float)
+    return frame
+
+
+def baselines(frame, y, train, test) -> dict:
+    """Plain scikit-learn LogisticRegression and HistGradientBoosting on the raw columns, same split."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+    from slowburn.ripeness import predictive as P
+
+    cats = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    nums = [c for c in frame.columns if c not in cats]
+    X = frame.copy()
+    for c in cats:
+        X[c] = X[c].astype("object").where(X[c].notna(), "missing").astype(str)
+    lr = make_pipeline(ColumnTransformer([
+        ("cat", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20), cats),
+        ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), nums)]),
+        LogisticRegression(max_iter=3000))
+    hgb = make_pipeline(ColumnTransformer([
+        ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, min_frequency=20), cats),
+        ("num", "passthrough", nums)]),
+        HistGradientBoostingClassifier(categorical_features=list(range(len(cats))), random_state=0))
+    out = {}
+    for name, model in (("baseline: sklearn LogisticRegression", lr),
+                        ("baseline: sklearn HistGradientBoosting", hgb)):
+        model.fit(X.iloc[train], y[train])
+        p = model.predict_proba(X.iloc[test])[:, 1]
+        out[name] = P.metrics(y[test], p)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- quality
 def quality(home: Path, sim_days: int, fresh_days: int, capacities: list[int]) -> dict:
     import numpy as np
@@ -83,6 +156,7 @@ def quality(home: Path, sim_days: int, fresh_days: int, capacities: list[int]) -
     from slowburn.ripeness import predictive as P
     from slowburn.ripeness.features import lead_attributes, link_touches, touch_features
     from slowburn.ripeness.rules import RulesModel
+    from slowburn.ripeness.scorecard import FittedScorecard
 
     run = home / "runs" / (LOGICAL_DATE + "T000000") / "attempt-1"
     golden = pd.read_parquet(run / "golden_leads.parquet")
@@ -100,20 +174,33 @@ def quality(home: Path, sim_days: int, fresh_days: int, capacities: list[int]) -
     bt = P.backtest(ts, cfg)
     backtest_seconds = time.perf_counter() - started
     models = {k: {m: v for m, v in bt["models"][k].items()} for k in bt["models"]}
+    chosen = bt["champion"]
+    models[f"slowburn chosen ({chosen}, {models[chosen]['calibration']})"] = models[chosen]
+    n = len(ts.y)
+    cut = int(round(n * (1 - cfg.predictive.test_share)))
+    snap = touch_features(linked, ts.X.index, P.snapshot_times(closed, attrs), cfg)
+    models.update(baselines(raw_columns(golden, attrs, ts.X.index, snap), ts.y, slice(0, cut), slice(cut, n)))
+    base_names = [k for k in models if k.startswith("baseline")]
+    best = max(base_names, key=lambda k: models[k]["auc"])
+    gate = {"chosen_auc": models[chosen]["auc"], "best_baseline": best, "best_baseline_auc": models[best]["auc"],
+            "auc_ok": models[chosen]["auc"] >= models[best]["auc"] - 0.01,
+            "lift_ok": models[chosen]["top_decile_lift"] >= models[best]["top_decile_lift"],
+            "scorecard_auc": models["scorecard"]["auc"], "scorecard_ok": models["scorecard"]["auc"] > 0.65}
 
     # Capacity simulation.
     start = now - pd.Timedelta(days=sim_days)
     older = (ts.closed_at < start).to_numpy()
     trained = {}
     for kind in cfg.predictive.models:
-        _, calibrated = P.fit_calibrated(kind, ts.X[older], ts.y[older], cfg.predictive.calibration)
-        trained[kind] = calibrated
+        base, _ = P.fit_model(kind, ts.X[older], ts.y[older], ("none",))
+        trained[kind] = base
+    card = FittedScorecard.fit(ts.X[older], ts.y[older], cfg)
     rules = RulesModel(cfg)
     created = pd.to_datetime(attrs["created_at"], utc=True)
     closed_at = closed["closed_at"].reindex(attrs.index)
     won = closed["won"].reindex(attrs.index).fillna(False).astype(bool)
     buyers = won & (created >= start) & (created < now)
-    strategies = ["newest first", "rules score"] + [f"{k} probability" for k in trained]
+    strategies = ["newest first", "rules score", "scorecard"] + [f"{k} probability" for k in trained]
     reached = {c: {s: set() for s in strategies} for c in capacities}
     called = {c: {s: set() for s in strategies} for c in capacities}
     sim_started = time.perf_counter()
@@ -124,14 +211,15 @@ def quality(home: Path, sim_days: int, fresh_days: int, capacities: list[int]) -
         pool = attrs.index[pool_mask.to_numpy()]
         if len(pool) == 0:
             continue
-        cut = pd.Series(day, index=pool)
-        feats = touch_features(linked, pool, cut, cfg)
+        cut_at = pd.Series(day, index=pool)
+        feats = touch_features(linked, pool, cut_at, cfg)
         a = attrs.loc[pool]
-        rank = {"newest first": created.loc[pool].array.asi8,
-                "rules score": rules.factor_points(a, feats, cut).sum(axis=1).to_numpy()}
         X = P.design(a, feats)
+        rank = {"newest first": created.loc[pool].array.asi8,
+                "rules score": rules.factor_points(a, feats, cut_at).sum(axis=1).to_numpy(),
+                "scorecard": card.score(X, reasons=False)["score"].to_numpy()}
         for kind, model in trained.items():
-            rank[f"{kind} probability"] = model.predict_proba(X)[:, 1]
+            rank[f"{kind} probability"] = model.decision_function(X)
         is_buyer = buyers.loc[pool].to_numpy()
         for cap in capacities:
             for s in strategies:
@@ -145,8 +233,8 @@ def quality(home: Path, sim_days: int, fresh_days: int, capacities: list[int]) -
     capacity = {str(cap): {s: round(len(reached[cap][s]) / max(n_buyers, 1), 4) for s in strategies}
                 for cap in capacities}
     arrivals = int(((created >= start) & (created < now)).sum())
-    return {"backtest": {"train": bt["train"], "test": bt["test"], "models": models,
-                         "seconds": round(backtest_seconds, 1)},
+    return {"backtest": {"train": bt["train"], "test": bt["test"], "models": models, "champion": chosen,
+                         "gate": gate, "seconds": round(backtest_seconds, 1)},
             "capacity": {"window_days": sim_days, "fresh_days": fresh_days, "buyers_in_window": n_buyers,
                          "leads_created_in_window": arrivals, "share_of_buyers_reached": capacity,
                          "seconds": round(time.perf_counter() - sim_started, 1)},
@@ -185,28 +273,44 @@ def speed(sample: Path, home: Path, n: int) -> dict:
 
 
 def markdown(result: dict) -> str:
-    lines = [f"# slowburn ripeness benchmark ({result['leads']:,} leads, seed {result['seed']})", "",
-             f"- {result['machine']}; started {result['started']}", ""]
-    q = result["quality"]
+    lines = [f"# slowburn ripeness benchmark (seed {result['seed']})", "",
+             f"- {result['machine']}; started {result['started']}; the machine was shared with other work", ""]
+    for label, q in result["quality"].items():
+        lines += _quality_markdown(label, q)
+    return _speed_markdown(result, lines)
+
+
+def _quality_markdown(label: str, q: dict) -> list[str]:
     bt = q["backtest"]
-    lines += ["## Backtest: train on older closed leads, test on newer", "",
-              f"History: {q['history']['closed_leads']:,} closed golden leads, {q['history']['conversions']:,} won. "
-              f"Train {bt['train']['n']:,} (closed {bt['train']['closed_from'][:10]} .. {bt['train']['closed_to'][:10]}), "
-              f"test {bt['test']['n']:,} (closed {bt['test']['closed_from'][:10]} .. {bt['test']['closed_to'][:10]}, "
-              f"{bt['test']['positives']:,} won). Features as of a point of each lead's open life before its close.", "",
-              "| model | AUC | top-decile lift | calibration error (ECE) | Brier |", "|---|---:|---:|---:|---:|"]
+    g = bt["gate"]
+    lines = [f"## {label}: train on older closed leads, test on newer", "",
+             f"History: {q['history']['closed_leads']:,} closed golden leads, {q['history']['conversions']:,} won. "
+             f"Train {bt['train']['n']:,} (closed {bt['train']['closed_from'][:10]} .. {bt['train']['closed_to'][:10]}), "
+             f"test {bt['test']['n']:,} (closed {bt['test']['closed_from'][:10]} .. {bt['test']['closed_to'][:10]}, "
+             f"{bt['test']['positives']:,} won). Features as of a point of each lead's open life before its close.", "",
+             "| model | AUC | top-decile lift | calibration error (ECE) | Brier | calibration |",
+             "|---|---:|---:|---:|---:|---|"]
     for name, m in bt["models"].items():
         lines.append(f"| {name} | {m['auc']:.3f} | {m['top_decile_lift']:.2f} | {m['calibration_error']:.3f} | "
-                     f"{m['brier']:.3f} |")
+                     f"{m['brier']:.3f} | {m.get('calibration', '')} |")
+    verdict = "PASS" if g["auc_ok"] and g["lift_ok"] and g["scorecard_ok"] else "FAIL"
+    lines += ["", f"Gate ({verdict}): chosen AUC {g['chosen_auc']:.3f} vs best baseline ({g['best_baseline']}) "
+                  f"{g['best_baseline_auc']:.3f}: {'ok' if g['auc_ok'] else 'NOT within 0.01'}; top-decile lift "
+                  f"{'ok' if g['lift_ok'] else 'BELOW the baseline'}; scorecard AUC {g['scorecard_auc']:.3f} "
+                  f"{'> 0.65' if g['scorecard_ok'] else '<= 0.65'}."]
     c = q["capacity"]
     strategies = list(next(iter(c["share_of_buyers_reached"].values())))
-    lines += ["", f"## Capacity simulation: last {c['window_days']} days, {c['leads_created_in_window']:,} leads "
-                  f"created, {c['buyers_in_window']:,} of them later won", "",
-              f"Each working day sales calls N leads from the open leads created in the last {c['fresh_days']} days "
-              "that nobody has called yet. Share of the window's buyers called before they closed:", "",
+    lines += ["", f"Capacity simulation: last {c['window_days']} days, {c['leads_created_in_window']:,} leads "
+                  f"created, {c['buyers_in_window']:,} of them later won. Each working day sales calls N leads from "
+                  f"the open leads created in the last {c['fresh_days']} days that nobody has called yet. Share of "
+                  "the window's buyers called before they closed:", "",
               "| calls per day | " + " | ".join(strategies) + " |", "|---:|" + "---:|" * len(strategies)]
     for cap, row in c["share_of_buyers_reached"].items():
         lines.append(f"| {cap} | " + " | ".join(f"{100 * row[s]:.1f}%" for s in strategies) + " |")
+    return lines + [""]
+
+
+def _speed_markdown(result: dict, lines: list[str]) -> str:
     if result.get("speed"):
         sp = result["speed"]
         lines += ["", f"## Scoring and routing time at {sp['leads']:,} leads (target: score + route <= "
@@ -227,6 +331,7 @@ def main(argv=None) -> int:
     ap.add_argument("--leads", type=int, default=100_000)
     ap.add_argument("--scale-leads", type=int, default=1_000_000, help="0 skips the timing run")
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--attr-leads", type=int, default=30_000, help="size of the attribute-driven sample; 0 skips it")
     ap.add_argument("--now", default=LOGICAL_DATE)
     ap.add_argument("--work", default=str(REPO / ".slowburn" / "bench-score"))
     ap.add_argument("--sim-days", type=int, default=90)
@@ -239,9 +344,16 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     result = {"leads": args.leads, "seed": args.seed, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": f"{platform.node()}, nproc {os.cpu_count()}, python {platform.python_version()}"}
+    result["quality"] = {}
     sample, home = prepare(work, args.leads, args.seed, args.now)
-    print("backtest and capacity simulation ...", flush=True)
-    result["quality"] = quality(home, args.sim_days, args.fresh_days, args.capacities)
+    print("backtest, baselines and capacity simulation (sample) ...", flush=True)
+    result["quality"][f"Sample ({args.leads:,} leads)"] = quality(home, args.sim_days, args.fresh_days,
+                                                                  args.capacities)
+    if args.attr_leads:
+        _, attr_home = prepare(work, args.attr_leads, args.seed, args.now, kind="attributes")
+        print("backtest, baselines and capacity simulation (attribute-driven sample) ...", flush=True)
+        result["quality"][f"Attribute-driven sample ({args.attr_leads:,} leads)"] = quality(
+            attr_home, args.sim_days, args.fresh_days, args.capacities)
     if args.scale_leads:
         big_sample, big_home = prepare(work, args.scale_leads, args.seed, args.now)
         print(f"timing score + route at {args.scale_leads:,} leads ...", flush=True)
@@ -255,6 +367,8 @@ def main(argv=None) -> int:
     print(md)
     warm = [r for label, r in result.get("speed", {}).get("runs", {}).items() if label.startswith("warm")]
     ok = all(r["score_plus_route_in_step_s"] <= TARGET_SECONDS for r in warm)
+    gates = [q["backtest"]["gate"] for q in result["quality"].values()]
+    ok = ok and all(g["auc_ok"] and g["lift_ok"] and g["scorecard_ok"] for g in gates)
     return 0 if ok else 1
 
 

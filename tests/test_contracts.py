@@ -270,3 +270,14 @@ def test_coerce_typed_far_future_datetimes_are_problems():
     assert pd.isna(out.loc[0, "deactivated_at"])
     assert out.loc[1, "deactivated_at"] == pd.Timestamp("2026-01-01T00:00:00Z")
     assert problems["index"].tolist() == [0]
+
+
+def test_custom_attributes_and_touch_values_are_optional_contract_columns():
+    from slowburn.contracts import LEADS, TOUCHES, check, coerce
+
+    assert LEADS.column("attributes").kind == "string" and not LEADS.column("attributes").required
+    assert TOUCHES.column("value").kind == "float" and not TOUCHES.column("value").required
+    check(LEADS.empty().drop(columns=["attributes"]), LEADS, step="test")  # sources without them still pass
+    typed, problems = coerce(pd.DataFrame({"value": ["12.5", "", "ten"]}), TOUCHES)
+    assert typed["value"].tolist()[0] == 12.5 and typed["value"].isna().tolist()[1:] == [True, True]
+    assert problems[["column", "value"]].values.tolist() == [["value", "ten"]]

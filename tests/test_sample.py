@@ -381,10 +381,11 @@ def test_sources_yaml_loads_and_every_mapped_column_exists(sample):
         if cfg.entity == "leads":
             assert {"source_system", "source_id", "first_name", "last_name", "email", "created_at"} <= covered
         else:
-            assert covered == set(cfg.contract.names), name
-    assert set(configs["crm"].columns) | set(configs["crm"].constants) == set(C.LEADS.names)
+            assert covered == {c.name for c in cfg.contract.columns if c.required}, name
+    assert set(configs["crm"].columns) | set(configs["crm"].constants) == {c.name for c in C.LEADS.columns if c.required}
     marketing = configs["marketing"]
-    assert set(C.LEADS.names) - set(marketing.columns) - set(marketing.constants) == {"do_not_call"}
+    required = {c.name for c in C.LEADS.columns if c.required}
+    assert required - set(marketing.columns) - set(marketing.constants) == {"do_not_call"}
 
 
 def test_value_maps_cover_every_vendor_value_and_hit_the_contract_enums(sample):

@@ -84,6 +84,8 @@ CREATE TABLE IF NOT EXISTS landed_leads (
     company TEXT, title TEXT, website TEXT, street TEXT, city TEXT, state TEXT, postcode TEXT,
     country TEXT, owner_id TEXT, status TEXT, stage TEXT, lead_source TEXT, created_at TEXT,
     updated_at TEXT, last_activity_at TEXT, email_opt_out TEXT, do_not_call TEXT, malformed_line TEXT,
+    -- custom vendor fields as a JSON object of text, as landed (sources file `attributes:`)
+    attributes TEXT,
     PRIMARY KEY (run_id, row_key)
 );
 
@@ -102,6 +104,7 @@ CREATE TABLE IF NOT EXISTS current_leads (
     email_opt_out {bool}, do_not_call {bool},
     email_canonical TEXT, email_tag TEXT, email_domain TEXT, phone_e164 TEXT, first_name_norm TEXT,
     last_name_norm TEXT, company_norm TEXT, country_code TEXT,
+    attributes TEXT,
     PRIMARY KEY (source_system, source_id)
 );
 
@@ -116,6 +119,8 @@ CREATE TABLE IF NOT EXISTS touches (
     campaign TEXT,
     occurred_at {ts},
     actor TEXT,
+    -- a number the touch carries, e.g. seconds on the page
+    value {float},
     PRIMARY KEY (run_id, row_key)
 );
 
@@ -149,6 +154,8 @@ CREATE TABLE IF NOT EXISTS golden_leads (
     members TEXT,
     merged_from TEXT,
     review_reason TEXT,
+    -- Custom attributes merged per key across the record's source rows, the most recent row winning.
+    attributes TEXT,
     PRIMARY KEY (run_id, golden_id)
 );
 

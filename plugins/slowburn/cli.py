@@ -168,6 +168,21 @@ def cmd_unlock(args) -> int:
     return 0
 
 
+def cmd_model(args) -> int:
+    from slowburn.ripeness import commands
+
+    ctx = _context(args)
+    if args.action == "explain":
+        if not args.lead:
+            print("slowburn: error: `slowburn model explain` needs a LEAD (golden id, source_system:source_id "
+                  "or email)", file=sys.stderr)
+            return 2
+        print(commands.explain(ctx, args.lead))
+    else:
+        print(getattr(commands, args.action)(ctx))
+    return 0
+
+
 def _print_results(ctx, steps: dict, ledger: dict, warehouse: str) -> None:
     print(f"\nslowburn run {ctx.run_id}")
     for step, counts in steps.items():
@@ -224,6 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name", choices=STEPS)
     _run_options(p)
     p.set_defaults(func=cmd_step)
+
+    p = sub.add_parser("model", help="ripeness model: train (the score step), backtest, explain LEAD")
+    p.add_argument("action", choices=("train", "backtest", "explain"))
+    p.add_argument("lead", nargs="?", help="for explain: golden id, source_system:source_id or email")
+    _run_options(p)
+    p.set_defaults(func=cmd_model)
 
     p = sub.add_parser("dedupe", help="link a CSV or Parquet of leads into golden ids")
     p.add_argument("input", help="CSV or Parquet with lead contract columns (any may be missing)")

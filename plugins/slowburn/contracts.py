@@ -36,6 +36,7 @@ TOUCH_TYPES = (
 REP_TOUCH_TYPES = ("call", "rep_email", "meeting")
 CHANNELS = ("web", "email", "phone", "event", "in_person", "other")
 OUTCOMES = ("won", "lost")
+ATTRIBUTE_TYPES = ("number", "category", "boolean")
 TIERS = ("hot", "warm", "cool", "cold")
 
 
@@ -98,6 +99,9 @@ LEADS = Contract(
         Column("last_activity_at", DATETIME),
         Column("email_opt_out", BOOL),
         Column("do_not_call", BOOL),
+        Column("attributes", STRING, required=False,
+               doc="custom vendor fields as a JSON object {name: number | text | true/false}; "
+                   "mapped with `attributes:` in the sources file"),
     ),
     key=("source_system", "source_id"),
 )
@@ -112,6 +116,7 @@ TOUCHES = Contract(
         Column("campaign", STRING),
         Column("occurred_at", DATETIME),
         Column("actor", STRING, doc="owner_id for rep touches, 'marketing' or the tool otherwise"),
+        Column("value", FLOAT, required=False, doc="a number the touch carries, e.g. seconds on the page"),
     ),
 )
 
@@ -283,6 +288,66 @@ def _to_int64(raw: pd.Series) -> pd.Series:
     # Comparisons leave NaN, +-inf and values beyond int64 out (a plain cast would wrap them to -2**63).
     fits = ((num >= _INT64_MIN) & (num < _INT64_LIMIT)).fillna(False).astype(bool)
     return num.where(fits).round().astype("Int64")
+
+
+def coerce_attributes(text: pd.Series, types: dict[str, str]) -> tuple[pd.Series, pd.DataFrame]:
+    """Type the values of an `attributes` column (JSON objects of text, as landed) by their declared types.
+
+    `types` maps attribute name -> number | category | boolean (the sources file's `attributes:`).
+    Returns JSON text with numbers, text and true/false, and the cells that could not be read
+    (index, column 'attributes.<name>' or 'attributes', raw value): those rows are quarantined.
+    Attributes without a declared type stay text.
+    """
+    import json
+
+    out = pd.Series(pd.NA, index=text.index, dtype="string")
+    bad_index, bad_column, bad_value = [], [], []
+    present = text.notna()
+    for idx, raw in text[present].items():
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict):
+            bad_index.append(idx), bad_column.append("attributes"), bad_value.append(str(raw)[:200])
+            continue
+        typed, ok = {}, True
+        for name, value in obj.items():
+            value = _attribute_value(value, types.get(name, "category"))
+            if value is _UNREADABLE:
+                ok = False
+                bad_index.append(idx), bad_column.append(f"attributes.{name}"), bad_value.append(str(obj[name])[:200])
+            elif value is not None:
+                typed[name] = value
+        if ok and typed:
+            out[idx] = json.dumps(typed, sort_keys=True, separators=(",", ":"))
+    problems = pd.DataFrame({"index": pd.Series(bad_index, dtype="int64"),
+                             "column": pd.Series(bad_column, dtype="string"),
+                             "value": pd.Series(bad_value, dtype="string")})
+    return out, problems
+
+
+_UNREADABLE = object()
+
+
+def _attribute_value(value, kind: str):
+    """One attribute value as its declared kind: None when blank, _UNREADABLE when it cannot be read."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if kind == "number":
+        if isinstance(value, bool):
+            return _UNREADABLE
+        try:
+            number = float(value.strip()) if isinstance(value, str) else float(value)
+        except ValueError:
+            return _UNREADABLE
+        return number if np.isfinite(number) else _UNREADABLE
+    if kind == "boolean":
+        if isinstance(value, bool):
+            return value
+        word = _BOOL_WORDS.get(str(value).strip().lower())
+        return _UNREADABLE if word is None else word
+    return value.strip() if isinstance(value, str) else (str(value).lower() if isinstance(value, bool) else str(value))
 
 
 def iso_utc_text(values: pd.Series) -> pd.Series:

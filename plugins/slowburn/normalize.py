@@ -170,17 +170,21 @@ def country_code(country: pd.Series) -> pd.Series:
     return _per_unique(country.astype("string"), _country)
 
 
-def normalise_leads(landed: pd.DataFrame, default_regions: dict[str, str] | None = None
-                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def normalise_leads(landed: pd.DataFrame, default_regions: dict[str, str] | None = None,
+                    attribute_types: dict[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Typed, canonical leads plus the cells that could not be typed (for quarantine).
 
     `landed` holds contract columns as text plus `row_key` and `source_name`;
-    `default_regions` maps source_name to the phone region used when a row has no country.
+    `default_regions` maps source_name to the phone region used when a row has no country;
+    `attribute_types` maps custom attribute names to number | category | boolean (the sources file's).
     """
-    from slowburn.contracts import LEADS, coerce, check
+    from slowburn.contracts import LEADS, coerce, coerce_attributes, check
 
     check(landed, LEADS, step="normalise", kinds=False)
     typed, problems = coerce(landed, LEADS)
+    if "attributes" in typed:
+        typed["attributes"], unreadable = coerce_attributes(typed["attributes"], attribute_types or {})
+        problems = pd.concat([problems, unreadable], ignore_index=True) if len(unreadable) else problems
     problems["row_key"] = landed["row_key"].reindex(problems["index"]).to_numpy()
     emails = email_parts(typed["email"])
     typed["email"] = emails["email"]

@@ -214,11 +214,14 @@ def extract(ctx: RunContext) -> dict:
     """
     from slowburn.sources import extract_source
 
+    from slowburn.sources.config import attribute_types
+
     wh = ctx.warehouse()
     since = wh.previous_watermarks(ctx.run_id, ctx.logical_date)
     by_entity: dict[str, list[pd.DataFrame]] = {e: [] for e in contracts.INPUT_CONTRACTS}
     watermarks, counts, repairs = [], {}, {}
-    for cfg in _sources(ctx):
+    sources = _sources(ctx)
+    for cfg in sources:
         got = extract_source(cfg, since.get(cfg.name), until=ctx.extract_until)
         rows = got.rows
         rows.insert(0, "row_key", cfg.name + ":" + rows["row_number"].astype(str))
@@ -240,6 +243,7 @@ def extract(ctx: RunContext) -> dict:
         counts["repaired_cells"] = repairs
     # Each Airflow task builds its own RunContext: the run's start is recorded by its first step.
     ctx.write_json("watermarks", {"since": since, "until": ctx.extract_until.isoformat(), "sources": watermarks,
+                                  "attribute_types": attribute_types(sources),
                                   "started_at": pd.Timestamp.now(tz="UTC").isoformat()})
     return counts
 
@@ -247,8 +251,9 @@ def extract(ctx: RunContext) -> dict:
 def normalise(ctx: RunContext) -> dict:
     from slowburn.normalize import normalise_leads, normalise_touches
 
-    regions = {w["source_name"]: w["region"] for w in ctx.read_json("watermarks")["sources"]}
-    leads, lead_problems = normalise_leads(ctx.read("landed_leads"), regions)
+    extracted = ctx.read_json("watermarks")
+    regions = {w["source_name"]: w["region"] for w in extracted["sources"]}
+    leads, lead_problems = normalise_leads(ctx.read("landed_leads"), regions, extracted.get("attribute_types"))
     touches, touch_problems = normalise_touches(ctx.read("landed_touches"))
     ctx.write("normalised_leads", leads)
     ctx.write("normalised_touches", touches)
@@ -350,8 +355,8 @@ def score(ctx: RunContext) -> dict:
     wh = ctx.warehouse()
     key = ["source_system", "lead_source_id", "touch_type", "occurred_at"]
     earlier = wh.read_typed(
-        "SELECT source_system, lead_source_id, touch_type, occurred_at, campaign FROM touches WHERE run_id <> :run_id",
-        datetime_columns=("occurred_at",), run_id=ctx.run_id)
+        "SELECT source_system, lead_source_id, touch_type, occurred_at, campaign, value FROM touches "
+        "WHERE run_id <> :run_id", datetime_columns=("occurred_at",), run_id=ctx.run_id)
     # File drops without a watermark re-send old events: count each event once.
     history = (pd.concat([earlier, touches[earlier.columns]], ignore_index=True).drop_duplicates(key)
                if len(earlier) else touches[earlier.columns])

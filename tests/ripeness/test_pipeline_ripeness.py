@@ -45,3 +45,33 @@ def test_two_nights_keep_history_and_drop_a_missed_sla_to_nurture(tmp_path):
     before = pd.read_parquet(night2.path("nurture_queue"))
     run_step(night2, "route")
     pd.testing.assert_frame_equal(before, pd.read_parquet(night2.path("nurture_queue")))
+
+
+def test_custom_attributes_and_touch_values_end_to_end(tmp_path):
+    """Mapped in a sources file, typed, quarantined when unreadable, merged, stored, and scored."""
+    from slowburn.ripeness.synthetic import write_attribute_sample
+
+    sources = write_attribute_sample(tmp_path / "src", n_leads=700, seed=2, now=NOW)
+    leads = pd.read_csv(tmp_path / "src" / "leads.csv", dtype="string", keep_default_na=False)
+    leads.loc[3, "Total Time Spent on Website"] = "about an hour"
+    leads.to_csv(tmp_path / "src" / "leads.csv", index=False)
+    ctx = RunContext(logical_date=NOW, sources_path=sources, home=tmp_path / "home")
+    run_all(ctx)
+    wh = ctx.warehouse()
+    bad = wh.read("SELECT * FROM quarantine WHERE entity = 'leads'")
+    assert bad[["source_id", "column_name", "value"]].values.tolist() == [
+        [leads.loc[3, "Lead Id"], "attributes.time_on_site", "about an hour"]]
+    golden = wh.read("SELECT golden_id, source_keys, attributes FROM golden_leads")
+    merged = golden[golden.source_keys.str.contains("webform:")].iloc[0]
+    crm_id = next(k for k in merged.source_keys.split("|") if k.startswith("crm:")).split(":")[1]
+    crm_row = leads.set_index("Lead Id").loc[crm_id]
+    web = pd.read_csv(tmp_path / "src" / "webform.csv", dtype="string").set_index("email").loc[crm_row["Email"]]
+    attrs = json.loads(merged.attributes)
+    # Per key, the most recent source row wins: the web form's newer time on site, the CRM's occupation.
+    assert attrs["time_on_site"] == float(web["seconds"])
+    assert attrs["industry"] == crm_row["Industry"] and attrs["employees"] == float(crm_row["Employees"])
+    assert wh.read("SELECT COUNT(*) AS n FROM touches WHERE value > 0").n[0] > 500
+    scoring = json.loads((ctx.run_dir / "scoring.json").read_text())
+    assert scoring["rules_model"] == "fitted scorecard"  # ~600 closed leads: enough to learn the points
+    factors = {r["factor"] for text in wh.read("SELECT reasons FROM lead_scores").reasons for r in json.loads(text)}
+    assert any(f.startswith("occupation: ") for f in factors) and any(f.startswith("time on site: ") for f in factors)

@@ -54,8 +54,9 @@ def test_default_yaml_is_valid_and_env_var_points_elsewhere(tmp_path, monkeypatc
     ("negative.email_bounce", 5, r"negative\.email_bounce: Input should be less than or equal to 0"),
     ("predictive.models", ["naive_bayes", "xgboost"], r"predictive\.models: unknown model \['xgboost'\]; "
                                                       r"allowed models: naive_bayes, logistic"),
-    ("predictive.calibration", "platt", r"predictive\.calibration: got 'platt'; input should be 'sigmoid' or "
-                                        r"'isotonic'"),
+    ("predictive.calibration", "platt", r"predictive\.calibration\.0: got 'platt'; input should be 'none', "
+                                        r"'sigmoid' or 'isotonic'"),
+    ("scorecard.min_leads", 10, r"scorecard\.min_leads: Input should be greater than or equal to 50"),
     ("routing.workday", {"start_hour": 9, "end_hour": 17, "days": ["mon", "funday"]},
      r"routing\.workday\.days: unknown day \['funday'\]; allowed days: mon, tue"),
     ("engagement.contact_pattern", {"min": 12, "max": 5, "points": 5}, r"contact_pattern: min \(12\) must be at most"),

@@ -335,3 +335,49 @@ def test_parse_does_not_change_nested_mappings(tmp_path):
     (cfg,) = parse_sources(doc, tmp_path)
     cfg.constants["team"] = "West"
     assert doc == before
+
+
+# --------------------------------------------------------------------------------------------- attributes
+def test_attributes_short_and_long_form(tmp_path):
+    doc = _sql_source(attributes={"occupation": "Occupation",
+                                  "time_on_site": {"column": "TotalTime", "type": "number"},
+                                  "newsletter": {"column": "Newsletter", "type": "boolean"}})
+    (src,) = parse_sources(doc, tmp_path)
+    assert src.attributes == {"occupation": {"column": "Occupation", "type": "category"},
+                              "time_on_site": {"column": "TotalTime", "type": "number"},
+                              "newsletter": {"column": "Newsletter", "type": "boolean"}}
+
+
+@pytest.mark.parametrize("attributes,message", [
+    ({"size": {"column": "Employees", "type": "integer"}}, r"`attributes.size.type` must be one of number, "
+                                                            r"category, boolean, got 'integer'"),
+    ({"size": {"col": "Employees"}}, r"`attributes.size` must name a vendor column as text"),
+    ({"size": {"column": "Employees", "kind": "number"}}, r"`attributes.size` has unknown key\(s\) \['kind'\]"),
+    ({"company size": "Employees"}, r"attribute name 'company size' must be letters, digits and '_'"),
+    (["Employees"], r"`attributes` must be a mapping"),
+])
+def test_attribute_mistakes_name_the_source_and_key(tmp_path, attributes, message):
+    with pytest.raises(ContractError, match=r"source 'crm': " + message):
+        parse_sources(_sql_source(attributes=attributes), tmp_path)
+
+
+def test_attributes_only_on_leads_and_with_one_type_everywhere(tmp_path):
+    with pytest.raises(ContractError, match=r"source 'drop': `attributes` only apply to leads sources"):
+        parse_sources(_file_source(attributes={"x": "X"}), tmp_path)
+    doc = _sql_source(attributes={"size": {"column": "Employees", "type": "number"}})
+    other = {**doc["sources"][0], "name": "web", "attributes": {"size": "CompanySize"}}
+    with pytest.raises(ContractError, match=r"attribute 'size' is a number in source 'crm' but a category in "
+                                            r"source 'web'"):
+        parse_sources({"sources": doc["sources"] + [other]}, tmp_path)
+    with pytest.raises(ContractError, match=r"map custom fields under `attributes:`"):
+        parse_sources(_sql_source(columns={"source_id": "Id", "attributes": "Extra"}), tmp_path)
+
+
+def test_a_missing_attribute_column_names_it(tmp_path):
+    (tmp_path / "leads.csv").write_text("id,email\n1,a@x.com\n", encoding="utf-8")
+    (src,) = parse_sources({"sources": [{"name": "drop", "kind": "file", "entity": "leads", "path": "leads.csv",
+                                         "columns": {"source_id": "id", "email": "email"},
+                                         "attributes": {"size": "Employees"}}]}, tmp_path)
+    with pytest.raises(ContractError, match=r"source 'drop': mapped column\(s\) not found: attributes.size <- "
+                                            r"'Employees'"):
+        extract_source(src)

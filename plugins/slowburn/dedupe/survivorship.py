@@ -12,6 +12,9 @@ Rules (include/config/dedupe.yaml, `survivorship.fields`):
 * any             booleans: true if any source row says true (opt-outs and do-not-call are legal
                   duties, so one source saying so is enough)
 
+`attributes` (custom fields, a JSON object) is merged per key: each key takes the value of the most
+recently updated source row that has it.
+
 Lineage: `provenance` is a JSON object naming, for every field, the source row key
 (source_system:source_id) its value came from (a list for union fields; for `any`, a row that
 said true). `members` lists every source row of a merged record with its lead source, owner and
@@ -31,12 +34,12 @@ GOLDEN_COLUMNS = [
     "golden_id", "first_name", "last_name", "email", "email_canonical", "phone_e164", "company", "title",
     "website", "street", "city", "state", "postcode", "country_code", "owner_id", "status", "stage",
     "lead_source", "created_at", "updated_at", "last_activity_at", "email_opt_out", "do_not_call",
-    "source_count", "source_keys",
+    "source_count", "source_keys", "attributes",
 ]
 PROVENANCE_COLUMNS = ["provenance", "members"]
 DATETIME_FIELDS = ("created_at", "updated_at", "last_activity_at")
 BOOL_FIELDS = ("email_opt_out", "do_not_call")
-SURVIVING_FIELDS = [c for c in GOLDEN_COLUMNS if c not in ("golden_id", "source_count", "source_keys")]
+SURVIVING_FIELDS = [c for c in GOLDEN_COLUMNS if c not in ("golden_id", "source_count", "source_keys", "attributes")]
 
 
 def _ranks(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -199,6 +202,7 @@ def survive_rules(leads: pd.DataFrame, golden_id, cfg: DedupeConfig | None = Non
         if provenance:
             prov_parts.append((field, union_prov if union_prov is not None
                                else _json_lit(_take(key, src_full[m_gids]))))
+    columns["attributes"] = _merged_attributes(leads, codes, G, multi_rows, m_codes, m_gids, rec)
     columns["source_count"] = pa.array(counts.astype("int64"))
     by_key = multi_rows[np.lexsort((key_s.to_numpy()[multi_rows], codes[multi_rows]))]
     g_codes, joined = _group_join(list(key_s.to_numpy()[by_key]), codes[by_key], "|")
@@ -225,6 +229,26 @@ def survive_rules(leads: pd.DataFrame, golden_id, cfg: DedupeConfig | None = Non
     for c in BOOL_FIELDS:
         out[c] = out[c].fillna(False).astype(bool)
     return out
+
+
+def _merged_attributes(leads, codes, G, multi_rows, m_codes, m_gids, rec) -> pa.Array:
+    """Custom attributes per record: a single row's own JSON; merged rows per key, the most recent row winning."""
+    import json
+
+    if "attributes" not in leads.columns:
+        return pa.nulls(G, type=pa.string())
+    text = leads["attributes"].astype("string").to_numpy(dtype=object, na_value=None)
+    out = np.full(G, None, dtype=object)
+    single = np.bincount(codes, minlength=G)[codes] == 1
+    out[codes[single]] = text[single]
+    m_text = text[multi_rows]
+    has = np.flatnonzero(pd.notna(m_text))
+    merged: dict[int, dict] = {}
+    for r in has[np.lexsort((-rec[has], m_codes[has]))]:  # per record, oldest first: newer keys overwrite
+        merged.setdefault(int(m_codes[r]), {}).update(json.loads(m_text[r]))
+    for g, obj in merged.items():
+        out[m_gids[g]] = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    return pa.array(out, type=pa.string())
 
 
 def _scatter(values: list, idx: np.ndarray, n: int, type_) -> pa.Array:

@@ -20,7 +20,8 @@ from slowburn.contracts import LEAD_SOURCES, LEAD_STAGES, TOUCH_TYPES
 # The seeds' source rank: form fills, target-page visits, email engagement, event lists, purchased lists.
 SOURCE_RANK = ("form_fill", "target_page", "email", "event", "purchased_list")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-MODEL_KINDS = ("naive_bayes", "logistic")
+MODEL_KINDS = ("naive_bayes", "logistic", "lightgbm")
+CALIBRATIONS = ("none", "sigmoid", "isotonic")
 
 
 class RipenessConfigError(ValueError):
@@ -177,11 +178,18 @@ class Predictive(_Strict):
     min_leads: int = Field(1000, ge=1)
     min_conversions: int = Field(120, ge=1)
     models: tuple[str, ...] = MODEL_KINDS
-    calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
+    # Calibrations the backtest chooses from (lowest calibration error on the test set wins).
+    calibration: tuple[Literal["none", "sigmoid", "isotonic"], ...] = CALIBRATIONS
     test_share: float = Field(0.25, gt=0, lt=1)
-    reuse_days: float = Field(7, ge=0)
-    reuse_size_tolerance: float = Field(0.1, ge=0)
     tiers: Tiers = Tiers(hot=90, warm=70, cool=45)
+
+    @field_validator("calibration", mode="before")
+    @classmethod
+    def _calibrations(cls, v):
+        v = (v,) if isinstance(v, str) else v
+        if not v:
+            raise ValueError(f"list at least one calibration; {_allowed('calibrations', CALIBRATIONS)}")
+        return v
 
     @field_validator("models")
     @classmethod
@@ -192,6 +200,14 @@ class Predictive(_Strict):
         if bad:
             raise ValueError(f"unknown model {bad}; {_allowed('models', MODEL_KINDS)}")
         return v
+
+
+class Scorecard(_Strict):
+    """The transparent tier learnt from history: points per field value from a regularised logistic fit."""
+    enabled: bool = True
+    min_leads: int = Field(300, ge=50)       # closed leads needed; below this the hand-set points score
+    min_conversions: int = Field(50, ge=10)  # wins (and losses) needed
+    C: float = Field(0.3, gt=0)              # inverse regularisation strength of the logistic fit
 
 
 class Workday(_Strict):
@@ -237,6 +253,7 @@ class RipenessConfig(_Strict):
     engagement: Engagement
     negative: Negative = Negative()
     predictive: Predictive = Predictive()
+    scorecard: Scorecard = Scorecard()
     routing: Routing = Routing()
 
     @field_validator("name")

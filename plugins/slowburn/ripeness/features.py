@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from slowburn.contracts import REP_TOUCH_TYPES, TOUCH_TYPES
-from slowburn.ripeness.config import RipenessConfig
+from slowburn.ripeness.config import SOURCE_RANK, RipenessConfig
 
 NS_PER_DAY = 86_400 * 10**9
 NAT = np.iinfo(np.int64).min
@@ -27,23 +27,8 @@ _IS_REP = np.isin(np.arange(len(TOUCH_TYPES)), _REP_CODES)
 TOUCH_FEATURE_COLUMNS = [
     "touches", "rep_touches", "engagement", "last_touch_at", "last_rep_touch_at", "first_rep_touch_at",
     "last_marketing_touch_at", "bounced", "unsubscribed", "demo_requested", "pricing_viewed",
-    "demo_recent", "pricing_recent", "interest", *[f"n_{t}" for t in TOUCH_TYPES],
+    "demo_recent", "pricing_recent", "interest", "touch_value", *[f"n_{t}" for t in TOUCH_TYPES],
 ]
-
-
-def link_touches(touches: pd.DataFrame, links: pd.DataFrame) -> pd.DataFrame:
-    """Touches with the golden_id of the source lead they belong to (unlinked touches dropped)."""
-    cols = [c for c in ("touch_type", "occurred_at", "campaign") if c in touches.columns]
-    keyed = links[["source_system", "source_id", "golden_id"]].drop_duplicates(["source_system", "source_id"])
-    t = touches[["source_system", "lead_source_id", *cols]].merge(
-        keyed, left_on=["source_system", "lead_source_id"], right_on=["source_system", "source_id"], how="inner")
-    return t[["golden_id", *cols]]
-
-
-def _ns(values) -> np.ndarray:
-    """UTC timestamps as int64 nanoseconds, NaT as int64 min."""
-    s = pd.to_datetime(pd.Series(values), utc=True).astype("datetime64[ns, UTC]")
-    return s.to_numpy(dtype="datetime64[ns]").view("int64")
 
 
 def _ns(values) -> np.ndarray:
@@ -80,7 +65,8 @@ class LinkedTouches:
     """Touches keyed to golden leads by position: compact integer codes instead of strings.
 
     gcode is the position in `golden_ids`, tcode the index in TOUCH_TYPES, occurred int64 ns UTC,
-    ccode the index in `campaigns` (-1: none). Touches of unknown leads or types are dropped.
+    ccode the index in `campaigns` (-1: none), value the touch's number (0 when it has none).
+    Touches of unknown leads or types are dropped.
     """
     golden_ids: pd.Index
     gcode: np.ndarray
@@ -88,6 +74,7 @@ class LinkedTouches:
     occurred: np.ndarray
     ccode: np.ndarray
     campaigns: np.ndarray
+    value: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.gcode)
@@ -111,8 +98,10 @@ def link_touches(touches: pd.DataFrame, links: pd.DataFrame, golden_ids=None) ->
         campaigns = np.asarray(enc.dictionary.to_pylist(), dtype=object)
     else:
         ccode, campaigns = np.full(len(gcode), -1, dtype=np.int64), np.array([], dtype=object)
+    value = (pd.to_numeric(touches["value"], errors="coerce").astype(float).fillna(0.0).to_numpy()
+             if "value" in touches else np.zeros(len(gcode)))
     keep = (gcode >= 0) & (tcode >= 0) & (occurred != NAT)
-    return LinkedTouches(golden_ids, gcode[keep], tcode[keep], occurred[keep], ccode[keep], campaigns)
+    return LinkedTouches(golden_ids, gcode[keep], tcode[keep], occurred[keep], ccode[keep], campaigns, value[keep])
 
 
 def _from_ns(values: np.ndarray, index) -> pd.Series:
@@ -163,6 +152,7 @@ def touch_features(linked: LinkedTouches, golden_ids, cutoff, cfg: RipenessConfi
         where[pos[pos >= 0]] = np.flatnonzero(pos >= 0)
         codes = where[linked.gcode] if len(where) else linked.gcode
     occurred, types, ccode = linked.occurred, linked.tcode, linked.ccode
+    value = linked.value if linked.value is not None else np.zeros(len(occurred))
     keep = codes >= 0
     if isinstance(cutoff, pd.Series):
         cut_by_lead = _ns(cutoff.reindex(index))
@@ -174,7 +164,8 @@ def touch_features(linked: LinkedTouches, golden_ids, cutoff, cfg: RipenessConfi
         cut = np.full(len(codes), cut_value, dtype=np.int64)
         keep &= occurred <= cut
     if not keep.all():
-        codes, occurred, types, cut, ccode = codes[keep], occurred[keep], types[keep], cut[keep], ccode[keep]
+        codes, occurred, types, cut, ccode, value = (codes[keep], occurred[keep], types[keep], cut[keep], ccode[keep],
+                                                     value[keep])
 
     eng = cfg.engagement
     weights = np.zeros(len(TOUCH_TYPES))
@@ -189,6 +180,7 @@ def touch_features(linked: LinkedTouches, golden_ids, cutoff, cfg: RipenessConfi
     out["touches"] = counts.sum(axis=1)
     out["rep_touches"] = counts[:, _REP_CODES].sum(axis=1)
     out["engagement"] = np.bincount(codes, weights=decayed, minlength=n)
+    out["touch_value"] = np.bincount(codes, weights=value, minlength=n)  # e.g. seconds on pages, summed
     out["last_touch_at"] = _from_ns(_group_max(codes, occurred, n), index)
     out["last_rep_touch_at"] = _from_ns(_group_max(codes[is_rep], occurred[is_rep], n), index)
     out["first_rep_touch_at"] = _from_ns(_group_min(codes[is_rep], occurred[is_rep], n), index)
@@ -243,6 +235,11 @@ def lead_attributes(golden: pd.DataFrame, cfg: RipenessConfig) -> pd.DataFrame:
     pts = np.array(points_of + [0.0])
     out["seniority"] = pd.Series(levels[codes], index=g.index, dtype="string")
     out["seniority_points"] = pts[codes]
+    # For the predictive model: the seniority level, or the title's own text when no level matches
+    # (e.g. "student", "unemployed"); the model learns which of those convert.
+    own = np.array([" ".join(str(t).split()) for t in uniq] + ["none"], dtype=object)
+    out["title_class"] = pd.Series(np.where(levels[codes] == "none", own[codes], levels[codes]), index=g.index,
+                                   dtype="string")
     domain = _email_domain(g["email_canonical"] if "email_canonical" in g else pd.Series(pd.NA, index=g.index))
     out["email_domain"] = domain
     out["corporate_email"] = (domain.notna() & ~domain.isin(FREE_MAIL_DOMAINS)).to_numpy(dtype=bool)
@@ -254,4 +251,42 @@ def lead_attributes(golden: pd.DataFrame, cfg: RipenessConfig) -> pd.DataFrame:
     out["stage"] = g["stage"].astype("string") if "stage" in g else pd.Series(pd.NA, index=g.index, dtype="string")
     out["email_opt_out"] = g["email_opt_out"].fillna(False).astype(bool) if "email_opt_out" in g else False
     out["created_at"] = pd.to_datetime(g["created_at"], utc=True) if "created_at" in g else pd.NaT
+    rank = {s: len(SOURCE_RANK) - i for i, s in enumerate(SOURCE_RANK)}  # form_fill 5 .. purchased_list 1
+    out["source_rank"] = out["lead_source"].map(rank).astype(float).fillna(0.0).to_numpy()
+    if "attributes" in g:
+        custom = custom_attributes(g["attributes"])
+        for name in custom.columns:
+            out[ATTRIBUTE_PREFIX + name] = custom[name].to_numpy()
+    return out
+
+
+ATTRIBUTE_PREFIX = "attr_"
+
+
+def custom_attributes(text: pd.Series) -> pd.DataFrame:
+    """The `attributes` JSON of each lead as columns: numbers as float, true/false and text as categories.
+
+    An attribute is numeric when every value it has is a number; true/false become "yes"/"no"; any
+    other mix is read as text. Leads without a value get NaN / None.
+    """
+    import json
+
+    present = text.notna().to_numpy()
+    if not present.any():
+        return pd.DataFrame(index=text.index)
+    parsed = [json.loads(t) for t in text[present]]
+    frame = pd.DataFrame.from_records(parsed)
+    out = pd.DataFrame(index=text.index)
+    for name in sorted(frame.columns):
+        col = frame[name]
+        values = col.dropna()
+        if len(values) and values.map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)).all():
+            full = np.full(len(text), np.nan)
+            full[present] = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        else:
+            words = col.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v))
+                            else ("yes" if v else "no") if isinstance(v, bool) else " ".join(str(v).lower().split()))
+            full = np.full(len(text), None, dtype=object)
+            full[present] = words.to_numpy(dtype=object)
+        out[name] = full
     return out

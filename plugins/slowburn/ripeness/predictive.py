@@ -1,17 +1,18 @@
 """The predictive model: conversion probability learnt from won and lost outcomes.
 
-Two scikit-learn models, both calibrated, both backtested on time: train on older closed leads,
-test on newer ones.
+Three models, backtested on time (train on older closed leads, test on newer ones); the best AUC
+scores, with the calibration (none, Platt sigmoid or isotonic, fitted on out-of-fold scores of the
+training leads) that had the lowest calibration error on the same test:
 
-* ``naive_bayes``: the frequency model Odoo's predictive lead scoring uses: for every field value,
-  how often it came with a win and with a loss (scikit-learn's CategoricalNB, numbers binned).
-  Per-lead reasons are each field's log-odds (log P(value | won) - log P(value | lost)).
-* ``logistic``: a regularised logistic regression on one-hot categories and scaled counts. Per-lead
-  reasons are each field's coefficient x (its value - the average lead's).
+* ``naive_bayes``: the frequency model Odoo's predictive lead scoring uses (CategoricalNB, numbers
+  binned). A field's contribution is its log-odds (log P(value | won) - log P(value | lost)).
+* ``logistic``: a regularised logistic regression on one-hot categories, scaled log counts and binned
+  custom numbers. A field's contribution is its coefficient terms.
+* ``lightgbm``: gradient-boosted trees (LightGBM) on the raw fields, custom attributes included. A
+  field's contribution is its exact TreeSHAP value (``pred_contrib``).
 
-Either is calibrated (Platt or isotonic, on the newest fifth of the training window) and used only
-when the history is deep enough (by default 1,000 closed leads and 120 wins, as Salesforce's
-Einstein lead scoring asks); otherwise the rules model scores and the run says why.
+For all three a lead's log-odds are exactly the baseline (the average closed lead) plus the sum of
+its fields' contributions, which the reasons turn into points of the score.
 
 Features are those of the lead as of a fixed pseudo-random point of its open life, strictly before
 its close (see snapshot_times): touches at or after that point never enter a training row, and
@@ -29,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.calibration import CalibratedClassifierCV, calibration_curve
-from sklearn.frozen import FrozenEstimator
+from sklearn.calibration import calibration_curve
+from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 from sklearn.naive_bayes import CategoricalNB
@@ -41,42 +42,53 @@ from slowburn.ripeness.rules import RulesModel, tier_of
 
 log = logging.getLogger(__name__)
 
-FEATURE_SPEC = "v2"
-HOUR_NS = 3600 * 10**9
+FEATURE_SPEC = "v3"
 BASELINE_FACTOR = "baseline (average closed lead)"
 
-# (column, label shown in reasons, kind): cat = categorical, count = touches of one kind, bin = 0/1,
-# num = continuous.
-FIELDS = (
-    ("lead_source", "lead source", "cat"),
-    ("seniority", "title seniority", "cat"),
-    ("country", "country", "cat"),
-    ("corporate_email", "corporate email", "bin"),
-    ("touch_band", "contacts so far", "cat"),
-    ("rep_band", "rep contacts", "cat"),
-    ("fast_response", "rep responded within an hour", "bin"),
-    ("n_form_fill", "form fills", "count"),
-    ("n_pricing_page_view", "pricing page views", "count"),
-    ("n_demo_request", "demo requests", "count"),
-    ("n_meeting", "meetings", "count"),
-    ("n_email_click", "email clicks", "count"),
-    ("n_email_open", "email opens", "count"),
-    ("n_page_view", "page views", "count"),
-    ("n_event_attended", "events attended", "count"),
-    ("n_call", "calls", "count"),
-    ("n_rep_email", "rep emails", "count"),
-    ("engagement", "engagement (decayed)", "num"),
-    ("idle_days", "days since last touch", "num"),
-    ("bounced", "email bounced", "bin"),
-    ("opted_out", "opted out of email", "bin"),
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One model input: its column, the words a rep reads, and its kind.
+
+    cat = category, bin = yes/no, count = touches of one kind, num = a non-negative amount,
+    anum = a custom number (may be missing, any sign).
+    """
+    name: str
+    label: str
+    kind: str
+
+
+BASE_FIELDS = (
+    FieldSpec("lead_source", "lead source", "cat"),
+    FieldSpec("source_rank", "lead source rank", "num"),
+    FieldSpec("title", "title", "cat"),
+    FieldSpec("country", "country", "cat"),
+    FieldSpec("corporate_email", "corporate email", "bin"),
+    FieldSpec("touch_band", "contacts so far", "cat"),
+    FieldSpec("rep_band", "rep contacts", "cat"),
+    FieldSpec("fast_response", "rep responded within an hour", "bin"),
+    FieldSpec("n_form_fill", "form fills", "count"),
+    FieldSpec("n_pricing_page_view", "pricing page views", "count"),
+    FieldSpec("n_demo_request", "demo requests", "count"),
+    FieldSpec("n_meeting", "meetings", "count"),
+    FieldSpec("n_email_click", "email clicks", "count"),
+    FieldSpec("n_email_open", "email opens", "count"),
+    FieldSpec("n_page_view", "page views", "count"),
+    FieldSpec("n_event_attended", "events attended", "count"),
+    FieldSpec("n_call", "calls", "count"),
+    FieldSpec("n_rep_email", "rep emails", "count"),
+    FieldSpec("engagement", "engagement (decayed)", "num"),
+    FieldSpec("touch_value", "time or value on touches", "num"),
+    FieldSpec("idle_days", "days since last touch", "num"),
+    FieldSpec("bounced", "email bounced", "bin"),
+    FieldSpec("opted_out", "opted out of email", "bin"),
 )
-FIELD_NAMES = [f[0] for f in FIELDS]
-FIELD_LABELS = [f[1] for f in FIELDS]
+FIELD_LABELS = [f.label for f in BASE_FIELDS]
 _TOUCH_BANDS = ([0, 1, 2, 3, 5, 9, 13], ["0", "1", "2", "3-4", "5-8", "9-12", "13+"])
 _REP_BANDS = ([0, 1, 2, 3], ["0", "1", "2", "3+"])
-_COUNT_BINS = [0, 1, 2, 3]           # naive Bayes: 0, 1, 2, 3+
-_ENGAGEMENT_BINS = [0, 1, 3, 7, 15, 30]
-_IDLE_BINS = [0, 2, 7, 14, 30, 60, 120]
+_COUNT_BINS = ([0, 1, 2, 3, 5], ["0", "1", "2", "3-4", "5+"])
+N_QUANTILE_BINS = 5
+MEAN_SAMPLE = 5000
 
 
 def _band(values: np.ndarray, edges, labels) -> np.ndarray:
@@ -85,7 +97,9 @@ def _band(values: np.ndarray, edges, labels) -> np.ndarray:
 
 
 def design(attrs: pd.DataFrame, feats: pd.DataFrame) -> pd.DataFrame:
-    """The model's input columns (FIELD_NAMES) per lead, from lead_attributes and touch_features."""
+    """The model's input columns per lead, from lead_attributes and touch_features (see fields_of)."""
+    from slowburn.ripeness.features import ATTRIBUTE_PREFIX
+
     f = attrs.join(feats, how="left")
     touches = f["touches"].fillna(0).to_numpy(dtype=float)
     reps = f["rep_touches"].fillna(0).to_numpy(dtype=float)
@@ -94,30 +108,96 @@ def design(attrs: pd.DataFrame, feats: pd.DataFrame) -> pd.DataFrame:
     fast = ((first_rep - created) <= pd.Timedelta(hours=1)).fillna(False).to_numpy(dtype=bool)
     out = pd.DataFrame(index=f.index)
     out["lead_source"] = f["lead_source"].astype("string").fillna("other").to_numpy(dtype=object)
-    out["seniority"] = f["seniority"].astype("string").fillna("none").to_numpy(dtype=object)
+    out["source_rank"] = f["source_rank"].fillna(0).to_numpy(dtype=float)
+    out["title"] = f["title_class"].astype("string").fillna("none").to_numpy(dtype=object)
     out["country"] = f["country_code"].astype("string").fillna("unknown").to_numpy(dtype=object)
     out["corporate_email"] = f["corporate_email"].to_numpy(dtype=float)
     out["touch_band"] = _band(touches, *_TOUCH_BANDS)
     out["rep_band"] = _band(reps, *_REP_BANDS)
     out["fast_response"] = fast.astype(float)
-    for name, _, kind in FIELDS:
-        if kind == "count":
-            out[name] = f[name].fillna(0).to_numpy(dtype=float)
+    for spec in BASE_FIELDS:
+        if spec.kind == "count":
+            out[spec.name] = f[spec.name].fillna(0).to_numpy(dtype=float)
     out["engagement"] = f["engagement"].fillna(0).to_numpy(dtype=float)
+    out["touch_value"] = f["touch_value"].fillna(0).to_numpy(dtype=float)
     last = pd.to_datetime(f["last_touch_at"], utc=True)
     idle = (pd.to_datetime(f["cutoff_at"], utc=True) - last).dt.total_seconds() / 86400
     out["idle_days"] = idle.fillna(365.0).clip(0, 365).to_numpy(dtype=float)
     out["bounced"] = f["bounced"].fillna(False).to_numpy(dtype=float)
     opted = f["unsubscribed"].fillna(False).to_numpy(dtype=bool) | f["email_opt_out"].fillna(False).to_numpy(dtype=bool)
     out["opted_out"] = opted.astype(float)
-    return out[FIELD_NAMES]
+    for col in attrs.columns:
+        if col.startswith(ATTRIBUTE_PREFIX):
+            values = attrs[col]
+            out[col] = (values.to_numpy(dtype=float) if pd.api.types.is_float_dtype(values)
+                        else values.astype("object").where(values.notna(), None).to_numpy(dtype=object))
+    return out
+
+
+def fields_of(X: pd.DataFrame) -> tuple[FieldSpec, ...]:
+    """The base fields plus one per custom attribute in X (numbers: anum; anything else: cat)."""
+    from slowburn.ripeness.features import ATTRIBUTE_PREFIX
+
+    extra = []
+    for col in X.columns:
+        if col.startswith(ATTRIBUTE_PREFIX):
+            label = col[len(ATTRIBUTE_PREFIX):].replace("_", " ")
+            extra.append(FieldSpec(col, label, "anum" if pd.api.types.is_float_dtype(X[col]) else "cat"))
+    return BASE_FIELDS + tuple(extra)
+
+
+def _column(X: pd.DataFrame, spec: FieldSpec) -> np.ndarray:
+    """A field's values; a custom attribute the scored leads lack is missing for all of them."""
+    if spec.name in X:
+        return X[spec.name].to_numpy()
+    return np.full(len(X), np.nan if spec.kind == "anum" else None, dtype=float if spec.kind == "anum" else object)
+
+
+def _categories(values: np.ndarray, min_count: int) -> list:
+    counts = pd.Series(values).dropna().value_counts()
+    return sorted(counts[counts >= min_count].index.tolist())
+
+
+def _codes(values: np.ndarray, cats: list) -> np.ndarray:
+    """Index of each value in cats; unknown values get len(cats)."""
+    codes = pd.Categorical(np.asarray(values, dtype=object), categories=cats).codes.astype(np.int64)
+    codes[codes < 0] = len(cats)
+    return codes
+
+
+def _quantile_edges(v: np.ndarray, bins: int = N_QUANTILE_BINS) -> np.ndarray:
+    v = v[~np.isnan(v)]
+    if not len(v):
+        return np.array([0.0])
+    return np.unique(np.quantile(v, np.linspace(0, 1, bins + 1)[:-1]))
+
+
+def _number_words(x: float) -> str:
+    if not np.isfinite(x):
+        return "?"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.3g}"
 
 
 class _FieldModel(BaseEstimator, ClassifierMixin):
-    """Shared by both models: a linear score in log-odds that splits into one term per field."""
+    """Shared by every model: log-odds that split exactly into one term per field.
 
-    def _terms(self, X: pd.DataFrame) -> np.ndarray:
-        raise NotImplementedError
+    Subclasses set fields_, offset_ and implement _terms(X) (n x fields) and _fit.
+    """
+
+    def fit(self, X: pd.DataFrame, y):
+        self.fields_ = fields_of(X)
+        self._bands(X)
+        self._fit(X, np.asarray(y, dtype=int))
+        self.classes_ = np.array([0, 1])
+        # The average closed lead's terms. Reasons are exact for any reference point (contributions are
+        # measured from it and the baseline moves with it), so a fixed sample of the history is enough;
+        # TreeSHAP on every training row would cost more than the fit.
+        sample = X if len(X) <= MEAN_SAMPLE else X.sample(MEAN_SAMPLE, random_state=7)
+        self.term_means_ = self._terms(sample).mean(axis=0)
+        self.baseline_ = float(self.offset_ + self.term_means_.sum())
+        return self
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         return self.offset_ + self._terms(X).sum(axis=1)
@@ -133,23 +213,57 @@ class _FieldModel(BaseEstimator, ClassifierMixin):
         """Log-odds per field relative to the average training lead; rows sum to z - baseline_."""
         return self._terms(X) - self.term_means_
 
-    def _finish(self, X: pd.DataFrame):
-        self.classes_ = np.array([0, 1])
-        self.term_means_ = self._terms(X).mean(axis=0)
-        self.baseline_ = float(self.offset_ + self.term_means_.sum())
-        return self
+    # Words: every field's value as a bounded vocabulary ("pricing page views: 2", "time on site: 310-900").
+    def _bands(self, X: pd.DataFrame) -> None:
+        self.word_edges_ = {}
+        self.word_cats_ = {}
+        for spec in self.fields_:
+            v = _column(X, spec)
+            if spec.kind in ("num", "anum"):
+                self.word_edges_[spec.name] = _quantile_edges(np.asarray(v, dtype=float))
+            elif spec.kind == "cat":
+                self.word_cats_[spec.name] = _categories(v, 20)
 
+    def vocabulary(self) -> list[str]:
+        """Every phrase value_words can return, in a fixed order."""
+        words = [BASELINE_FACTOR, "rounding"]
+        for spec in self.fields_:
+            words += [f"{spec.label}: {w}" for w in self._field_words(spec)]
+        return words
 
-def _categories(values: np.ndarray, min_count: int) -> list:
-    counts = pd.Series(values).value_counts()
-    return sorted(counts[counts >= min_count].index.tolist())
+    def _field_words(self, spec: FieldSpec) -> list[str]:
+        if spec.kind == "bin":
+            return ["no", "yes"]
+        if spec.kind == "count":
+            return list(_COUNT_BINS[1])
+        if spec.kind == "cat":
+            return [str(c) for c in self.word_cats_[spec.name]] + ["other", "unknown"]
+        edges = self.word_edges_[spec.name]
+        ranges = [f"{_number_words(a)}-{_number_words(b)}" for a, b in zip(edges[:-1], edges[1:])]
+        return ranges + [f"{_number_words(edges[-1])} or more", "unknown"]
 
-
-def _codes(values: np.ndarray, cats: list) -> np.ndarray:
-    """Index of each value in cats; unknown values get len(cats)."""
-    codes = pd.Categorical(np.asarray(values, dtype=object), categories=cats).codes.astype(np.int64)
-    codes[codes < 0] = len(cats)
-    return codes
+    def value_words(self, X: pd.DataFrame) -> np.ndarray:
+        """(n, fields) indexes into vocabulary(): each lead's value of each field, in words."""
+        offset = 2
+        out = np.zeros((len(X), len(self.fields_)), dtype=np.int64)
+        for j, spec in enumerate(self.fields_):
+            v = _column(X, spec)
+            if spec.kind == "bin":
+                idx = (np.asarray(v, dtype=float) > 0).astype(np.int64)
+            elif spec.kind == "count":
+                idx = np.clip(np.searchsorted(_COUNT_BINS[0], np.asarray(v, dtype=float), side="right") - 1, 0, 4)
+            elif spec.kind == "cat":
+                cats = self.word_cats_[spec.name]
+                idx = _codes(v, cats)
+                idx[pd.isna(pd.Series(v, dtype=object)).to_numpy()] = len(cats) + 1
+            else:
+                edges = self.word_edges_[spec.name]
+                num = np.asarray(v, dtype=float)
+                idx = np.clip(np.searchsorted(edges, num, side="right") - 1, 0, len(edges) - 1)
+                idx[np.isnan(num)] = len(edges)
+            out[:, j] = offset + idx
+            offset += len(self._field_words(spec))
+        return out
 
 
 class NaiveBayesModel(_FieldModel):
@@ -159,98 +273,218 @@ class NaiveBayesModel(_FieldModel):
         self.alpha = alpha
         self.min_count = min_count
 
-    def _binned(self, X: pd.DataFrame, name: str, kind: str) -> np.ndarray:
-        v = X[name].to_numpy()
-        if kind == "count":
-            return _band(v, _COUNT_BINS, ["0", "1", "2", "3+"])
-        if kind == "num":
-            edges = _IDLE_BINS if name == "idle_days" else _ENGAGEMENT_BINS
-            return _band(v, edges, [f"{a}+" for a in edges])
-        if kind == "bin":
-            return np.where(v.astype(float) > 0, "yes", "no").astype(object)
-        return v.astype(object)
+    def _binned(self, X: pd.DataFrame, spec: FieldSpec) -> np.ndarray:
+        v = _column(X, spec)
+        if spec.kind == "count":
+            return _band(v, *_COUNT_BINS)
+        if spec.kind in ("num", "anum"):
+            num = np.asarray(v, dtype=float)
+            edges = self.edges_[spec.name]
+            out = _band(np.nan_to_num(num, nan=edges[0]), edges, [str(i) for i in range(len(edges))])
+            return np.where(np.isnan(num), "missing", out).astype(object)
+        if spec.kind == "bin":
+            return np.where(np.asarray(v, dtype=float) > 0, "yes", "no").astype(object)
+        return np.where(pd.isna(pd.Series(v, dtype=object)), "missing", v).astype(object)
 
-    def fit(self, X: pd.DataFrame, y):
-        y = np.asarray(y, dtype=int)
+    def _fit(self, X: pd.DataFrame, y: np.ndarray):
+        self.edges_ = {s.name: _quantile_edges(np.asarray(_column(X, s), dtype=float))
+                       for s in self.fields_ if s.kind in ("num", "anum")}
         self.cats_ = {}
         codes = []
-        for name, _, kind in FIELDS:
-            v = self._binned(X, name, kind)
-            self.cats_[name] = _categories(v, self.min_count)
-            codes.append(_codes(v, self.cats_[name]))
-        self.nb_ = CategoricalNB(alpha=self.alpha, min_categories=[len(self.cats_[n]) + 1 for n in FIELD_NAMES])
+        for spec in self.fields_:
+            v = self._binned(X, spec)
+            self.cats_[spec.name] = _categories(v, self.min_count)
+            codes.append(_codes(v, self.cats_[spec.name]))
+        self.nb_ = CategoricalNB(alpha=self.alpha, min_categories=[len(self.cats_[s.name]) + 1 for s in self.fields_])
         self.nb_.fit(np.column_stack(codes), y)
         self.llr_ = [lp[1] - lp[0] for lp in self.nb_.feature_log_prob_]
         self.offset_ = float(self.nb_.class_log_prior_[1] - self.nb_.class_log_prior_[0])
-        return self._finish(X)
 
     def _terms(self, X: pd.DataFrame) -> np.ndarray:
-        cols = []
-        for i, (name, _, kind) in enumerate(FIELDS):
-            cols.append(self.llr_[i][_codes(self._binned(X, name, kind), self.cats_[name])])
-        return np.column_stack(cols)
+        return np.column_stack([self.llr_[i][_codes(self._binned(X, s), self.cats_[s.name])]
+                                for i, s in enumerate(self.fields_)])
 
 
 class LogisticModel(_FieldModel):
-    """L2 logistic regression on one-hot categories and standardised log counts."""
+    """L2 logistic regression on one-hot categories and standardised log counts.
 
-    def __init__(self, C: float = 0.5, min_count: int = 20):
+    binned=True one-hot encodes every number by quantile bins too: that is the scorecard, whose
+    points per field value then read as a table.
+    """
+
+    def __init__(self, C: float = 0.5, min_count: int = 20, binned: bool = False):
         self.C = C
         self.min_count = min_count
+        self.binned = binned
 
-    def _numeric(self, X: pd.DataFrame, name: str, kind: str) -> np.ndarray:
-        v = X[name].to_numpy(dtype=float)
-        return np.log1p(np.maximum(v, 0)) if kind in ("count", "num") else v
+    def _as_category(self, spec: FieldSpec) -> bool:
+        return spec.kind == "cat" or spec.kind == "anum" or (self.binned and spec.kind in ("num", "count"))
 
-    def fit(self, X: pd.DataFrame, y):
-        y = np.asarray(y, dtype=int)
+    def _category_values(self, X: pd.DataFrame, spec: FieldSpec) -> np.ndarray:
+        v = _column(X, spec)
+        if spec.kind == "cat":
+            return np.asarray(v, dtype=object)
+        if spec.kind == "count":
+            return _band(v, *_COUNT_BINS)
+        num = np.asarray(v, dtype=float)
+        edges = self.edges_[spec.name]
+        out = _band(np.nan_to_num(num, nan=edges[0]), edges, [str(i) for i in range(len(edges))])
+        return np.where(np.isnan(num), "missing", out).astype(object)
+
+    def _numeric(self, X: pd.DataFrame, spec: FieldSpec) -> np.ndarray:
+        v = np.asarray(_column(X, spec), dtype=float)
+        return np.log1p(np.maximum(v, 0)) if spec.kind in ("count", "num") else v
+
+    def _fit(self, X: pd.DataFrame, y: np.ndarray):
+        self.edges_ = {s.name: _quantile_edges(np.asarray(_column(X, s), dtype=float))
+                       for s in self.fields_ if s.kind in ("num", "anum")}
         self.cats_, self.mu_, self.sd_ = {}, {}, {}
         blocks, owner = [], []
-        for i, (name, _, kind) in enumerate(FIELDS):
-            if kind == "cat":
-                cats = _categories(X[name].to_numpy(), self.min_count)
-                self.cats_[name] = cats
-                codes = _codes(X[name].to_numpy(), cats)
+        for i, spec in enumerate(self.fields_):
+            if self._as_category(spec):
+                values = self._category_values(X, spec)
+                cats = _categories(values, self.min_count)
+                self.cats_[spec.name] = cats
+                codes = _codes(values, cats)
                 onehot = np.zeros((len(X), len(cats)))
                 known = codes < len(cats)
                 onehot[np.flatnonzero(known), codes[known]] = 1.0
                 blocks.append(onehot)
                 owner += [i] * len(cats)
             else:
-                v = self._numeric(X, name, kind)
-                self.mu_[name], self.sd_[name] = float(v.mean()), float(v.std() or 1.0)
-                blocks.append(((v - self.mu_[name]) / self.sd_[name])[:, None])
+                v = self._numeric(X, spec)
+                self.mu_[spec.name], self.sd_[spec.name] = float(v.mean()), float(v.std() or 1.0)
+                blocks.append(((v - self.mu_[spec.name]) / self.sd_[spec.name])[:, None])
                 owner.append(i)
-        self.lr_ = LogisticRegression(C=self.C, max_iter=2000).fit(np.hstack(blocks), y)
+        self.lr_ = LogisticRegression(C=self.C, max_iter=3000).fit(np.hstack(blocks), y)
         coef = self.lr_.coef_[0]
         owner = np.array(owner)
         self.weights_ = {}
-        for i, (name, _, kind) in enumerate(FIELDS):
+        for i, spec in enumerate(self.fields_):
             w = coef[owner == i]
-            self.weights_[name] = np.r_[w, 0.0] if kind == "cat" else float(w[0])
+            self.weights_[spec.name] = np.r_[w, 0.0] if self._as_category(spec) else float(w[0])
         self.offset_ = float(self.lr_.intercept_[0])
-        return self._finish(X)
 
     def _terms(self, X: pd.DataFrame) -> np.ndarray:
         cols = []
-        for name, _, kind in FIELDS:
-            if kind == "cat":
-                cols.append(self.weights_[name][_codes(X[name].to_numpy(), self.cats_[name])])
+        for spec in self.fields_:
+            if self._as_category(spec):
+                cols.append(self.weights_[spec.name][_codes(self._category_values(X, spec), self.cats_[spec.name])])
             else:
-                cols.append(self.weights_[name] * (self._numeric(X, name, kind) - self.mu_[name]) / self.sd_[name])
+                cols.append(self.weights_[spec.name] * (self._numeric(X, spec) - self.mu_[spec.name])
+                            / self.sd_[spec.name])
         return np.column_stack(cols)
 
 
-MODEL_CLASSES = {"naive_bayes": NaiveBayesModel, "logistic": LogisticModel}
+class LightGBMModel(_FieldModel):
+    """Gradient-boosted trees; a field's term is its exact TreeSHAP contribution (pred_contrib)."""
+
+    def __init__(self, n_estimators: int = 150, learning_rate: float = 0.07, num_leaves: int = 15,
+                 min_child_samples: int = 40, min_count: int = 20, max_depth: int = 5):
+        self.max_depth = max_depth
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.min_count = min_count
+
+    def _frame(self, X: pd.DataFrame) -> pd.DataFrame:
+        cols = {}
+        for spec in self.fields_:
+            v = _column(X, spec)
+            if spec.kind == "cat":
+                cats = self.cats_[spec.name]
+                codes = _codes(v, cats)
+                codes[codes == len(cats)] = -1  # rare or unseen values: LightGBM's missing category
+                cols[spec.name] = pd.Categorical.from_codes(codes, categories=range(len(cats)) if cats else [0])
+            else:
+                cols[spec.name] = np.asarray(v, dtype=float)
+        return pd.DataFrame(cols, index=X.index)
+
+    def _fit(self, X: pd.DataFrame, y: np.ndarray):
+        import lightgbm as lgb
+
+        self.cats_ = {s.name: _categories(_column(X, s), self.min_count) for s in self.fields_ if s.kind == "cat"}
+        self.booster_ = lgb.LGBMClassifier(
+            n_estimators=self.n_estimators, learning_rate=self.learning_rate, num_leaves=self.num_leaves,
+            min_child_samples=self.min_child_samples, max_depth=self.max_depth, subsample=0.8, subsample_freq=1, colsample_bytree=0.8,
+            reg_lambda=1.0, cat_smooth=20, min_data_per_group=self.min_count, random_state=7, n_jobs=1,
+            deterministic=True, force_row_wise=True, verbose=-1,
+        ).fit(self._frame(X), y)
+        contrib = self._contrib(X.iloc[:1])
+        self.offset_ = float(contrib[0, -1])  # the expected log-odds: the same for every row
+
+    def _contrib(self, X: pd.DataFrame) -> np.ndarray:
+        return self.booster_.predict(self._frame(X), raw_score=True, pred_contrib=True)
+
+    def _terms(self, X: pd.DataFrame) -> np.ndarray:
+        return self._contrib(X)[:, :-1]
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        """The trees' raw log-odds: what the contributions sum to (TreeSHAP is exact), without computing them."""
+        return self.booster_.predict(self._frame(X), raw_score=True)
 
 
-def fit_calibrated(kind: str, X: pd.DataFrame, y: np.ndarray, method: str, cal_share: float = 0.2):
-    """Fit the base model on the older part of (X, y) (rows in time order) and calibrate it on the newer."""
-    n = len(X)
-    cut = int(round(n * (1 - cal_share)))
-    base = MODEL_CLASSES[kind]().fit(X.iloc[:cut], y[:cut])
-    calibrated = CalibratedClassifierCV(FrozenEstimator(base), method=method).fit(X.iloc[cut:], y[cut:])
-    return base, calibrated
+MODEL_CLASSES = {"naive_bayes": NaiveBayesModel, "logistic": LogisticModel, "lightgbm": LightGBMModel}
+MODEL_ORDER = ["logistic", "naive_bayes", "lightgbm"]  # simplest first: kept on a tie
+TIE_AUC = 0.002
+# Exact TreeSHAP reasons cost about 0.3 ms per lead (5 minutes a night at a million leads, against
+# seconds for the linear models), so the trees must earn their place by this much AUC.
+TREES_MARGIN_AUC = 0.005
+
+
+def choose_champion(auc: dict[str, float]) -> str:
+    """The best backtest AUC; the simpler model when within TIE_AUC, and trees only when TREES_MARGIN_AUC better."""
+    score = {k: float(np.nan_to_num(v, nan=-1)) for k, v in auc.items()}
+    linear = [k for k in score if k != "lightgbm"]
+    if "lightgbm" in score and (not linear or score["lightgbm"] > max(score[k] for k in linear) + TREES_MARGIN_AUC):
+        return "lightgbm"
+    top = max(score[k] for k in linear)
+    return next(k for k in MODEL_ORDER if k in linear and score[k] >= top - TIE_AUC)
+
+
+# ---------------------------------------------------------------------------------------------- calibration
+class Calibrator:
+    """Log-odds -> probability: none (the model's own sigmoid), Platt sigmoid, or isotonic.
+
+    Fitted on out-of-fold log-odds, so it sees scores of leads the model was not trained on.
+    """
+
+    def __init__(self, method: str):
+        self.method = method
+
+    def fit(self, z: np.ndarray, y: np.ndarray) -> "Calibrator":
+        if self.method == "sigmoid":
+            self.model_ = LogisticRegression(C=1e4).fit(np.asarray(z)[:, None], y)
+        elif self.method == "isotonic":
+            self.model_ = IsotonicRegression(y_min=1e-4, y_max=1 - 1e-4, out_of_bounds="clip").fit(z, y)
+        return self
+
+    def predict(self, z) -> np.ndarray:
+        z = np.asarray(z, dtype=float)
+        if self.method == "sigmoid":
+            return self.model_.predict_proba(z[:, None])[:, 1]
+        if self.method == "isotonic":
+            return self.model_.predict(z)
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+def out_of_fold_logodds(kind: str, X: pd.DataFrame, y: np.ndarray, folds: int | None = None) -> np.ndarray:
+    """Each training lead's log-odds from a model that did not see it: 5 folds, 3 on large histories."""
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = folds or (5 if len(y) < 20_000 else 3)
+    z = np.zeros(len(y))
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=7).split(X, y):
+        z[test] = MODEL_CLASSES[kind]().fit(X.iloc[train], y[train]).decision_function(X.iloc[test])
+    return z
+
+
+def fit_model(kind: str, X: pd.DataFrame, y: np.ndarray, methods) -> tuple[_FieldModel, dict]:
+    """The model fitted on all of (X, y), and a calibrator per method fitted on out-of-fold log-odds."""
+    base = MODEL_CLASSES[kind]().fit(X, y)
+    oof = out_of_fold_logodds(kind, X, y) if any(m != "none" for m in methods) else None
+    return base, {m: Calibrator(m).fit(oof, y) for m in methods}
 
 
 @dataclass
@@ -259,43 +493,46 @@ class ScoringModel:
     kind: str
     version: str
     base: _FieldModel
-    calibrated: CalibratedClassifierCV
+    calibrator: Calibrator
     tiers: tuple
     report: dict = field(default_factory=dict)
 
     def probability(self, X: pd.DataFrame) -> np.ndarray:
-        return self.calibrated.predict_proba(X)[:, 1]
-
-    def _calibrator(self):
-        return self.calibrated.calibrated_classifiers_[0].calibrators[0]
+        return np.clip(self.calibrator.predict(self.base.decision_function(X)), 0.0, 1.0)
 
     def score(self, X: pd.DataFrame, chunk: int = 250_000) -> pd.DataFrame:
         """score = round(100 p); reasons: each field's share of (score - baseline), in tenths."""
         parts = [self._score_chunk(X.iloc[i:i + chunk]) for i in range(0, max(len(X), 1), chunk)]
         return pd.concat(parts) if parts else pd.DataFrame()
 
-    def _score_chunk(self, X: pd.DataFrame) -> pd.DataFrame:
+    def explain(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per lead: probability, score and the tenths of a point each factor adds (baseline, fields,
+        rounding); the tenths sum to 10 x score exactly."""
         terms = self.base._terms(X)
         z = self.base.offset_ + terms.sum(axis=1)
-        calibrator = self._calibrator()
-        p = np.clip(calibrator.predict(z), 0.0, 1.0)
+        cal = self.calibrator
+        p = np.clip(cal.predict(z), 0.0, 1.0)
         score = np.floor(100 * p + 0.5).astype(np.int64)
         b0 = self.base.baseline_
-        p0 = float(np.clip(calibrator.predict(np.array([b0])), 0, 1)[0])
+        p0 = float(np.clip(cal.predict(np.array([b0])), 0, 1)[0])
         contrib = terms - self.base.term_means_
         dz = z - b0
         # Points per unit of log-odds: the secant of the calibrated curve from the average lead to this
         # one, or its slope where the two are (almost) equal. Monotone calibration keeps its sign.
-        eps = 1e-9
         near = np.abs(dz) < 1e-6
-        slope_at = 1000 * (calibrator.predict(z + 1e-4) - calibrator.predict(z - 1e-4)) / 2e-4
-        k = np.where(near, slope_at, 1000 * (p - p0) / np.where(near, 1.0, dz + eps * np.sign(dz)))
+        slope_at = 1000 * (cal.predict(z + 1e-4) - cal.predict(z - 1e-4)) / 2e-4
+        k = np.where(near, slope_at, 1000 * (p - p0) / np.where(near, 1.0, dz))
         real = np.column_stack([np.full(len(X), 1000 * p0), contrib * k[:, None], np.zeros(len(X))])
         real[:, -1] = 10 * score - real.sum(axis=1)  # rounding the probability to a whole score
-        tenths = integerize(real, 10 * score)
+        return p, score, integerize(real, 10 * score)
+
+    def _score_chunk(self, X: pd.DataFrame) -> pd.DataFrame:
+        p, score, tenths = self.explain(X)
+        words = self.base.value_words(X)
+        names = np.column_stack([np.zeros(len(X), np.int64), words, np.ones(len(X), np.int64)])
         return pd.DataFrame({
             "score": score, "tier": tier_of(score, self.tiers), "probability": p,
-            "reasons": reasons_json([BASELINE_FACTOR, *FIELD_LABELS, "rounding"], tenths, decimals=1),
+            "reasons": reasons_json(self.base.vocabulary(), tenths, decimals=1, name_codes=names),
             "model_version": self.version,
         }, index=X.index)
 
@@ -331,13 +568,20 @@ def history_check(closed: pd.DataFrame, cfg: RipenessConfig) -> tuple[bool, str]
     return True, f"history: {n} closed leads, {wins} conversions"
 
 
-def fingerprint(closed: pd.DataFrame, cfg: RipenessConfig) -> str:
+def fingerprint(ts: "TrainingSet", cfg: RipenessConfig) -> str:
+    """What a stored model was trained from: the feature code, the config and the training rows.
+
+    Any edit of the ripeness config (routing aside), a new field or a changed history gives a new
+    fingerprint, and so a new model; an unchanged one reuses the stored model.
+    """
     h = hashlib.sha1()
     h.update(FEATURE_SPEC.encode())
-    h.update(json.dumps(cfg.predictive.model_dump(mode="json"), sort_keys=True).encode())
-    h.update(json.dumps(cfg.engagement.model_dump(mode="json"), sort_keys=True).encode())
-    h.update(pd.util.hash_pandas_object(closed.reset_index()[["golden_id", "won", "closed_at"]],
-                                        index=False).to_numpy().tobytes())
+    h.update(json.dumps(cfg.model_dump(mode="json", exclude={"routing"}), sort_keys=True).encode())
+    h.update(json.dumps([str(c) + ":" + str(ts.X[c].dtype) for c in ts.X.columns]).encode())
+    h.update(pd.util.hash_pandas_object(ts.X.astype({c: "string" for c in ts.X.columns if ts.X[c].dtype == object}),
+                                        index=True).to_numpy().tobytes())
+    h.update(np.asarray(ts.y, dtype=np.int8).tobytes())
+    h.update(ts.closed_at.astype("int64").to_numpy().tobytes())
     return h.hexdigest()[:8]
 
 
@@ -452,25 +696,43 @@ def training_set(closed: pd.DataFrame, attrs: pd.DataFrame, linked_touches,
 
 
 def backtest(ts: TrainingSet, cfg: RipenessConfig) -> dict:
-    """Train on the older closed leads, test on the newer: metrics for every model and for the rules."""
+    """Train on the older closed leads, test on the newer: metrics for every model, calibration and rules.
+
+    Each model's row reports the calibration with the lowest calibration error on the test set (all
+    are listed under `calibrations`); `champion` is the model with the best AUC.
+    """
+    from slowburn.ripeness.scorecard import FittedScorecard
+
     n = len(ts.y)
     cut = int(round(n * (1 - cfg.predictive.test_share)))
     train, test = slice(0, cut), slice(cut, n)
-    y_test = ts.y[test]
-    out = {"train": {"n": cut, "positives": int(ts.y[train].sum()),
+    y_train, y_test = ts.y[train], ts.y[test]
+    out = {"train": {"n": cut, "positives": int(y_train.sum()),
                      "closed_from": str(ts.closed_at.iloc[0]), "closed_to": str(ts.closed_at.iloc[cut - 1])},
            "test": {"n": n - cut, "positives": int(y_test.sum()),
                     "closed_from": str(ts.closed_at.iloc[cut]), "closed_to": str(ts.closed_at.iloc[-1])},
            "models": {}, "probabilities": {}}
-    rules_cal = RulesCalibration(ts.rules_score[train], ts.y[train])
+    rules_cal = RulesCalibration(ts.rules_score[train], y_train)
     p_rules = rules_cal.probability(ts.rules_score[test])
     out["models"]["rules"] = metrics(y_test, p_rules, ts.rules_score[test])
     out["probabilities"]["rules"] = p_rules
+    X_train, X_test = ts.X.iloc[train], ts.X.iloc[test]
+    card = FittedScorecard.fit(X_train, y_train, cfg)
+    card_train = card.score(X_train, reasons=False)["score"].to_numpy()
+    card_test = card.score(X_test, reasons=False)["score"].to_numpy()
+    p_card = RulesCalibration(card_train, y_train).probability(card_test)
+    out["models"]["scorecard"] = metrics(y_test, p_card, card_test)
+    out["probabilities"]["scorecard"] = p_card
     for kind in cfg.predictive.models:
-        _, calibrated = fit_calibrated(kind, ts.X.iloc[train], ts.y[train], cfg.predictive.calibration)
-        p = calibrated.predict_proba(ts.X.iloc[test])[:, 1]
-        out["models"][kind] = metrics(y_test, p)
-        out["probabilities"][kind] = p
+        base, calibrators = fit_model(kind, X_train, y_train, cfg.predictive.calibration)
+        z = base.decision_function(X_test)
+        options = {m: metrics(y_test, np.clip(c.predict(z), 0, 1), z) for m, c in calibrators.items()}
+        best = min(options, key=lambda m: (np.nan_to_num(options[m]["calibration_error"], nan=9), m != "none"))
+        out["models"][kind] = {**options[best], "calibration": best,
+                               "calibrations": {m: {k: v for k, v in o.items() if k in (
+                                   "calibration_error", "brier", "log_loss")} for m, o in options.items()}}
+        out["probabilities"][kind] = np.clip(calibrators[best].predict(z), 0, 1)
+    out["champion"] = choose_champion({k: out["models"][k]["auc"] for k in cfg.predictive.models})
     out["y_test"] = y_test
     return out
 
@@ -491,62 +753,55 @@ def _save_registry(folder: Path, entries: list[dict]) -> None:
     tmp.replace(folder / "registry.json")
 
 
+def _jsonable(bt: dict) -> dict:
+    return {k: v for k, v in bt.items() if k not in ("probabilities", "y_test")}
+
+
 def train_and_store(ts: TrainingSet, cfg: RipenessConfig, as_of: pd.Timestamp, folder: Path,
                     digest: str) -> ScoringModel:
-    """Backtest every configured model, refit each on the whole history, store all, return the champion."""
+    """Backtest every configured model and calibration, refit the champion on the whole history, store it."""
     import joblib
 
     bt = backtest(ts, cfg)
-    y_test = bt["y_test"]
-    kinds = list(cfg.predictive.models)
-    champion = max(kinds, key=lambda k: (np.nan_to_num(bt["models"][k]["auc"], nan=-1), k == "logistic"))
+    kind = bt["champion"]
+    method = bt["models"][kind]["calibration"]
+    version = f"{kind}-{pd.Timestamp(as_of):%Y%m%d}-{digest}"
+    base, calibrators = fit_model(kind, ts.X, ts.y, (method,))
+    report = {
+        "version": version, "kind": kind, "trained_at": str(as_of), "fingerprint": digest,
+        "feature_spec": FEATURE_SPEC, "calibration": method,
+        "history": {"closed_leads": int(len(ts.y)), "conversions": int(ts.y.sum())},
+        "backtest": {"split": "time: train on the older closed leads, test on the newer (by closed_at)",
+                     "train": bt["train"], "test": bt["test"], "metrics": bt["models"][kind],
+                     "champion": kind, "all_models": bt["models"]},
+        "fields": [f.label for f in base.fields_],
+    }
+    target = folder / version
+    target.mkdir(parents=True, exist_ok=True)
+    model = ScoringModel(kind=kind, version=version, base=base, calibrator=calibrators[method],
+                         tiers=cfg.predictive.tiers.as_tuple(), report=report)
+    joblib.dump(model, target / "model.joblib")
+    (target / "report.json").write_text(json.dumps(report, indent=2, default=float), encoding="utf-8")
+    _plots(target, bt["y_test"], bt["probabilities"][kind], f"{kind} ({method})")
     entries = [e for e in _registry(folder) if e.get("digest") != digest]
-    chosen = None
-    tiers = cfg.predictive.tiers.as_tuple()
-    for kind in kinds:
-        version = f"{kind}-{pd.Timestamp(as_of):%Y%m%d}-{digest}"
-        base, calibrated = fit_calibrated(kind, ts.X, ts.y, cfg.predictive.calibration)
-        report = {
-            "version": version, "kind": kind, "champion": kind == champion, "trained_at": str(as_of),
-            "feature_spec": FEATURE_SPEC, "calibration": cfg.predictive.calibration,
-            "history": {"closed_leads": int(len(ts.y)), "conversions": int(ts.y.sum())},
-            "backtest": {"split": "time: train on the older closed leads, test on the newer (by closed_at)",
-                         "train": bt["train"], "test": bt["test"], "metrics": bt["models"][kind],
-                         "rules_model_on_same_test": bt["models"]["rules"],
-                         "other_models": {k: v for k, v in bt["models"].items() if k not in (kind, "rules")}},
-            "fields": FIELD_LABELS,
-        }
-        target = folder / version
-        target.mkdir(parents=True, exist_ok=True)
-        model = ScoringModel(kind=kind, version=version, base=base, calibrated=calibrated, tiers=tiers, report=report)
-        joblib.dump(model, target / "model.joblib")
-        (target / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-        _plots(target, y_test, bt["probabilities"][kind], kind)
-        entries.append({"version": version, "kind": kind, "champion": kind == champion, "digest": digest,
-                        "trained_at": str(as_of), "closed_leads": int(len(ts.y)),
-                        "auc": bt["models"][kind]["auc"], "path": str(target)})
-        if kind == champion:
-            chosen = model
+    entries.append({"version": version, "kind": kind, "champion": True, "digest": digest, "trained_at": str(as_of),
+                    "closed_leads": int(len(ts.y)), "auc": bt["models"][kind]["auc"], "calibration": method,
+                    "path": str(target)})
     _save_registry(folder, entries)
-    log.info("predictive: trained %s; backtest AUC %s", ", ".join(kinds),
+    log.info("predictive: champion %s (%s); backtest AUC %s", kind, method,
              {k: round(v["auc"], 3) for k, v in bt["models"].items()})
-    return chosen
+    return model
 
 
-def reusable(folder: Path, cfg: RipenessConfig, as_of: pd.Timestamp, n_closed: int) -> ScoringModel | None:
-    """The latest champion trained within reuse_days on a history of similar size, if any."""
+def reusable(folder: Path, digest: str, cfg: RipenessConfig) -> ScoringModel | None:
+    """The stored model with this fingerprint (same config, features and history), if there is one."""
     import joblib
 
-    as_of = pd.Timestamp(as_of)
-    for e in sorted(_registry(folder), key=lambda e: e["trained_at"], reverse=True):
-        if not e.get("champion"):
-            continue
-        age = (as_of - pd.Timestamp(e["trained_at"])) / pd.Timedelta(days=1)
-        similar = abs(e["closed_leads"] - n_closed) <= cfg.predictive.reuse_size_tolerance * max(n_closed, 1)
+    for e in reversed(_registry(folder)):
         path = Path(e["path"]) / "model.joblib"
-        if 0 <= age <= cfg.predictive.reuse_days and similar and path.exists():
+        if e.get("digest") == digest and path.exists():
             model = joblib.load(path)
-            if model.report.get("feature_spec") == FEATURE_SPEC and model.kind in cfg.predictive.models:
+            if model.report.get("feature_spec") == FEATURE_SPEC:
                 model.tiers = cfg.predictive.tiers.as_tuple()
                 return model
     return None

@@ -21,38 +21,44 @@ def _number_text(values: np.ndarray, decimals: int) -> list[str]:
     return [("-" if v < 0 else "") + f"{abs(int(v)) // 10}.{abs(int(v)) % 10}" for v in values]
 
 
-def reasons_json(names, points: np.ndarray, decimals: int = 0) -> pd.api.extensions.ExtensionArray:
+def reasons_json(names, points: np.ndarray, decimals: int = 0,
+                 name_codes: np.ndarray | None = None) -> pd.api.extensions.ExtensionArray:
     """JSON text per row: [{"factor": name, "points": p}, ...] ordered by |p|, zeros left out.
 
     `points` is an (n, k) integer matrix: whole points (decimals=0) or tenths (decimals=1).
-    Each (factor, points) fragment is formatted once; rows are assembled by Arrow from fragment ids.
+    Factor j of row i is names[j], or names[name_codes[i, j]] when name_codes is given (so a reason
+    can say the lead's value: "pricing page views: 2"). Each name and each number is formatted once;
+    rows are assembled by Arrow from fragment ids.
     """
     points = np.asarray(points, dtype=np.int64)
     n, k = points.shape
     if n == 0:
         return pd.array([], dtype="string[pyarrow]")
-    small = points.astype(np.int32)
-    order = np.argsort(-np.abs(small), axis=1, kind="stable").astype(np.int32)
-    ranked = np.take_along_axis(small, order, axis=1)
+    codes = (np.broadcast_to(np.arange(k), (n, k)) if name_codes is None
+             else np.asarray(name_codes, dtype=np.int64))
+    order = np.argsort(-np.abs(points), axis=1, kind="stable")
+    ranked = np.take_along_axis(points, order, axis=1)
+    ranked_names = np.take_along_axis(codes, order, axis=1)
     used = int((ranked != 0).sum(axis=1).max())
     lo, hi = int(points.min()), int(points.max())
-    values = np.arange(lo, hi + 1)
-    texts = _number_text(values, decimals)
-    width = len(values)
-    quoted = [json.dumps(str(x)) for x in names]
-    # Dictionary: id = (first ? 0 : 1) * k * width + factor * width + (value - lo); the last entry is "".
-    frags = [("" if lead else ", ") + '{"factor": ' + q + ', "points": ' + t + "}"
-             for lead in (True, False) for q in quoted for t in texts]
-    frags.append("")
-    dictionary = pa.array(frags, type=pa.large_string())
-    empty = len(frags) - 1
-    ids = order[:, :used] * width + (ranked[:, :used] - lo)
-    ids[:, 1:] += k * width
-    ids[ranked[:, :used] == 0] = empty
-    ids = np.ascontiguousarray(ids.T)
+    texts = _number_text(np.arange(lo, hi + 1), decimals)
+    n_names = len(names)
+    # Name fragments: ids 0..n_names-1 lead the list, n_names..2*n_names-1 follow a comma; the last is "".
+    heads = [("" if lead else ", ") + '{"factor": ' + json.dumps(str(x)) + ', "points": '
+             for lead in (True, False) for x in names] + [""]
+    tails = [t + "}" for t in texts] + [""]
+    head_dict = pa.array(heads, type=pa.large_string())
+    tail_dict = pa.array(tails, type=pa.large_string())
+    zero = ranked[:, :used] == 0
+    head_ids = ranked_names[:, :used].copy()
+    head_ids[:, 1:] += n_names
+    head_ids[zero] = len(heads) - 1
+    tail_ids = ranked[:, :used] - lo
+    tail_ids[zero] = len(tails) - 1
     columns = [pa.repeat(pa.scalar("[", pa.large_string()), n)]
     for j in range(used):
-        columns.append(pc.take(dictionary, pa.array(ids[j])))
+        columns.append(pc.take(head_dict, pa.array(np.ascontiguousarray(head_ids[:, j]))))
+        columns.append(pc.take(tail_dict, pa.array(np.ascontiguousarray(tail_ids[:, j]))))
     columns.append(pa.repeat(pa.scalar("]", pa.large_string()), n))
     joined = pc.binary_join_element_wise(*columns, pa.scalar("", pa.large_string()))
     return pd.arrays.ArrowStringArray(pc.cast(joined, pa.large_string()))

@@ -185,6 +185,7 @@ def apply_mapping(raw: pd.DataFrame, cfg: SourceConfig) -> pd.DataFrame:
     if raw.columns.empty and raw.empty:
         return pd.DataFrame({c: pd.Series(dtype="string") for c in contract.names + ["row_number"]})
     missing = {k: v for k, v in cfg.columns.items() if v not in raw.columns}
+    missing.update({f"attributes.{k}": v["column"] for k, v in cfg.attributes.items() if v["column"] not in raw.columns})
     if missing:
         raise ContractError(
             f"source {cfg.name!r}: mapped column(s) not found: "
@@ -206,10 +207,29 @@ def apply_mapping(raw: pd.DataFrame, cfg: SourceConfig) -> pd.DataFrame:
             out[name] = pd.Series(str(cfg.constants[name]), index=raw.index, dtype="string")
         else:
             out[name] = pd.Series(pd.NA, index=raw.index, dtype="string")
+    if cfg.attributes:
+        out["attributes"] = attributes_json(raw, cfg.attributes)
     if MALFORMED in raw.columns:
         out[MALFORMED] = raw[MALFORMED].astype("string")
     out["row_number"] = range(1, len(raw) + 1)
     return out
+
+
+def attributes_json(raw: pd.DataFrame, attributes: dict[str, dict[str, str]]) -> pd.Series:
+    """The mapped vendor columns of each row as one JSON object of text (blank values left out).
+
+    Values stay text, like every landed column; normalise types them by the declared types.
+    """
+    parts = []
+    for name, spec in attributes.items():
+        col = raw[spec["column"]]
+        text = iso_utc_text(col) if pd.api.types.is_datetime64_any_dtype(col) else col.astype("string")
+        text = text.str.strip().mask(lambda t: t == "")
+        literal = {v: json.dumps(name) + ":" + json.dumps(v) for v in text.dropna().unique()}
+        parts.append(text.map(literal).astype("object").where(text.notna(), None).tolist())
+    joined = ["{" + ",".join(p for p in row if p is not None) + "}" for row in zip(*parts)]
+    result = pd.Series(joined, index=raw.index, dtype="string")
+    return result.mask(result == "{}")
 
 
 def extract_source(cfg: SourceConfig, since: str | None = None, until: pd.Timestamp | None = None) -> Extracted:

@@ -16,6 +16,9 @@ sources:
     columns: {source_id: Id, first_name: FirstName, ...}   # contract column: vendor column
     values:                     # contract column: {vendor value: contract value}
       status: {"Open - Not Contacted": new}
+    attributes:                 # leads only: any other vendor column, kept in the lead's `attributes`
+      time_on_site: {column: TotalTimeSpentOnWebsite, type: number}   # number | category | boolean
+      occupation: Occupation    # short form: a category
   - name: events
     kind: file
     entity: leads
@@ -49,7 +52,7 @@ from typing import Any
 
 import yaml
 
-from slowburn.contracts import INPUT_CONTRACTS, ContractError
+from slowburn.contracts import ATTRIBUTE_TYPES, INPUT_CONTRACTS, ContractError
 
 KINDS = ("sql", "file", "hubspot", "salesforce", "mailchimp", "mailchimp_activity", "hubspot_email_events")
 API_KINDS = ("hubspot", "salesforce", "mailchimp", "mailchimp_activity", "hubspot_email_events")
@@ -81,6 +84,8 @@ class SourceConfig:
     list_id: str | None = None
     overlap_seconds: int = 300
     rate_limit: str | None = None
+    # Custom fields (leads): attribute name -> {"column": vendor column, "type": number|category|boolean}
+    attributes: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def contract(self):
@@ -126,6 +131,9 @@ def parse_sources(raw: dict, here: Path) -> list[SourceConfig]:
         constants = _mapping(item, "constants", where, "contract column: value")
         values = _mapping(item, "values", where, "contract column: {vendor value: contract value}")
         for key in list(columns) + list(constants) + list(values):
+            if key == "attributes":
+                raise ContractError(f"{where}: map custom fields under `attributes:` (attribute name: vendor "
+                                    f"column), not as `{key}` in columns/constants/values")
             if key not in contract.names:
                 raise ContractError(f"{where}: {key!r} is not a {contract.name} contract column; "
                                     f"contract columns are {contract.names}")
@@ -135,6 +143,7 @@ def parse_sources(raw: dict, here: Path) -> list[SourceConfig]:
                                     f"quote it in the sources file (YAML reads Yes/No/On/Off, numbers and "
                                     f"null as other types)")
         item["values"] = {key: _value_map(where, key, vmap) for key, vmap in values.items()}
+        item["attributes"] = _attributes(where, item["entity"], item.get("attributes"), columns)
         for key in ("url", "table", "query", "path", "encoding", "watermark", "default_region"):
             if item.get(key) is not None and not isinstance(item[key], str):
                 raise ContractError(f"{where}: `{key}` must be text, got {item[key]!r}")
@@ -165,7 +174,56 @@ def parse_sources(raw: dict, here: Path) -> list[SourceConfig]:
             item["path"] = str(path if path.is_absolute() else here / path)
         item["columns"], item["constants"] = columns, constants
         out.append(SourceConfig(**item))
+    attribute_types(out)  # the same attribute must have one type in every source
     return out
+
+
+_ATTRIBUTE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def _attributes(where: str, entity: str, raw, columns: dict) -> dict[str, dict[str, str]]:
+    """`attributes:` as {name: {"column": vendor column, "type": kind}}; a bare vendor column is a category."""
+    if raw is None:
+        return {}
+    shape = "attribute name: vendor column, or attribute name: {column: vendor column, type: number}"
+    if not isinstance(raw, dict):
+        raise ContractError(f"{where}: `attributes` must be a mapping ({shape}), got a {type(raw).__name__}: {raw!r}")
+    if raw and entity != "leads":
+        raise ContractError(f"{where}: `attributes` only apply to leads sources (this one feeds {entity}); "
+                            f"a touch carries one number as the `value` column")
+    out = {}
+    for name, spec in raw.items():
+        if not isinstance(name, str) or not _ATTRIBUTE_NAME.fullmatch(name):
+            raise ContractError(f"{where}: attribute name {name!r} must be letters, digits and '_' "
+                                f"(starting with a letter or '_', at most 63 characters)")
+        if isinstance(spec, str):
+            spec = {"column": spec}
+        if not isinstance(spec, dict) or not isinstance(spec.get("column"), str) or not spec["column"]:
+            raise ContractError(f"{where}: `attributes.{name}` must name a vendor column as text ({shape}), "
+                                f"got {spec!r}")
+        unknown = sorted(set(spec) - {"column", "type"}, key=str)
+        if unknown:
+            raise ContractError(f"{where}: `attributes.{name}` has unknown key(s) {unknown}; allowed: column, type")
+        kind = spec.get("type", "category")
+        if kind not in ATTRIBUTE_TYPES:
+            raise ContractError(f"{where}: `attributes.{name}.type` must be one of {', '.join(ATTRIBUTE_TYPES)}, "
+                                f"got {kind!r}")
+        out[name] = {"column": spec["column"], "type": kind}
+    return out
+
+
+def attribute_types(sources: list[SourceConfig]) -> dict[str, str]:
+    """Every mapped attribute and its type across the sources; one attribute with two types is an error."""
+    types: dict[str, str] = {}
+    where: dict[str, str] = {}
+    for src in sources:
+        for name, spec in src.attributes.items():
+            if name in types and types[name] != spec["type"]:
+                raise ContractError(f"attribute {name!r} is a {types[name]} in source {where[name]!r} but a "
+                                    f"{spec['type']} in source {src.name!r}; give it one type in every source")
+            types.setdefault(name, spec["type"])
+            where.setdefault(name, src.name)
+    return types
 
 
 def _check_api_source(where: str, item: dict) -> None:

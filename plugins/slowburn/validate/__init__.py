@@ -245,6 +245,8 @@ def localise_data_docs(site: Path) -> int:
 
 def _kind_word(column: str) -> str:
     from slowburn.contracts import INPUT_CONTRACTS
+    if column.startswith("attributes"):
+        return "the type declared under `attributes:` in the sources file (or a JSON object)"
     for contract in INPUT_CONTRACTS.values():
         if column in contract.names:
             return {"datetime": "a date-time", "bool": "true/false", "int": "a whole number",
