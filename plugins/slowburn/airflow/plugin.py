@@ -1,4 +1,7 @@
-"""The slowburn AirflowPlugin. Kept light: Airflow imports every plugin file in every process.
+"""The slowburn AirflowPlugin. Kept light: Airflow imports every plugin in every process.
+
+Registered once, by whichever way slowburn is installed: the `airflow.plugins` entry point of the
+installed distribution (pyproject.toml), or else plugins/slowburn_plugin.py in the plugins folder.
 
 It mounts the auditors' view (slowburn.airflow.webapp) at /slowburn inside the Airflow API server
 and adds a nav link to it. The FastAPI app is built on the first request, so importing this file
