@@ -72,7 +72,8 @@ class _VendorHook(BaseHook):
                                       schema=conn.schema)
 
     def _options(self, creds, allowed: tuple[str, ...]) -> dict:
-        opts = {k: creds.extra[k] for k in allowed if k in creds.extra}
+        # A form field left empty may be saved as null or "": the client's default applies then.
+        opts = {k: creds.extra[k] for k in allowed if creds.extra.get(k) not in (None, "")}
         opts.update(self.client_options)
         return opts
 

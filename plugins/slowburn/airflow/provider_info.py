@@ -24,7 +24,7 @@ _RATE_LIMIT_FIELDS = {
                      "(default: the vendor's published limit).", "schema": {"type": ["integer", "null"],
                                                                               "minimum": 1}},
     "per_seconds": {"label": "Rate limit: window (s)", "description": "The window of the rate limit, in seconds.",
-                    "schema": {"type": ["number", "null"], "minimum": 0}},
+                    "schema": {"type": ["number", "null"], "exclusiveMinimum": 0}},
 }
 
 
