@@ -19,101 +19,79 @@ HUBSPOT = "HubSpot"
 SALESFORCE = "Salesforce"
 MAILCHIMP = "Mailchimp"
 
+def _field(label: str, kind: str = "string", description: str | None = None, **schema) -> dict:
+    """One form field, stored under its key in the Connection's extra; empty is allowed (null)."""
+    field = {"label": label, "schema": {"type": [kind, "null"], **schema}}
+    if description:
+        field["description"] = description
+    return field
+
+
+def _secret(label: str, description: str | None = None) -> dict:
+    return _field(label, description=description, format="password")
+
+
+def _connection_type(conn_type: str, hook_class: str, hook_name: str, *, hidden: list[str], relabel: dict,
+                     placeholders: dict, fields: dict) -> dict:
+    return {"connection-type": conn_type, "hook-class-name": hook_class, "hook-name": hook_name,
+            "ui-field-behaviour": {"hidden-fields": hidden, "relabeling": relabel, "placeholders": placeholders},
+            "conn-fields": fields}
+
+
 _RATE_LIMIT_FIELDS = {
-    "max_requests": {"label": "Rate limit: requests", "description": "At most this many calls per window "
-                     "(default: the vendor's published limit).", "schema": {"type": ["integer", "null"],
-                                                                              "minimum": 1}},
-    "per_seconds": {"label": "Rate limit: window (s)", "description": "The window of the rate limit, in seconds.",
-                    "schema": {"type": ["number", "null"], "exclusiveMinimum": 0}},
+    "max_requests": _field("Rate limit: requests", "integer", "At most this many calls per window (default: the "
+                           "vendor's published limit).", minimum=1),
+    "per_seconds": _field("Rate limit: window (s)", "number", "The window of the rate limit, in seconds.",
+                          exclusiveMinimum=0),
 }
 
 
 def _connection_types() -> list[dict]:
     return [
-        {
-            "connection-type": "slowburn_warehouse",
-            "hook-class-name": "slowburn.airflow.hooks.SlowburnWarehouseHook",
-            "hook-name": "slowburn warehouse",
-            "ui-field-behaviour": {
-                "hidden-fields": [],
-                "relabeling": {"host": "Host (SQLite: database file path)", "schema": "Database"},
-                "placeholders": {"host": "warehouse.internal or /data/slowburn/warehouse.db", "port": "5432",
-                                 "schema": "slowburn", "login": "slowburn"},
-            },
-            "conn-fields": {
-                "dialect": {"label": "Dialect", "description": "The warehouse database.",
-                            "schema": {"type": ["string", "null"], "enum": ["postgresql", "sqlite"],
-                                       "default": "postgresql"}},
-                "sqlalchemy_url": {"label": "SQLAlchemy URL",
-                                   "description": "Optional: a full URL; when set, every other field is ignored.",
-                                   "schema": {"type": ["string", "null"], "format": "password"}},
-            },
-        },
-        {
-            "connection-type": "slowburn_hubspot",
-            "hook-class-name": "slowburn.airflow.connectors.HubSpotHook",
-            "hook-name": "slowburn HubSpot",
-            "ui-field-behaviour": {
-                "hidden-fields": ["login", "port", "schema"],
-                "relabeling": {"host": "API base URL", "password": "Private app token"},
-                "placeholders": {"host": "https://api.hubapi.com",
-                                 "password": "pat-... (leave empty for OAuth)"},
-            },
-            "conn-fields": {
-                "client_id": {"label": "OAuth client id", "schema": {"type": ["string", "null"]}},
-                "client_secret": {"label": "OAuth client secret",
-                                  "schema": {"type": ["string", "null"], "format": "password"}},
-                "refresh_token": {"label": "OAuth refresh token",
-                                  "description": "With client id and secret: log in by OAuth instead of a token.",
-                                  "schema": {"type": ["string", "null"], "format": "password"}},
-                **_RATE_LIMIT_FIELDS,
-            },
-        },
-        {
-            "connection-type": "slowburn_salesforce",
-            "hook-class-name": "slowburn.airflow.connectors.SalesforceHook",
-            "hook-name": "slowburn Salesforce",
-            "ui-field-behaviour": {
-                "hidden-fields": ["port", "schema"],
-                "relabeling": {"host": "Instance URL", "login": "Username (JWT bearer flow)",
-                               "password": "Access token, refresh token or PEM key (per flow)"},
-                "placeholders": {"host": "https://my-domain.my.salesforce.com (empty for OAuth flows)"},
-            },
-            "conn-fields": {
-                "auth": {"label": "Login flow", "description": "token: the password is an access token; "
-                         "refresh_token: the password is a refresh token; jwt: the password is the PEM key.",
-                         "schema": {"type": ["string", "null"], "enum": ["token", "refresh_token", "jwt"],
-                                    "default": "token"}},
-                "client_id": {"label": "Consumer key (client id)", "schema": {"type": ["string", "null"]}},
-                "client_secret": {"label": "Consumer secret",
-                                  "schema": {"type": ["string", "null"], "format": "password"}},
-                "login_url": {"label": "Login URL", "description": "https://login.salesforce.com, or "
-                              "https://test.salesforce.com for a sandbox.",
-                              "schema": {"type": ["string", "null"], "format": "url"}},
-                "quota_reserve": {"label": "Daily API reserve", "description": "Stop once fewer than this share "
-                                  "of the daily API allowance is left (default 0.1).",
-                                  "schema": {"type": ["number", "null"], "minimum": 0, "maximum": 1}},
-                **_RATE_LIMIT_FIELDS,
-            },
-        },
-        {
-            "connection-type": "slowburn_mailchimp",
-            "hook-class-name": "slowburn.airflow.connectors.MailchimpHook",
-            "hook-name": "slowburn Mailchimp",
-            "ui-field-behaviour": {
-                "hidden-fields": ["login", "port", "schema"],
-                "relabeling": {"host": "API base URL (optional)", "password": "API key or OAuth access token"},
-                "placeholders": {"host": "https://us6.api.mailchimp.com/3.0", "password": "...-us6"},
-            },
-            "conn-fields": {
-                "auth": {"label": "Login", "description": "api_key (default) or oauth (the password is an "
-                         "OAuth access token; the data centre comes from oauth2/metadata).",
-                         "schema": {"type": ["string", "null"], "enum": ["api_key", "oauth"], "default": "api_key"}},
-                "list_id": {"label": "Audience (list) id", "description": "The audience write-back tags.",
-                            "schema": {"type": ["string", "null"]}},
-                **_RATE_LIMIT_FIELDS,
-            },
-        },
+        _connection_type(
+            "slowburn_warehouse", "slowburn.airflow.hooks.SlowburnWarehouseHook", "slowburn warehouse",
+            hidden=[], relabel={"host": "Host (SQLite: database file path)", "schema": "Database"},
+            placeholders={"host": "warehouse.internal or /data/slowburn/warehouse.db", "port": "5432",
+                          "schema": "slowburn", "login": "slowburn"},
+            fields={"dialect": _field("Dialect", description="The warehouse database.",
+                                      enum=["postgresql", "sqlite"], default="postgresql"),
+                    "sqlalchemy_url": _secret("SQLAlchemy URL", "Optional: a full URL; when set, every other "
+                                                                "field is ignored.")}),
+        _connection_type(
+            "slowburn_hubspot", "slowburn.airflow.connectors.HubSpotHook", "slowburn HubSpot",
+            hidden=["login", "port", "schema"], relabel={"host": "API base URL", "password": "Private app token"},
+            placeholders={"host": "https://api.hubapi.com", "password": "pat-... (leave empty for OAuth)"},
+            fields={"client_id": _field("OAuth client id"),
+                    "client_secret": _secret("OAuth client secret"),
+                    "refresh_token": _secret("OAuth refresh token", "With client id and secret: log in by OAuth "
+                                                                    "instead of a token."),
+                    **_RATE_LIMIT_FIELDS}),
+        _connection_type(
+            "slowburn_salesforce", "slowburn.airflow.connectors.SalesforceHook", "slowburn Salesforce",
+            hidden=["port", "schema"],
+            relabel={"host": "Instance URL", "login": "Username (JWT bearer flow)",
+                     "password": "Access token, refresh token or PEM key (per flow)"},
+            placeholders={"host": "https://my-domain.my.salesforce.com (empty for OAuth flows)"},
+            fields={"auth": _field("Login flow", description="token: the password is an access token; "
+                                   "refresh_token: the password is a refresh token; jwt: the password is the PEM key.",
+                                   enum=["token", "refresh_token", "jwt"], default="token"),
+                    "client_id": _field("Consumer key (client id)"),
+                    "client_secret": _secret("Consumer secret"),
+                    "login_url": _field("Login URL", description="https://login.salesforce.com, or "
+                                        "https://test.salesforce.com for a sandbox.", format="url"),
+                    "quota_reserve": _field("Daily API reserve", "number", "Stop once fewer than this share of the "
+                                            "daily API allowance is left (default 0.1).", minimum=0, maximum=1),
+                    **_RATE_LIMIT_FIELDS}),
+        _connection_type(
+            "slowburn_mailchimp", "slowburn.airflow.connectors.MailchimpHook", "slowburn Mailchimp",
+            hidden=["login", "port", "schema"],
+            relabel={"host": "API base URL (optional)", "password": "API key or OAuth access token"},
+            placeholders={"host": "https://us6.api.mailchimp.com/3.0", "password": "...-us6"},
+            fields={"auth": _field("Login", description="api_key (default) or oauth (the password is an OAuth "
+                                   "access token; the data centre comes from oauth2/metadata).",
+                                   enum=["api_key", "oauth"], default="api_key"),
+                    "list_id": _field("Audience (list) id", description="The audience write-back tags."),
+                    **_RATE_LIMIT_FIELDS}),
     ]
 
 
