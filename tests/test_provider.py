@@ -208,8 +208,13 @@ sys.exit(main())
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """A wheel of this tree installed with --target, and a site-packages view without the venv's slowburn."""
+    import importlib.util
     import shutil
 
+    missing = [m for m in ("setuptools", "wheel") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"building the wheel offline needs {' and '.join(missing)} in this venv "
+                    "(pip install -r requirements.txt)")
     tmp = tmp_path_factory.mktemp("provider")
     src = tmp / "src"
     (src / "plugins").mkdir(parents=True)
