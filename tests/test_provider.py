@@ -348,11 +348,36 @@ def _covered_by(dist_names: list[str], declared: dict[str, Requirement]) -> bool
     return False
 
 
-def undeclared_imports(package_dir: Path, airflow_dir: Path, pyproject_deps, pins: dict[str, str]) -> list[str]:
+def _imports(tree: ast.AST):
+    """(top-level module, line, inside a function?) for every absolute import in `tree`."""
+    def walk(node, in_function):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Import):
+                for alias in child.names:
+                    yield alias.name.split(".")[0], child.lineno, in_function
+            elif isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
+                yield child.module.split(".")[0], child.lineno, in_function
+            yield from walk(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    yield from walk(tree, False)
+
+
+def _nodeps() -> set[str]:
+    """Distributions installed with --no-deps (requirements-nodeps.txt): their metadata conflicts with our pins,
+    so pyproject cannot declare them and slowburn may only import them lazily, for tests and benchmarks."""
+    path = ROOT / "requirements-nodeps.txt"
+    if not path.exists():
+        return set()
+    lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+    return {canonicalize_name(Requirement(line).name) for line in lines if line}
+
+
+def undeclared_imports(package_dir: Path, airflow_dir: Path, pyproject_deps, pins: dict[str, str],
+                       optional: set[str] = frozenset()) -> list[str]:
     """One line per third-party import under `package_dir` whose distribution pyproject does not declare.
 
     Modules under `airflow_dir` may rely on the `airflow` extra too; everything else only on the runtime
-    dependencies, because `pip install slowburn` without the extra must import it.
+    dependencies, because `pip install slowburn` without the extra must import it. Distributions in
+    `optional` may be imported, but only inside a function.
     """
     runtime, airflow_extra = pyproject_deps
     own = package_dir.name
@@ -363,39 +388,38 @@ def undeclared_imports(package_dir: Path, airflow_dir: Path, pyproject_deps, pin
         allowed = {**runtime, **airflow_extra} if in_airflow else runtime
         where = "the `airflow` extra ([project.optional-dependencies] airflow)" if in_airflow \
             else "[project.dependencies]"
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
+        rel = path.relative_to(package_dir.parent)
+        for top, line, lazy in _imports(ast.parse(path.read_text(), filename=str(path))):
+            if top in sys.stdlib_module_names or top in ("__future__", own):
                 continue
-            for top in {n.split(".")[0] for n in names}:
-                if top in sys.stdlib_module_names or top in ("__future__", own):
-                    continue
-                dists = module_dists.get(top, [])
-                if _covered_by(dists, allowed):
-                    continue
-                rel = path.relative_to(package_dir.parent)
-                if not dists:
-                    problems.append(f"{rel}:{node.lineno} imports {top!r}, which no installed distribution provides: "
-                                    f"install it, pin it in requirements.txt and declare it in pyproject.toml {where}")
-                    continue
-                dist = dists[0]
-                pin = pins.get(canonicalize_name(dist))
-                hint = f'"{dist.lower()}>={pin}"' if pin else f'"{dist.lower()}" (and pin it in requirements.txt)'
-                if not in_airflow and _covered_by(dists, airflow_extra):
-                    problems.append(f"{rel}:{node.lineno} imports {top!r} ({dist}) outside slowburn/airflow/, but "
-                                    f"only the `airflow` extra declares it: move {hint} to [project.dependencies]")
-                else:
-                    problems.append(f"{rel}:{node.lineno} imports {top!r} from distribution {dist}"
-                                    f"{f' (requirements.txt pins {pin})' if pin else ''}, which pyproject.toml "
-                                    f"does not declare: add {hint} to {where}")
+            dists = module_dists.get(top, [])
+            if _covered_by(dists, allowed):
+                continue
+            if {canonicalize_name(d) for d in dists} & set(optional):
+                if not lazy:
+                    problems.append(f"{rel}:{line} imports {top!r} at module level, but it is a --no-deps extra "
+                                    "(requirements-nodeps.txt) that pip install slowburn does not bring: import it "
+                                    "inside the function that needs it")
+                continue
+            if not dists:
+                problems.append(f"{rel}:{line} imports {top!r}, which no installed distribution provides: "
+                                f"install it, pin it in requirements.txt and declare it in pyproject.toml {where}")
+                continue
+            dist = dists[0]
+            pin = pins.get(canonicalize_name(dist))
+            hint = f'"{dist.lower()}>={pin}"' if pin else f'"{dist.lower()}" (and pin it in requirements.txt)'
+            if not in_airflow and _covered_by(dists, airflow_extra):
+                problems.append(f"{rel}:{line} imports {top!r} ({dist}) outside slowburn/airflow/, but "
+                                f"only the `airflow` extra declares it: move {hint} to [project.dependencies]")
+            else:
+                problems.append(f"{rel}:{line} imports {top!r} from distribution {dist}"
+                                f"{f' (requirements.txt pins {pin})' if pin else ''}, which pyproject.toml "
+                                f"does not declare: add {hint} to {where}")
     return problems
 
 
 def test_every_import_under_plugins_slowburn_is_declared_in_pyproject():
-    problems = undeclared_imports(PACKAGE, AIRFLOW_ONLY, _declared(), _pins())
+    problems = undeclared_imports(PACKAGE, AIRFLOW_ONLY, _declared(), _pins(), _nodeps())
     assert not problems, "pip install slowburn[airflow] would miss these:\n" + "\n".join(problems)
 
 
@@ -416,6 +440,12 @@ def test_the_import_check_names_undeclared_and_misplaced_imports(tmp_path):
     assert "slowburn/scoring.py:5 imports 'fastapi' (fastapi) outside slowburn/airflow/, but only the `airflow` " \
            "extra declares it" in text
     assert "slowburn/airflow/web.py:3 imports 'surely_not_installed_xyz', which no installed distribution" in text
+    # A --no-deps distribution may be imported lazily only.
+    (pkg / "airflow" / "web.py").unlink()
+    (pkg / "scoring.py").write_text("import tabulate\n\ndef table():\n    from tabulate import tabulate\n")
+    problems = undeclared_imports(pkg, pkg / "airflow", _declared(), _pins(), optional={"tabulate"})
+    assert len(problems) == 1 and problems[0].startswith("slowburn/scoring.py:1 imports 'tabulate' at module level"), \
+        problems
 
 
 def test_declared_versions_admit_the_pinned_ones():
