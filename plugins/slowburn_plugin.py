@@ -1,45 +1,20 @@
-"""The slowburn AirflowPlugin. Kept light: Airflow imports every plugin file in every process.
+"""The slowburn AirflowPlugin for a plugins-folder install (`make demo`, docker-compose's ./plugins mount).
 
-It mounts the auditors' view (slowburn.airflow.webapp) at /slowburn inside the Airflow API server
-and adds a nav link to it. The FastAPI app is built on the first request, so importing this file
-does not import pandas, GX or Airflow's API security module.
+The plugin itself lives in slowburn.airflow.plugin. When an installed slowburn distribution already
+registers it through its `airflow.plugins` entry point (pip install slowburn, the Docker image, an
+editable install), this file defines no plugin: Airflow would otherwise load it twice and report
+"Plugin 'slowburn' already registered" as an import error.
 """
 from __future__ import annotations
 
-from airflow.plugins_manager import AirflowPlugin
+from importlib.metadata import entry_points
 
-URL_PREFIX = "/slowburn"
-
-
-class LazyAuditorsApp:
-    """An ASGI app that builds slowburn.airflow.webapp.create_app() on its first request."""
-
-    def __init__(self, **kwargs):
-        self.kwargs = kwargs
-        self._app = None
-
-    @property
-    def app(self):
-        if self._app is None:
-            from slowburn.airflow.webapp import create_app
-            self._app = create_app(**self.kwargs)
-        return self._app
-
-    async def __call__(self, scope, receive, send):
-        await self.app(scope, receive, send)
+PLUGIN_ENTRY_POINT = "slowburn.airflow.plugin:SlowburnPlugin"
 
 
-auditors_app = LazyAuditorsApp()
+def registered_by_entry_point() -> bool:
+    return any(ep.value.replace(" ", "") == PLUGIN_ENTRY_POINT for ep in entry_points(group="airflow.plugins"))
 
 
-class SlowburnPlugin(AirflowPlugin):
-    name = "slowburn"
-    macros = []
-    fastapi_apps = [{"app": auditors_app, "url_prefix": URL_PREFIX, "name": "slowburn auditors' view"}]
-    external_views = [{
-        "name": "Lead hygiene audit",
-        "href": f"{URL_PREFIX}/",
-        "destination": "nav",
-        "category": "browse",
-        "url_route": "slowburn-audit",
-    }]
+if not registered_by_entry_point():
+    from slowburn.airflow.plugin import SlowburnPlugin, auditors_app  # noqa: F401  (found by Airflow's loader)

@@ -13,6 +13,10 @@ extra, which Airflow encrypts), never in DAG code or the sources file, and are b
 * Mailchimp: password = API key; or extra.auth = oauth with password = OAuth access token;
 * extra also takes client options (max_requests, per_seconds, verify, quota_reserve, ...).
 
+Each hook has its own connection type (slowburn_hubspot, slowburn_salesforce, slowburn_mailchimp) whose
+form the provider declares (slowburn.airflow.provider_info); a hook reads any Connection by id, so the
+`http` Connections made before those types existed keep working.
+
 Once this module is loaded, slowburn.sources.http.credentials_for() asks resolve_credentials() below, so
 `kind: hubspot | salesforce | mailchimp` sources in the sources file read their Connection when the
 nightly extract runs inside Airflow (dags/slowburn_nightly.py imports this module). Everything else
@@ -51,7 +55,7 @@ def resolve_credentials(conn_id: str):
 class _VendorHook(BaseHook):
     conn_name_attr = "conn_id"
     default_conn_name = ""
-    conn_type = "http"
+    conn_type = ""
     hook_name = ""
 
     def __init__(self, conn_id: str | None = None, **client_options):
@@ -68,7 +72,8 @@ class _VendorHook(BaseHook):
                                       schema=conn.schema)
 
     def _options(self, creds, allowed: tuple[str, ...]) -> dict:
-        opts = {k: creds.extra[k] for k in allowed if k in creds.extra}
+        # A form field left empty may be saved as null or "": the client's default applies then.
+        opts = {k: creds.extra[k] for k in allowed if creds.extra.get(k) not in (None, "")}
         opts.update(self.client_options)
         return opts
 
@@ -84,6 +89,7 @@ class _VendorHook(BaseHook):
 class HubSpotHook(_VendorHook):
     """A slowburn.sources.hubspot.HubSpotClient from the `hubspot_default` Connection."""
     default_conn_name = "hubspot_default"
+    conn_type = "slowburn_hubspot"
     hook_name = "slowburn HubSpot"
 
     def build_client(self):
@@ -100,6 +106,7 @@ class SalesforceHook(_VendorHook):
     host is the instance URL; extra.auth picks the login flow (token, refresh_token, jwt; see above).
     """
     default_conn_name = "salesforce_default"
+    conn_type = "slowburn_salesforce"
     hook_name = "slowburn Salesforce"
 
     def build_client(self):
@@ -113,6 +120,7 @@ class SalesforceHook(_VendorHook):
 class MailchimpHook(_VendorHook):
     """A slowburn.sources.mailchimp.MailchimpClient from `mailchimp_default`; extra.list_id names the audience."""
     default_conn_name = "mailchimp_default"
+    conn_type = "slowburn_mailchimp"
     hook_name = "slowburn Mailchimp"
 
     def build_client(self):

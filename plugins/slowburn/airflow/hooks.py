@@ -12,19 +12,22 @@ log = logging.getLogger(__name__)
 
 _DRIVERS = {"postgres": "postgresql+psycopg2", "postgresql": "postgresql+psycopg2", "sqlite": "sqlite",
             "mysql": "mysql+pymysql"}
+WAREHOUSE_CONN_TYPE = "slowburn_warehouse"
 
 
 class SlowburnWarehouseHook(BaseHook):
     """The warehouse as a SQLAlchemy URL, from the `slowburn_warehouse` Connection.
 
     The Connection's extra may carry `sqlalchemy_url`; otherwise the URL is built from its type,
-    host, login, password, port and schema. Without the Connection, the embedded default is a
+    host, login, password, port and schema. Its type is `slowburn_warehouse` (the form of the
+    provider, extra `dialect` picks postgresql or sqlite) or, as before, `postgres`, `sqlite` or
+    any type whose extra has `sqlalchemy_url`. Without the Connection, the embedded default is a
     SQLite file under SLOWBURN_HOME, so a laptop run needs no set-up.
     """
 
     conn_name_attr = "slowburn_conn_id"
     default_conn_name = "slowburn_warehouse"
-    conn_type = "generic"
+    conn_type = WAREHOUSE_CONN_TYPE
     hook_name = "slowburn warehouse"
 
     def __init__(self, slowburn_conn_id: str = default_conn_name):
@@ -52,10 +55,18 @@ def connection_url(conn_type, host, login, password, port, schema, extra) -> str
     extras = json.loads(extra) if isinstance(extra, str) and extra else (extra or {})
     if extras.get("sqlalchemy_url"):
         return extras["sqlalchemy_url"]
-    driver = _DRIVERS.get((conn_type or "").lower())
+    conn_type = (conn_type or "").lower()
+    if conn_type == WAREHOUSE_CONN_TYPE:
+        dialect = extras.get("dialect") or "postgresql"
+        driver = _DRIVERS.get(str(dialect).lower())
+        if driver is None:
+            raise ValueError(f"{WAREHOUSE_CONN_TYPE} connection: extra dialect {dialect!r} is not supported; "
+                             "use postgresql or sqlite, or put a full URL in the extra as sqlalchemy_url")
+    else:
+        driver = _DRIVERS.get(conn_type)
     if driver is None:
-        raise ValueError(f"connection type {conn_type!r} is not a supported warehouse; use postgres or sqlite, "
-                         "or put a full URL in the connection's extra as sqlalchemy_url")
+        raise ValueError(f"connection type {conn_type!r} is not a supported warehouse; use {WAREHOUSE_CONN_TYPE}, "
+                         "postgres or sqlite, or put a full URL in the connection's extra as sqlalchemy_url")
     if driver == "sqlite":
         return f"sqlite:///{host}"
     return sa.URL.create(driver, username=login, password=password, host=host, port=port,
