@@ -10,6 +10,7 @@ import ast
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -285,8 +286,12 @@ def test_airflow_cli_lists_the_provider_hooks(installed):
 
 
 @pytest.mark.airflow
-def test_plugins_folder_alone_registers_the_plugin_once(installed):
-    out = _airflow(installed, "driver.py", pythonpath=[ROOT / "plugins"], plugins_folder=ROOT / "plugins")
+def test_plugins_folder_alone_registers_the_plugin_once(installed, tmp_path):
+    # A copy without the slowburn.egg-info that an editable install (make install) leaves in plugins/:
+    # on the path, that metadata would make slowburn an installed distribution.
+    folder = tmp_path / "plugins"
+    shutil.copytree(ROOT / "plugins", folder, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    out = _airflow(installed, "driver.py", pythonpath=[folder], plugins_folder=folder)
     found = json.loads(out.stdout.strip().splitlines()[-1])
     assert found["provider"] is None  # not installed: no provider, but the plugins folder still serves the view
     assert [p["source"] for p in found["plugins"] if p["name"] == "slowburn"] == ["$PLUGINS_FOLDER/slowburn_plugin.py"]
