@@ -100,5 +100,28 @@ def run_context(tmp_path, tiny_sources):
     return RunContext(logical_date=NOW, sources_path=tiny_sources, home=tmp_path / "home")
 
 
+PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def pg_url():
+    """A warehouse URL on the PostgreSQL test server whose search_path is a fresh schema, dropped afterwards."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(PG_URL)
+    schema = f"sb_{uuid.uuid4().hex[:8]}"
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    except sa.exc.OperationalError:
+        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
+    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    engine.dispose()
+
+
 def dedent(text: str) -> str:
     return textwrap.dedent(text)

@@ -279,44 +279,27 @@ def test_plugin_registers_the_app_and_nav_link_and_stays_light():
 
 
 @pytest.mark.postgres
-def test_every_page_on_a_postgresql_warehouse(tmp_path, tokens):
+def test_every_page_on_a_postgresql_warehouse(tmp_path, tokens, pg_url):
     """The production warehouse: the same pages and JSON twins over PostgreSQL (typed timestamps and
     booleans instead of SQLite text), and the weekly review from it."""
-    import uuid
-
-    import sqlalchemy as sa
-
     from slowburn.airflow.webapp import create_app
     from slowburn.pipeline import RunContext, run_all
     from slowburn.report.review import write_weekly_review
 
-    pg = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-    engine = sa.create_engine(pg)
-    schema = f"sb_{uuid.uuid4().hex[:8]}"
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    except sa.exc.OperationalError:
-        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
-    try:
-        url = f"{pg}?options=-csearch_path%3D{schema}"
-        ctx = RunContext(logical_date=NOW, sources_path=write_tiny_sources(tmp_path / "src"), home=tmp_path / "home",
-                         warehouse_url=url)
-        run_all(ctx)
-        write_weekly_review(ctx.warehouse(), tmp_path / "home" / "reviews", NOW + pd.Timedelta(hours=6))
-        parent = FastAPI()
-        parent.mount("/slowburn", create_app(warehouse_url=url, home=ctx.home))
-        pg_client = TestClient(parent)
-        for path in PAGES:
-            got = pg_client.get(path.format(run=ctx.run_id), headers=auth(tokens["op"]))
-            assert got.status_code == 200, (path, got.text[:300])
-        queue = pg_client.get(f"/slowburn/api/runs/{ctx.run_id}/queues", headers=auth(tokens["op"])).json()
-        assert queue["rows"] and queue["rows"][0]["respond_by"].endswith("+00:00") and queue["rows"][0]["why"]
-        found = pg_client.get(f"/slowburn/api/runs/{ctx.run_id}/flags", params={"q": "owner"},
-                              headers=auth(tokens["op"])).json()
-        assert found["total"] >= 2
-        reviews = pg_client.get("/slowburn/api/reviews", headers=auth(tokens["op"])).json()["reviews"]
-        assert [r["week"] for r in reviews] == ["2026-W47"]
-    finally:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    ctx = RunContext(logical_date=NOW, sources_path=write_tiny_sources(tmp_path / "src"), home=tmp_path / "home",
+                     warehouse_url=pg_url)
+    run_all(ctx)
+    write_weekly_review(ctx.warehouse(), tmp_path / "home" / "reviews", NOW + pd.Timedelta(hours=6))
+    parent = FastAPI()
+    parent.mount("/slowburn", create_app(warehouse_url=pg_url, home=ctx.home))
+    pg_client = TestClient(parent)
+    for path in PAGES:
+        got = pg_client.get(path.format(run=ctx.run_id), headers=auth(tokens["op"]))
+        assert got.status_code == 200, (path, got.text[:300])
+    queue = pg_client.get(f"/slowburn/api/runs/{ctx.run_id}/queues", headers=auth(tokens["op"])).json()
+    assert queue["rows"] and queue["rows"][0]["respond_by"].endswith("+00:00") and queue["rows"][0]["why"]
+    found = pg_client.get(f"/slowburn/api/runs/{ctx.run_id}/flags", params={"q": "owner"},
+                          headers=auth(tokens["op"])).json()
+    assert found["total"] >= 2
+    reviews = pg_client.get("/slowburn/api/reviews", headers=auth(tokens["op"])).json()["reviews"]
+    assert [r["week"] for r in reviews] == ["2026-W47"]

@@ -374,20 +374,10 @@ def test_nightly_pipeline_on_api_sources_then_write_back(tmp_path, monkeypatch):
 
 
 @pytest.mark.postgres
-def test_the_log_works_on_the_postgresql_warehouse():
-    import uuid
-
-    pg = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-    engine = sa.create_engine(pg)
-    schema = f"sbwb_{uuid.uuid4().hex[:8]}"
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    except sa.exc.OperationalError:
-        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
+def test_the_log_works_on_the_postgresql_warehouse(pg_url):
     v = Vendors(Faults(fail_every=7), n=30)
     try:
-        store = wb.WritebackStore(Warehouse(f"{pg}?options=-csearch_path%3D{schema}"))
+        store = wb.WritebackStore(Warehouse(pg_url))
         store.ensure()
         golden, sales, nurture, flags = frames(n=30, sf_ids=v.sf_ids, hs_ids=v.hs_ids)
         first = wb.execute(plan(golden, sales, nurture, flags, store.latest()), v.sinks(), store, "r1")
@@ -399,8 +389,6 @@ def test_the_log_works_on_the_postgresql_warehouse():
         assert wb.execute(plan(golden, sales, nurture2, flags, store.latest()), v.sinks(), store, "r3").to_send == 0
     finally:
         v.stop()
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
 
 
 def test_tags_wait_for_their_member(store):

@@ -1,38 +1,20 @@
 """The whole pipeline against the PostgreSQL warehouse at 127.0.0.1:5432."""
 from __future__ import annotations
 
-import uuid
-
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 
 from conftest import NOW
 from slowburn.pipeline import RunContext, run_all
 
 pytestmark = pytest.mark.postgres
-PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 
 
-@pytest.fixture
-def pg_schema():
-    engine = sa.create_engine(PG_URL)
-    try:
-        with engine.begin() as conn:
-            schema = f"sb_{uuid.uuid4().hex[:8]}"
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    except sa.exc.OperationalError:
-        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
-    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-
-
-def test_sample_pipeline_on_postgres_twice(tmp_path, pg_schema):
+def test_sample_pipeline_on_postgres_twice(tmp_path, pg_url):
     from slowburn.sample import generate
     manifest = generate(tmp_path / "sample", n_leads=1500, seed=9, now=NOW.to_pydatetime())
     ctx = RunContext(logical_date=NOW, sources_path=manifest["files"]["sources"], home=tmp_path / "home",
-                     warehouse_url=pg_schema)
+                     warehouse_url=pg_url)
     run_all(ctx)
     wh = ctx.warehouse()
     counts = lambda: {t: int(wh.read(f"SELECT COUNT(*) AS n FROM {t}").n[0])
