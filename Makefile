@@ -40,7 +40,14 @@ demo: install
 		|| (grep -a -A30 "Task failed" $(HOME_DIR)/dags-test.log | head -60; exit 1)
 	$(BIN)/slowburn status --logical-date $(DEMO_DATE)
 
-test: install
+# Stoplight Prism (pinned in tests/contract/package-lock.json) serves the vendors' specs to the contract tests;
+# without npm those tests skip and say so.
+PRISM := tests/contract/node_modules/.bin/prism
+$(PRISM): tests/contract/package-lock.json
+	if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/contract --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: the contract tests (tests/contract) will be skipped" >&2; fi
+
+test: install $(PRISM)
 	$(BIN)/python -m pytest
 
 bench: install
