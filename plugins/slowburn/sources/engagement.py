@@ -114,13 +114,11 @@ def mailchimp_activity(client, list_id: str | None, *, since: pd.Timestamp | Non
 
 
 def read_mailchimp_activity_source(cfg, since) -> pd.DataFrame:
-    from slowburn.sources.hubspot import _since, parse_rate
+    from slowburn.sources.hubspot import _since, rate_limit_options
     from slowburn.sources.mailchimp import MailchimpClient
 
-    opts = {}
-    if cfg.rate_limit:
-        opts["max_requests"], opts["per_seconds"] = parse_rate(cfg.rate_limit)
-    client = MailchimpClient.from_connection(cfg.connection or "mailchimp_default", base_url=cfg.url, **opts)
+    client = MailchimpClient.from_connection(cfg.connection or "mailchimp_default", base_url=cfg.url,
+                                             **rate_limit_options(cfg))
     try:
         return mailchimp_activity(client, cfg.list_id, since=_since(since), overlap_seconds=cfg.overlap_seconds)
     finally:
@@ -180,9 +178,10 @@ def _events(prop: str, entries: list[dict]) -> list:
 
 
 def read_hubspot_email_events_source(cfg, since) -> pd.DataFrame:
-    from slowburn.sources.hubspot import HubSpotClient, _limits, _since
+    from slowburn.sources.hubspot import HubSpotClient, _since, rate_limit_options
 
-    client = HubSpotClient.from_connection(cfg.connection or "hubspot_default", base_url=cfg.url, **_limits(cfg))
+    client = HubSpotClient.from_connection(cfg.connection or "hubspot_default", base_url=cfg.url,
+                                           **rate_limit_options(cfg))
     try:
         return hubspot_email_events(client, since=_since(since), overlap_seconds=cfg.overlap_seconds)
     finally:

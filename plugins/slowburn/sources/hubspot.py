@@ -446,7 +446,7 @@ def _property_in(message: str, properties: dict) -> str | None:
 def read_hubspot_source(cfg, since) -> pd.DataFrame:
     """A `kind: hubspot` source (slowburn.sources.config) as a frame of vendor columns."""
     client = HubSpotClient.from_connection(cfg.connection or "hubspot_default", base_url=cfg.url,
-                                           **_limits(cfg))
+                                           **rate_limit_options(cfg))
     try:
         props = set(cfg.columns.values()) - {"id", "contact_id", "createdAt", "updatedAt", "archived"}
         return client.read_frame(cfg.object or "contacts", props, since=_since(since),
@@ -455,7 +455,7 @@ def read_hubspot_source(cfg, since) -> pd.DataFrame:
         client.close()
 
 
-def _limits(cfg) -> dict:
+def rate_limit_options(cfg) -> dict:
     if not cfg.rate_limit:
         return {}
     count, seconds = parse_rate(cfg.rate_limit)

@@ -417,12 +417,10 @@ def _flatten(m: dict) -> dict:
 
 def read_mailchimp_source(cfg, since) -> pd.DataFrame:
     """A `kind: mailchimp` source: the audience `list_id`; for entity touches only unsubscribes and bounces."""
-    from slowburn.sources.hubspot import _since, parse_rate
+    from slowburn.sources.hubspot import _since, rate_limit_options
 
-    opts = {}
-    if cfg.rate_limit:
-        opts["max_requests"], opts["per_seconds"] = parse_rate(cfg.rate_limit)
-    client = MailchimpClient.from_connection(cfg.connection or "mailchimp_default", base_url=cfg.url, **opts)
+    client = MailchimpClient.from_connection(cfg.connection or "mailchimp_default", base_url=cfg.url,
+                                             **rate_limit_options(cfg))
     try:
         frame = client.read_frame(cfg.list_id, since=_since(since), overlap_seconds=cfg.overlap_seconds)
     finally:

@@ -453,12 +453,10 @@ def _flatten(record: dict, prefix: str = "") -> dict:
 
 def read_salesforce_source(cfg, since) -> pd.DataFrame:
     """A `kind: salesforce` source: `object` (Lead, Contact, Task, Event, ...) with the mapped fields."""
-    from slowburn.sources.hubspot import _since, parse_rate
+    from slowburn.sources.hubspot import _since, rate_limit_options
 
-    opts = {}
-    if cfg.rate_limit:
-        opts["max_requests"], opts["per_seconds"] = parse_rate(cfg.rate_limit)
-    client = SalesforceClient.from_connection(cfg.connection or "salesforce_default", base_url=cfg.url, **opts)
+    client = SalesforceClient.from_connection(cfg.connection or "salesforce_default", base_url=cfg.url,
+                                              **rate_limit_options(cfg))
     try:
         return client.read_frame(cfg.object or "Lead", set(cfg.columns.values()), since=_since(since),
                                  watermark=cfg.watermark or "SystemModstamp", overlap_seconds=cfg.overlap_seconds,
