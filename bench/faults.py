@@ -133,7 +133,7 @@ def audit(wh, expected_records: int | None = None) -> tuple[int, int, str]:
     linked = q("SELECT row_key FROM lead_links WHERE run_id = :run_id")["row_key"]
     quarantined = set(q("SELECT row_key FROM quarantine WHERE run_id = :run_id AND entity = 'leads'")["row_key"])
     golden = wh.read("SELECT golden_id FROM golden_leads")["golden_id"]
-    scored = q("SELECT golden_id FROM lead_scores WHERE run_id = :run_id")["golden_id"]
+    scored = wh.read("SELECT golden_id FROM lead_scores")["golden_id"]
     sales = wh.read("SELECT golden_id FROM sales_queue")["golden_id"]
     nurture = wh.read("SELECT golden_id FROM nurture_queue")["golden_id"]
     identity = wh.read("SELECT source_system, source_id, COUNT(*) AS n FROM lead_links "

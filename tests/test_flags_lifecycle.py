@@ -111,7 +111,11 @@ def test_track_flags_opens_keeps_and_closes():
 
 
 def test_pipeline_closes_a_flag_when_its_cause_is_gone(tmp_path, tiny_sources):
-    """Two nightly runs: the deactivated owner O3 comes back, so L9's orphaned flag closes with a date."""
+    """Two nightly runs: the deactivated owner O3 comes back, so L9's orphaned flag closes with a date.
+
+    lead_flags is a state table: a flag whose row did not change keeps the run that wrote it, and a
+    re-run of the night leaves the table exactly as it was.
+    """
     first = RunContext(logical_date=NOW, sources_path=tiny_sources, home=tmp_path / "home")
     run_all(first)
     owners = OWNERS_CSV.replace("O3,Gone Rep,gone@corp.com,false,2026-06-01", "O3,Gone Rep,gone@corp.com,true,")
@@ -120,39 +124,19 @@ def test_pipeline_closes_a_flag_when_its_cause_is_gone(tmp_path, tiny_sources):
     run_all(second)
     wh = second.warehouse()
     flags = wh.read_typed("SELECT * FROM lead_flags", datetime_columns=("opened_at", "closed_at"))
+    assert not flags.duplicated(["golden_id", "flag", "first_run_id"]).any()
     links = wh.read_table("lead_links")
     l9 = links.loc[links.source_id == "L9", "golden_id"].iloc[0]
     l3 = links.loc[links.source_id == "L3", "golden_id"].iloc[0]
-    o9 = flags[(flags.golden_id == l9) & (flags.flag == "orphaned")].set_index("run_id")
-    assert o9.loc[first.run_id, "status"] == "open"
-    assert o9.loc[second.run_id, "status"] == "closed" and o9.loc[second.run_id, "closed_at"] == second.as_of
-    o3 = flags[(flags.golden_id == l3) & (flags.flag == "orphaned")].set_index("run_id")
-    assert o3.loc[second.run_id, "status"] == "open"
-    assert o3.loc[second.run_id, "opened_at"] == first.as_of and o3.loc[second.run_id, "first_run_id"] == first.run_id
-    # A re-run of the second night opens and closes the same flags.
-    before = flags[flags.run_id == second.run_id].sort_values(["golden_id", "flag"]).reset_index(drop=True)
+    o9 = flags[(flags.golden_id == l9) & (flags.flag == "orphaned")].iloc[0]
+    assert o9["status"] == "closed" and o9["closed_at"] == second.as_of and o9["opened_at"] == first.as_of
+    assert o9["run_id"] == second.run_id  # changed tonight
+    o3 = flags[(flags.golden_id == l3) & (flags.flag == "orphaned")].iloc[0]
+    assert o3["status"] == "open" and o3["opened_at"] == first.as_of and o3["first_run_id"] == first.run_id
+    assert o3["run_id"] == first.run_id  # unchanged: not rewritten by the second night
+    # A re-run of the second night opens and closes the same flags, and rewrites nothing.
     run_all(second)
-    again = wh.read_typed("SELECT * FROM lead_flags WHERE run_id = :r", datetime_columns=("opened_at", "closed_at"),
-                          r=second.run_id).sort_values(["golden_id", "flag"]).reset_index(drop=True)
-    pd.testing.assert_frame_equal(before[again.columns], again, check_dtype=False)
-
-
-def test_lifecycle_also_works_when_lead_flags_is_a_state_table(tmp_path, tiny_sources, monkeypatch):
-    """If lead_flags moves from RUN_TABLES to STATE_TABLES, the table keeps the whole open+closed history."""
-    from slowburn import warehouse
-
-    monkeypatch.setattr(warehouse, "RUN_TABLES", tuple(t for t in warehouse.RUN_TABLES if t != "lead_flags"))
-    monkeypatch.setattr(warehouse, "STATE_TABLES", warehouse.STATE_TABLES + ("lead_flags",))
-    first = RunContext(logical_date=NOW, sources_path=tiny_sources, home=tmp_path / "home")
-    run_all(first)
-    owners = OWNERS_CSV.replace("O3,Gone Rep,gone@corp.com,false,2026-06-01", "O3,Gone Rep,gone@corp.com,true,")
-    (tiny_sources.parent / "owners.csv").write_text(owners, encoding="utf-8")
-    second = RunContext(logical_date=NOW + pd.Timedelta(days=1), sources_path=tiny_sources, home=tmp_path / "home")
-    run_all(second)
-    flags = second.warehouse().read_typed("SELECT * FROM lead_flags", datetime_columns=("opened_at", "closed_at"))
-    assert not flags.duplicated(["golden_id", "flag", "opened_at"]).any()
-    orphaned = flags[flags.flag == "orphaned"].set_index("golden_id")
-    closed = orphaned[orphaned.status == "closed"]
-    assert len(closed) == 1 and (closed.closed_at == second.as_of).all() and (closed.opened_at == first.as_of).all()
-    still = orphaned[orphaned.status == "open"]
-    assert len(still) == 1 and (still.opened_at == first.as_of).all() and (still.run_id == second.run_id).all()
+    again = wh.read_typed("SELECT * FROM lead_flags", datetime_columns=("opened_at", "closed_at"))
+    order = ["golden_id", "flag", "first_run_id"]
+    pd.testing.assert_frame_equal(flags.sort_values(order).reset_index(drop=True),
+                                  again.sort_values(order).reset_index(drop=True), check_dtype=False)

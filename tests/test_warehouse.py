@@ -1,6 +1,7 @@
 """Transactional, idempotent loads on SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import json
 import uuid
 
 import pandas as pd
@@ -190,3 +191,75 @@ def test_unusable_url_is_named_without_its_password():
     with pytest.raises(ContractError, match="cannot be parsed") as err:
         Warehouse("postgresql://bob:s3cret@host:port/test")
     assert "s3cret" not in str(err.value)
+
+
+def _golden(ids, company="Acme"):
+    return pd.DataFrame({"golden_id": ids, "company": company, "source_count": 1,
+                         "source_keys": [f"crm:{g}" for g in ids],
+                         "created_at": pd.Timestamp("2026-11-20T08:30:00", tz="UTC"), "email_opt_out": False})
+
+
+def test_state_tables_change_by_key(warehouse):
+    """A load writes only new and changed rows, deletes gone keys, and leaves unchanged rows (and their run) alone."""
+    first = warehouse.replace_run("r1", {"golden_leads": _golden(["g1", "g2", "g3"])}, _ledger())
+    assert first["golden_leads"] == {"inserted": 3, "updated": 0, "deleted": 0, "unchanged": 0}
+    same = warehouse.replace_run("r2", {"golden_leads": _golden(["g1", "g2", "g3"])}, _ledger())
+    assert same["golden_leads"] == {"inserted": 0, "updated": 0, "deleted": 0, "unchanged": 3}
+    assert set(warehouse.read_table("golden_leads").run_id) == {"r1"}  # nothing was rewritten
+    night = _golden(["g1", "g2", "g4"])
+    night.loc[night.golden_id == "g2", "company"] = "Acme Corp"
+    written = warehouse.replace_run("r3", {"golden_leads": night}, _ledger())
+    assert written["golden_leads"] == {"inserted": 1, "updated": 1, "deleted": 1, "unchanged": 1}
+    rows = warehouse.read_table("golden_leads").set_index("golden_id")
+    assert sorted(rows.index) == ["g1", "g2", "g4"]
+    assert rows.run_id.to_dict() == {"g1": "r1", "g2": "r3", "g4": "r3"} and rows.loc["g2", "company"] == "Acme Corp"
+    # The ledger records what each load wrote, for the table-growth report.
+    steps = json.loads(warehouse.read("SELECT step_counts FROM run_ledger WHERE run_id = 'r3'").step_counts[0])
+    assert steps["load"]["rows_written"]["golden_leads"]["updated"] == 1
+
+
+def test_row_digest_ignores_dtype_but_not_values():
+    """The same values read back another night with other dtypes hash the same; any value change does not."""
+    from slowburn.warehouse import row_digest
+
+    a = pd.DataFrame({"s": ["x", None], "n": [1.0, None], "t": pd.to_datetime(["2026-11-20", None], utc=True),
+                      "b": [True, False], "empty": [None, None]})
+    b = a.astype({"s": "string", "n": "Float64", "b": "boolean", "empty": "string"})
+    b["t"] = b["t"].astype("datetime64[us, UTC]")
+    cols = list(a.columns)
+    assert (row_digest(a, cols) == row_digest(b, cols)).all()
+    c = a.copy()
+    c.loc[1, "s"] = "y"
+    c.loc[0, "n"] = 1.0001
+    assert (row_digest(a, cols) != row_digest(c, cols)).tolist() == [True, True]
+    c = a.copy()
+    c.loc[0, "n"] = 1.00001  # below the compared precision (FLOAT_DIGITS)
+    assert (row_digest(a, cols) == row_digest(c, cols)).all()
+
+
+def test_state_frame_with_a_repeated_key_is_refused_and_nothing_changes(warehouse):
+    from slowburn.contracts import ContractError
+
+    warehouse.replace_run("r1", {"golden_leads": _golden(["g1"])}, _ledger())
+    with pytest.raises(ContractError, match=r"golden_leads: 2 row\(s\) share a golden_id"):
+        warehouse.replace_run("r2", {"golden_leads": _golden(["g2", "g2"])}, _ledger())
+    assert warehouse.read_table("golden_leads").golden_id.tolist() == ["g1"]
+    assert warehouse.read_table("run_ledger").run_id.tolist() == ["r1"]
+
+
+def test_score_history_keeps_a_row_only_when_score_or_tier_moves(warehouse):
+    def scores(values, at):
+        return pd.DataFrame({"golden_id": [f"g{i}" for i in range(len(values))], "score": [v for v, _ in values],
+                             "tier": [t for _, t in values], "reasons": "[]", "model_version": "v1", "touches": 0,
+                             "rep_touches": 0, "probability": [v / 100 for v, _ in values],
+                             "scored_at": pd.Timestamp(at, tz="UTC")})
+
+    warehouse.replace_run("r1", {"lead_scores": scores([(10, "cold"), (50, "warm"), (80, "hot")], "2026-11-21")},
+                          _ledger())
+    night2 = scores([(10, "cold"), (55, "warm"), (80, "hot")], "2026-11-22")  # scored_at alone is no change
+    warehouse.replace_run("r2", {"lead_scores": night2}, _ledger())
+    warehouse.replace_run("r2", {"lead_scores": night2}, _ledger())  # a re-run of the same night: same history
+    history = warehouse.read("SELECT run_id, golden_id, score FROM score_history ORDER BY run_id, golden_id")
+    assert history.values.tolist() == [["r1", "g0", 10], ["r1", "g1", 50], ["r1", "g2", 80], ["r2", "g1", 55]]
+    current = warehouse.read_table("lead_scores").set_index("golden_id")
+    assert current.run_id.to_dict() == {"g0": "r1", "g1": "r2", "g2": "r1"}

@@ -62,6 +62,8 @@ CREATE TABLE IF NOT EXISTS queue_history (
     sla_missed_at {ts},
     missed_owner_id TEXT,
     next_touch_at {ts},
+    -- 'before': the row as it was before this run changed it; 'absent': the run added it
+    change TEXT,
     PRIMARY KEY (run_id, queue, golden_id)
 );
 
@@ -105,6 +107,7 @@ CREATE TABLE IF NOT EXISTS current_leads (
     email_canonical TEXT, email_tag TEXT, email_domain TEXT, phone_e164 TEXT, first_name_norm TEXT,
     last_name_norm TEXT, company_norm TEXT, country_code TEXT,
     attributes TEXT,
+    row_digest BIGINT,
     PRIMARY KEY (source_system, source_id)
 );
 
@@ -156,7 +159,8 @@ CREATE TABLE IF NOT EXISTS golden_leads (
     review_reason TEXT,
     -- Custom attributes merged per key across the record's source rows, the most recent row winning.
     attributes TEXT,
-    PRIMARY KEY (run_id, golden_id)
+    row_digest BIGINT,
+    PRIMARY KEY (golden_id)
 );
 
 CREATE TABLE IF NOT EXISTS lead_links (
@@ -172,7 +176,8 @@ CREATE TABLE IF NOT EXISTS lead_links (
     match_model TEXT,
     previous_golden_id TEXT,
     review_reason TEXT,
-    PRIMARY KEY (run_id, row_key)
+    row_digest BIGINT,
+    PRIMARY KEY (source_system, source_id)
 );
 
 CREATE TABLE IF NOT EXISTS lead_scores (
@@ -194,7 +199,8 @@ CREATE TABLE IF NOT EXISTS lead_scores (
     last_rep_touch_at {ts},
     last_marketing_touch_at {ts},
     interest TEXT,
-    PRIMARY KEY (run_id, golden_id)
+    row_digest BIGINT,
+    PRIMARY KEY (golden_id)
 );
 
 CREATE TABLE IF NOT EXISTS sales_queue (
@@ -214,7 +220,8 @@ CREATE TABLE IF NOT EXISTS sales_queue (
     responded {bool},
     pass_back {bool},
     pass_back_reason TEXT,
-    PRIMARY KEY (run_id, golden_id)
+    row_digest BIGINT,
+    PRIMARY KEY (golden_id)
 );
 
 CREATE TABLE IF NOT EXISTS nurture_queue (
@@ -234,7 +241,8 @@ CREATE TABLE IF NOT EXISTS nurture_queue (
     sla_missed {bool},
     sla_missed_at {ts},
     missed_owner_id TEXT,
-    PRIMARY KEY (run_id, golden_id)
+    row_digest BIGINT,
+    PRIMARY KEY (golden_id)
 );
 
 CREATE TABLE IF NOT EXISTS lead_flags (
@@ -254,9 +262,10 @@ CREATE TABLE IF NOT EXISTS lead_flags (
     status TEXT,
     opened_at {ts},
     closed_at {ts},
-    first_run_id TEXT,
+    first_run_id TEXT NOT NULL,
     last_seen_run_id TEXT,
-    PRIMARY KEY (run_id, golden_id, flag)
+    row_digest BIGINT,
+    PRIMARY KEY (golden_id, flag, first_run_id)
 );
 
 CREATE TABLE IF NOT EXISTS owners (
@@ -273,7 +282,9 @@ CREATE TABLE IF NOT EXISTS outcomes (
     source_id TEXT NOT NULL,
     outcome TEXT,
     closed_at {ts},
-    amount {float}
+    amount {float},
+    row_digest BIGINT,
+    PRIMARY KEY (source_system, source_id)
 );
 
 -- What slowburn.writeback sent where: one row per record and payload hash. A re-run skips every record
@@ -316,3 +327,18 @@ CREATE TABLE IF NOT EXISTS writeback_batches (
 CREATE INDEX IF NOT EXISTS ix_quarantine_run ON quarantine (run_id, rule);
 CREATE INDEX IF NOT EXISTS ix_outcomes_run ON outcomes (run_id);
 CREATE INDEX IF NOT EXISTS ix_watermarks_source ON source_watermarks (source_name, logical_date);
+
+-- A lead's score, once per change: a row when a lead is first scored and whenever its score or tier
+-- moves (lead_scores holds the current score of every golden lead).
+CREATE TABLE IF NOT EXISTS score_history (
+    run_id TEXT NOT NULL,
+    golden_id TEXT NOT NULL,
+    score INTEGER NOT NULL,
+    tier TEXT NOT NULL,
+    probability {float},
+    model_version TEXT,
+    scored_at {ts},
+    PRIMARY KEY (golden_id, run_id)
+);
+CREATE INDEX IF NOT EXISTS ix_score_history_run ON score_history (run_id);
+CREATE INDEX IF NOT EXISTS ix_lead_flags_status ON lead_flags (status, golden_id);

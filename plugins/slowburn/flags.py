@@ -90,10 +90,12 @@ def unclosed(golden: pd.DataFrame, scores: pd.DataFrame, now: pd.Timestamp, cfg:
         "flag": "unclosed",
         "severity": np.where(days > 2 * lim, "high", "medium"),
         "owner_id": hit["owner_id"].to_numpy(),
-        "evidence": _json_rows({"status": hit["status"], "idle_days": days, "last_activity": _stamps(last[hit_mask]),
+        # Evidence and reason name the day of the last activity, not the days since it: they stay the
+        # same every night the flag stays open, so the state table keeps the row instead of rewriting it.
+        "evidence": _json_rows({"status": hit["status"], "last_activity": _stamps(last[hit_mask]),
                                 "limit_days": lim}),
-        "reason": [f"status '{s}' with no activity for {d} days (limit {m})"
-                   for s, d, m in zip(hit["status"], days, lim)],
+        "reason": [f"status '{s}' with no activity since {d[:10]} (limit {m} days)"
+                   for s, d, m in zip(hit["status"], _stamps(last[hit_mask]), lim)],
         "suggested_action": "work the lead or close it out as unqualified",
     }, columns=FLAG_COLUMNS)
 
@@ -404,12 +406,11 @@ def dropped_followup(golden: pd.DataFrame, facts: pd.DataFrame, now: pd.Timestam
     mask = (_open(df) & df["n_rep"].between(1, cfg.followup_max_contacts)
             & (silent > cfg.followup_cadence_days)).fillna(False).astype(bool)
     hit = df[mask]
-    days = silent[mask].astype(int)
     return _flags(hit, "dropped_followup", "medium",
                   _json_rows({"rep_contacts": hit["n_rep"], "last_rep_touch_at": _isos(last[mask]),
-                              "silent_days": days, "cadence_days": cfg.followup_cadence_days}),
-                  [f"{n} rep contact{'s' if n != 1 else ''}, then silence for {d} days (cadence "
-                   f"{cfg.followup_cadence_days})" for n, d in zip(hit["n_rep"], days)],
+                              "cadence_days": cfg.followup_cadence_days}),
+                  [f"{n} rep contact{'s' if n != 1 else ''}, then silence since {d[:10]} (cadence "
+                   f"{cfg.followup_cadence_days} days)" for n, d in zip(hit["n_rep"], _isos(last[mask]))],
                   "follow up: most deals close on the 5th to 12th contact")
 
 

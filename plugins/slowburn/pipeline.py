@@ -429,30 +429,44 @@ _QUEUE_COLUMNS = {
 
 
 def _previous_queues(ctx: RunContext):
-    """The previous run's sales and nurture queues, from the warehouse.
+    """The sales and nurture queues as the previous loaded run left them, from the warehouse.
 
-    The warehouse is the memory, not the run folder: each load keeps its queues per run in
-    queue_history, and a run routes against the newest earlier loaded run's rows there, so re-running
-    a night (even with its run folder lost) sees the same previous queues and keeps the same owners.
-    Warehouses loaded before queue_history existed fall back to the queue tables' earlier rows.
+    The warehouse is the memory, not the run folder, so a re-run (even with its run folder lost) sees
+    the same previous queues and keeps the same owners. Before this run has loaded, the queue state
+    tables are the previous run's queues. Once it has, they hold this run's: its load recorded in
+    queue_history each queue row as it was before the run changed it ('before') or that the run
+    added it ('absent'), and undoing those gives the previous queues back. Runs loaded by older
+    versions kept whole queues per run in queue_history (change IS NULL) and are read as such.
     """
     wh = ctx.warehouse()
     wh.ensure_schema()
-    previous = wh.read("SELECT run_id, attempt FROM run_ledger WHERE status = 'success' AND run_id = "
+    previous = wh.read("SELECT run_id FROM run_ledger WHERE status = 'success' AND run_id = "
                        "(SELECT MAX(run_id) FROM run_ledger WHERE status = 'success' AND run_id < :run_id)",
                        run_id=ctx.run_id)
     if previous.empty:
         return _empty_queue("sales_queue"), _empty_queue("nurture_queue"), None
     previous_run = previous["run_id"].iloc[0]
     previous_at = pd.Timestamp(pd.to_datetime(previous_run, format="%Y-%m-%dT%H%M%S")).tz_localize("UTC")
-    if pd.isna(previous["attempt"].iloc[0]):
-        return _queues_from_state_tables(ctx, wh) + (previous_at,)
     stamps = tuple(c for _, cols in _QUEUE_COLUMNS.values() for c in cols)
-    history = wh.read_typed("SELECT * FROM queue_history WHERE run_id = :run_id", datetime_columns=stamps,
-                            bool_columns=("pass_back",), run_id=previous_run)
-    frames = tuple(history.loc[history["queue"] == name, wanted].reset_index(drop=True)
-                   for name, (wanted, _) in _QUEUE_COLUMNS.items())
-    return frames + (previous_at,)
+    loaded = not wh.read("SELECT run_id FROM run_ledger WHERE run_id = :run_id", run_id=ctx.run_id).empty
+    snapshot = wh.read_typed("SELECT * FROM queue_history WHERE run_id = :run_id AND change IS NULL",
+                             datetime_columns=stamps, bool_columns=("pass_back",), run_id=previous_run)
+    if loaded and len(snapshot):  # the previous run was loaded by an older version: its whole queues
+        return tuple(snapshot.loc[snapshot["queue"] == name, wanted].reset_index(drop=True)
+                     for name, (wanted, _) in _QUEUE_COLUMNS.items()) + (previous_at,)
+    frames = []
+    for name, (wanted, stamps_of) in _QUEUE_COLUMNS.items():
+        state = wh.read_typed(f"SELECT {', '.join(wanted)} FROM {name}", datetime_columns=stamps_of,
+                              bool_columns=("pass_back",))
+        if loaded:
+            undo = wh.read_typed("SELECT * FROM queue_history WHERE run_id = :run_id AND queue = :queue AND "
+                                 "change IS NOT NULL", datetime_columns=stamps_of, bool_columns=("pass_back",),
+                                 run_id=ctx.run_id, queue=name)
+            state = state[~state["golden_id"].isin(undo["golden_id"])]
+            before = undo.loc[undo["change"] == "before", wanted]
+            state = pd.concat([state, before], ignore_index=True) if len(before) else state
+        frames.append(state.reset_index(drop=True))
+    return tuple(frames) + (previous_at,)
 
 
 def _empty_queue(name: str) -> pd.DataFrame:
@@ -460,40 +474,13 @@ def _empty_queue(name: str) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="datetime64[ns, UTC]" if c in stamps else "string") for c in wanted})
 
 
-def _queues_from_state_tables(ctx: RunContext, wh) -> tuple[pd.DataFrame, pd.DataFrame]:
-    import sqlalchemy as sa
-
-    frames = []
-    for name, (wanted, stamps) in _QUEUE_COLUMNS.items():
-        have = {c["name"] for c in sa.inspect(wh.engine).get_columns(name)}
-        cols = [c for c in wanted if c in have]
-        frames.append(wh.read_typed(f"SELECT {', '.join(cols)} FROM {name} WHERE run_id < :run_id",
-                                    datetime_columns=tuple(c for c in stamps if c in have), run_id=ctx.run_id))
-    return tuple(frames)
-
-
-def _queue_history(ctx: RunContext) -> pd.DataFrame:
-    """Tonight's queues in the shape _previous_queues reads back next run."""
-    parts = []
-    for name, (wanted, _) in _QUEUE_COLUMNS.items():
-        queue = ctx.read(name)
-        parts.append(queue[[c for c in wanted if c in queue.columns]].assign(queue=name))
-    history = pd.concat(parts, ignore_index=True)
-    for col, dtype in (("score", "Int64"), ("pass_back", "boolean")):
-        if col in history:
-            history[col] = history[col].astype("Float64").round().astype(dtype) if dtype == "Int64" \
-                else history[col].astype(dtype)
-    return history
-
-
 def flag(ctx: RunContext) -> dict:
     """Raise tonight's flags and carry them through their lifecycle (slowburn.flags.track_flags).
 
     Rules need the whole touch history (rep contacts, qualifying and disqualifying touches) and every
-    outcome seen, mapped to tonight's golden ids. The previous flag record is the latest earlier run's
-    rows while lead_flags is a run table (each run then holds its open flags plus the ones it closed),
-    or the whole table when it is a state table (open and closed history); the first attempt of a run
-    keeps what it read in the run folder, so a re-run closes and opens the same flags.
+    outcome seen, mapped to tonight's golden ids. lead_flags is a state table holding every flag's
+    lifecycle; tonight's record is the flags open now plus those closed tonight, and the load writes
+    only the rows that changed.
     Thresholds: FlagConfig defaults, overridden by the YAML mapping at $SLOWBURN_FLAGS_CONFIG if set.
     """
     import sqlalchemy as sa
@@ -534,28 +521,22 @@ def flag(ctx: RunContext) -> dict:
             if col not in have:
                 conn.exec_driver_sql(f"ALTER TABLE lead_flags ADD COLUMN {col} "
                                      f"{ts if col.endswith('_at') else 'TEXT'}")
-    state = "lead_flags" in warehouse_module.STATE_TABLES
-    # A run table: the previous run's rows in the warehouse are the same on every re-run. A state
-    # table also holds this run's own earlier output, so the attempt keeps what it read first.
-    saved = ctx.path("previous_lead_flags")
-    if state and saved.exists():
+    # The previous record is the open flags in the warehouse (closed ones are history no run changes).
+    # The first attempt keeps what it read in the run folder, so a re-run of a loaded night closes and
+    # opens the same flags.
+    if ctx.path("previous_lead_flags").exists():
         previous = ctx.read("previous_lead_flags")
     else:
-        where = "" if state else "WHERE run_id = (SELECT MAX(run_id) FROM lead_flags WHERE run_id < :run_id)"
-        previous = wh.read_typed(f"SELECT * FROM lead_flags {where}", datetime_columns=("opened_at", "closed_at"),
-                                 run_id=ctx.run_id)
+        previous = wh.read_typed(f"SELECT * FROM lead_flags WHERE {warehouse_module.SCOPE['lead_flags']}",
+                                 datetime_columns=("opened_at", "closed_at"))
         if "status" in previous:  # rows from before the lifecycle columns count as opened by their run
             previous["status"] = previous["status"].fillna("open")
             previous["first_run_id"] = previous["first_run_id"].fillna(previous["run_id"])
             opened = pd.to_datetime(previous["run_id"], format="%Y-%m-%dT%H%M%S", errors="coerce", utc=True)
             previous["opened_at"] = previous["opened_at"].fillna(opened)
-        previous = previous.drop(columns=["run_id"], errors="ignore")
-        if state:
-            ctx.write("previous_lead_flags", previous)
-    record = track_flags(previous, current, ctx.as_of, ctx.run_id, keep_closed=state)
-    if state:  # a state table keeps each row's own run: the run that last opened, saw or closed it
-        closed_before = (record["closed_at"].notna() & (record["closed_at"] < ctx.as_of)).to_numpy(dtype=bool)
-        record["run_id"] = record["last_seen_run_id"].where(closed_before, ctx.run_id)
+        previous = previous.drop(columns=["run_id", "row_digest"], errors="ignore")
+        ctx.write("previous_lead_flags", previous)
+    record = track_flags(previous, current, ctx.as_of, ctx.run_id, keep_closed=False)
     ctx.write("lead_flags", record)
     is_open = record["status"] == "open"
     return {"lead_flags": int(is_open.sum()), "by_flag": record.loc[is_open, "flag"].value_counts().to_dict(),
@@ -619,8 +600,9 @@ def load(ctx: RunContext) -> dict:
         "quarantine": lambda: ctx.read("quarantine").rename(columns={"column": "column_name"}),
         **{name: (lambda name=name: ctx.read(name)) for name in (
             "touches", "current_leads", "golden_leads", "lead_links", "lead_scores", "sales_queue",
-            "nurture_queue", "lead_flags", "owners", "outcomes")},
-        "queue_history": lambda: _queue_history(ctx),
+            "nurture_queue", "lead_flags", "owners")},
+        # outcomes are facts kept once per source lead: its latest close wins (as _outcome_history reads them)
+        "outcomes": lambda: ctx.read("outcomes").sort_values("closed_at", kind="stable", na_position="first"),
         "source_watermarks": pd.DataFrame(watermarks["sources"]).assign(logical_date=ctx.logical_date),
     }
     ledger = {
@@ -632,12 +614,13 @@ def load(ctx: RunContext) -> dict:
         **{name: ctx.rows(name) for name in ("golden_leads", "sales_queue", "nurture_queue", "lead_flags")},
         "step_counts": json.dumps(read_step_counts(ctx), default=str),
     }
-    ctx.warehouse().replace_run(ctx.run_id, frames, ledger, token=ctx.token)
+    written = ctx.warehouse().replace_run(ctx.run_id, frames, ledger, token=ctx.token)
     log.info("load: run %s attempt %s committed: %d landed = %d linked + %d quarantined; %d scored = %d golden "
              "= %d queued + %d not queued", ctx.run_id, ctx.attempt, counts["landed_leads"], counts["linked_leads"],
              counts["quarantined_leads"], counts["scored_leads"], ledger["golden_leads"], counts["queued_leads"],
              counts["not_queued_leads"])
-    return {k: v for k, v in ledger.items() if k not in ("step_counts", "attempt_token")}
+    return {**{k: v for k, v in ledger.items() if k not in ("step_counts", "attempt_token")},
+            "rows_written": written}
 
 
 def summarize(ctx: RunContext) -> dict:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import re
@@ -18,12 +19,36 @@ from slowburn.db import create_engine
 
 log = logging.getLogger(__name__)
 
-# Run tables keep history: a run's load replaces only its own rows.
-RUN_TABLES = ("landed_leads", "touches", "quarantine", "lead_scores", "lead_flags", "owners", "outcomes",
-              "source_watermarks", "queue_history")
-# State tables hold the current picture (every known lead, its links, golden record and queue) and
-# are replaced whole by each run, in the same transaction.
-STATE_TABLES = ("current_leads", "lead_links", "golden_leads", "sales_queue", "nurture_queue")
+# Run tables keep history: a run's load replaces only its own rows. score_history and queue_history
+# are written by the load itself, from what changed in lead_scores and the queues.
+RUN_TABLES = ("landed_leads", "touches", "quarantine", "owners", "source_watermarks", "queue_history",
+              "score_history")
+# State tables hold the current picture, one row per business key. A load writes only the rows whose
+# key is new or whose values changed (compared by row_digest) and deletes the keys that are gone, in
+# the same transaction: a night costs what changed, not the size of the database. run_id on a state
+# row names the run that last changed it (current_leads and lead_links: the run that landed or linked it).
+STATE_KEYS = {
+    "current_leads": ("source_system", "source_id"),
+    "lead_links": ("source_system", "source_id"),
+    "golden_leads": ("golden_id",),
+    "lead_scores": ("golden_id",),
+    "sales_queue": ("golden_id",),
+    "nurture_queue": ("golden_id",),
+    "lead_flags": ("golden_id", "flag", "first_run_id"),
+    "outcomes": ("source_system", "source_id"),
+}
+STATE_TABLES = tuple(STATE_KEYS)
+# Facts that arrive incrementally: a key missing from tonight's frame is not gone, so never deleted.
+UPSERT_ONLY = ("outcomes",)
+# Frames that carry each row's own run_id (compared like any value); other state rows get the loading run's.
+OWN_RUN_ID = ("current_leads", "lead_links")
+# Columns that say when a row was last computed, not what it says: alone, they never make a row changed.
+NOT_COMPARED = {"lead_scores": ("scored_at",), "lead_flags": ("last_seen_run_id",)}
+# Rows a frame speaks for: a closed flag is history that no later frame repeats, so only open flags
+# can be updated or deleted by a load.
+SCOPE = {"lead_flags": "COALESCE(status, 'open') = 'open'"}
+QUEUES = ("sales_queue", "nurture_queue")
+FLOAT_DIGITS = 4  # floats are compared at 4 decimals: a probability drifting by 1e-6 is not a change
 
 _DIALECT_TYPES = {
     "sqlite": {"ts": "TEXT", "bool": "INTEGER", "float": "REAL"},
@@ -235,7 +260,7 @@ class Warehouse:
                 "run_ledger rows, or leave history as it is")
 
     def replace_run(self, run_id: str, frames: dict[str, pd.DataFrame | Callable[[], pd.DataFrame]],
-                    ledger: dict, token: str | None = None) -> None:
+                    ledger: dict, token: str | None = None) -> dict:
         """Replace everything `run_id` wrote with `frames` and its ledger row, all or nothing.
 
         A frame may be given as a function that reads it: tables are then read, inserted and freed one
@@ -253,7 +278,7 @@ class Warehouse:
             with self.engine.begin() as conn:
                 if token is not None:
                     self._claim_load(conn, run_id, token, ledger.get("attempt"))
-                self._replace(conn, run_id, frames, ledger, columns)
+                written = self._replace(conn, run_id, frames, ledger, columns)
                 if token is not None:
                     conn.execute(sa.text("DELETE FROM run_lock WHERE lock_name = :name AND token = :token"),
                                  {"name": LOCK_NAME, "token": token})
@@ -263,6 +288,7 @@ class Warehouse:
                                     "another writer for 60 s; nothing was loaded. Re-run the load when the other "
                                     "run has finished") from None
             raise
+        return written
 
     def _claim_load(self, conn, run_id: str, token: str, attempt) -> None:
         renewed = conn.execute(sa.text("UPDATE run_lock SET heartbeat_at = :now WHERE lock_name = :name "
@@ -283,26 +309,144 @@ class Warehouse:
             raise RunSuperseded(f"run {run_id}: attempt {loaded} is already loaded; attempt {attempt} is older "
                                 "and does not replace it")
 
-    def _replace(self, conn, run_id, frames, ledger, columns) -> None:
+    def _replace(self, conn, run_id, frames, ledger, columns) -> dict:
+        """Write the run; returns rows written per table ({table: {inserted, updated, deleted}})."""
+        rerun = conn.execute(sa.text("SELECT 1 FROM run_ledger WHERE run_id = :run_id"),
+                             {"run_id": run_id}).first() is not None
         for table in RUN_TABLES:
-            conn.execute(sa.text(f"DELETE FROM {table} WHERE run_id = :run_id"), {"run_id": run_id})
-        for table in STATE_TABLES:
-            if table in frames:
-                conn.execute(sa.text(f"DELETE FROM {table}"))
+            # A re-run keeps the before-images its first load recorded (see _record_queue_before_images).
+            keep = " AND change IS NOT NULL" if table == "queue_history" else ""
+            conn.execute(sa.text(f"DELETE FROM {table} WHERE run_id = :run_id{keep}"), {"run_id": run_id})
         conn.execute(sa.text("DELETE FROM run_ledger WHERE run_id = :run_id"), {"run_id": run_id})
+        written = {}
         for table, source in frames.items():
             frame = source() if callable(source) else source
-            if table in RUN_TABLES or "run_id" not in frame.columns:
+            if table in STATE_KEYS:
+                written[table] = self._sync_state(conn, run_id, table, frame, columns, rerun)
+            else:
                 frame = frame.assign(run_id=run_id)
-            cols = [c for c in columns[table] if c in frame.columns]
-            dropped = sorted(set(frame.columns) - set(columns[table]))
-            if dropped:
-                log.warning("load: %s has no column(s) %s; their values are not stored", table, dropped)
-            self._insert(conn, table, frame[cols])
-            log.info("load: %s <- %d rows", table, len(frame))
+                self._insert(conn, table, self._stored(table, frame, columns))
+                written[table] = {"inserted": len(frame), "updated": 0, "deleted": 0}
+            log.info("load: %s <- %s", table, written[table])
             del frame
+        for table in ("score_history", "queue_history"):
+            if table in written:
+                continue
+            n = conn.execute(sa.text(f"SELECT COUNT(*) FROM {table} WHERE run_id = :run_id"),
+                             {"run_id": run_id}).scalar()
+            written[table] = {"inserted": int(n), "updated": 0, "deleted": 0}
+        try:
+            steps = json.loads(ledger.get("step_counts") or "{}")
+        except ValueError:
+            steps = {}
+        steps.setdefault("load", {})["rows_written"] = written
+        ledger = {**ledger, "step_counts": json.dumps(steps, default=str)}
         ledger_frame = pd.DataFrame([{**ledger, "run_id": run_id}])
         self._insert(conn, "run_ledger", ledger_frame[[c for c in columns["run_ledger"] if c in ledger_frame]])
+        return written
+
+    @staticmethod
+    def _stored(table: str, frame: pd.DataFrame, columns, warn: bool = True) -> pd.DataFrame:
+        cols = [c for c in columns[table] if c in frame.columns]
+        dropped = sorted(set(frame.columns) - set(columns[table]))
+        if dropped and warn:
+            log.warning("load: %s has no column(s) %s; their values are not stored", table, dropped)
+        return frame[cols]
+
+    def _sync_state(self, conn, run_id: str, table: str, frame: pd.DataFrame, columns, rerun: bool) -> dict:
+        """Make `table` equal `frame` by key, writing only new and changed rows and deleting gone keys."""
+        keys = list(STATE_KEYS[table])
+        if table not in OWN_RUN_ID or "run_id" not in frame.columns:
+            frame = frame.assign(run_id=run_id)
+        frame = self._stored(table, frame.drop(columns=["row_digest"], errors="ignore"), columns)
+        if table in UPSERT_ONLY:
+            frame = frame.drop_duplicates(keys, keep="last")
+        _check_keys(table, frame, keys)
+        ignored = set(NOT_COMPARED.get(table, ())) | (set() if table in OWN_RUN_ID else {"run_id"})
+        digest = row_digest(frame, [c for c in frame.columns if c not in ignored])
+        extra = ", score, tier" if table == "lead_scores" else ""
+        # coerce_float=False: a NULL digest must not turn the column into float64, which rounds 64-bit ints.
+        where = f" WHERE {SCOPE[table]}" if table in SCOPE else ""
+        old = pd.read_sql(sa.text(f"SELECT {', '.join(keys)}, row_digest{extra} FROM {table}{where}"), conn,
+                          coerce_float=False)
+        old["row_digest"] = pd.array(old["row_digest"].tolist(), dtype="Int64")
+        mine = frame[keys].astype("string").assign(_digest=digest, _pos=np.arange(len(frame)))
+        both = mine.merge(old.astype({k: "string" for k in keys}), on=keys, how="outer", indicator=True)
+        is_new = (both["_merge"] == "left_only").to_numpy()
+        matched = (both["_merge"] == "both").to_numpy()
+        changed = matched & (both["row_digest"].astype("Int64") != both["_digest"]).fillna(True).to_numpy(bool)
+        gone = (both["_merge"] == "right_only").to_numpy() & (table not in UPSERT_ONLY)
+        if table in QUEUES:
+            self._record_queue_before_images(conn, run_id, table, both.loc[changed | gone | is_new, keys],
+                                             absent=both.loc[is_new, keys], columns=columns)
+        if table == "lead_scores":
+            self._record_score_history(conn, run_id, frame, both, is_new | changed, rerun, columns)
+        # A scoped table may hold a new key out of scope (a flag this run closed, loaded again): replace it.
+        removed = both.loc[changed | gone | (is_new & (table in SCOPE)), keys]
+        if len(removed):
+            self._delete_keys(conn, table, keys, removed)
+        rows = np.sort(both.loc[is_new | changed, "_pos"].to_numpy(dtype=np.int64))
+        out = frame.iloc[rows].assign(row_digest=digest[rows])
+        self._insert(conn, table, out)
+        return {"inserted": int(is_new.sum()), "updated": int(changed.sum()), "deleted": int(gone.sum()),
+                "unchanged": int(matched.sum() - changed.sum())}
+
+    def _keys_table(self, conn, keys: list[str], frame: pd.DataFrame) -> str:
+        """A temporary table holding `frame`'s keys, for deletes and lookups by key in one statement."""
+        name = "slowburn_keys"
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} ({', '.join(f'{k} TEXT' for k in keys)})")
+        self._insert(conn, name, frame[keys].astype("string"))
+        return name
+
+    def _delete_keys(self, conn, table: str, keys: list[str], frame: pd.DataFrame) -> None:
+        tmp = self._keys_table(conn, keys, frame)
+        target = keys[0] if len(keys) == 1 else f"({', '.join(keys)})"
+        conn.exec_driver_sql(f"DELETE FROM {table} WHERE {target} IN (SELECT {', '.join(keys)} FROM {tmp})")
+
+    def _record_queue_before_images(self, conn, run_id, table, touched, absent, columns) -> None:
+        """Keep each queue row as it was before this run changed it, so the run can be re-routed exactly.
+
+        A re-run of the newest night routes against the queues before that night: the state tables
+        minus the night's changes. Only the first load of a run records a key's before-image, so a
+        re-run's load, which starts from state that already holds the run, does not overwrite it.
+        """
+        if not len(touched):
+            return
+        have = pd.read_sql(sa.text("SELECT golden_id FROM queue_history WHERE run_id = :r AND queue = :q AND "
+                                   "change IS NOT NULL"), conn, params={"r": run_id, "q": table})["golden_id"]
+        touched = touched[~touched["golden_id"].isin(have)]
+        absent = absent[~absent["golden_id"].isin(have)]
+        history_cols = [c for c in columns["queue_history"] if c not in ("run_id", "queue", "change")]
+        cols = [c for c in history_cols if c in columns[table]]
+        before = touched[~touched["golden_id"].isin(absent["golden_id"])]
+        if len(before):
+            tmp = self._keys_table(conn, ["golden_id"], before)
+            rows = pd.read_sql(sa.text(f"SELECT {', '.join(cols)} FROM {table} WHERE golden_id IN "
+                                       f"(SELECT golden_id FROM {tmp})"), conn)
+            self._insert(conn, "queue_history", rows.assign(run_id=run_id, queue=table, change="before"))
+        if len(absent):
+            self._insert(conn, "queue_history", absent[["golden_id"]].assign(run_id=run_id, queue=table,
+                                                                              change="absent"))
+
+    def _record_score_history(self, conn, run_id, frame, both, written, rerun, columns) -> None:
+        """score_history gains a row for a lead only when its score or tier differs from its last one."""
+        if rerun:  # the state already holds this run: compare with the history before it
+            prev = pd.read_sql(sa.text(
+                "SELECT h.golden_id, h.score, h.tier FROM score_history h JOIN (SELECT golden_id, MAX(run_id) "
+                "AS last FROM score_history WHERE run_id < :r GROUP BY golden_id) l ON h.golden_id = l.golden_id "
+                "AND h.run_id = l.last"), conn, params={"r": run_id})
+            cand = frame[["golden_id", "score", "tier"]].merge(prev, on="golden_id", how="left", suffixes=("", "_old"))
+            pos = np.arange(len(frame))
+        else:
+            sel = both.loc[written]
+            pos = sel["_pos"].to_numpy(dtype=np.int64)
+            cand = frame.iloc[pos][["golden_id", "score", "tier"]].reset_index(drop=True).assign(
+                score_old=sel["score"].to_numpy(), tier_old=sel["tier"].to_numpy())
+        moved = ((pd.to_numeric(cand["score"]).round() != pd.to_numeric(cand["score_old"]).round())
+                 | (cand["tier"].astype("string") != cand["tier_old"].astype("string"))).fillna(True)
+        rows = frame.iloc[pos[moved.to_numpy(bool)]].assign(run_id=run_id)
+        self._insert(conn, "score_history", self._stored("score_history", rows, columns, warn=False))
 
     def _columns(self) -> dict[str, list[str]]:
         insp = sa.inspect(self.engine)
@@ -335,6 +479,19 @@ class Warehouse:
                 frame[col] = frame[col].astype("boolean")
         return frame
 
+    def flags_at(self, run_id: str, columns: str = "*") -> pd.DataFrame:
+        """lead_flags as a run left them: the flags open after it and those it closed, status as of then.
+
+        lead_flags is a state table of flag episodes; a closed episode keeps the run that closed it.
+        """
+        frame = self.read(f"SELECT {columns}, first_run_id AS at_first_run, run_id AS at_run, status AS at_status "
+                          f"FROM lead_flags WHERE {FLAGS_SEEN_BY_RUN}", run_id=run_id)
+        status = flag_status_at(frame["at_first_run"], frame["at_run"], frame["at_status"], run_id)
+        frame = frame.drop(columns=["at_first_run", "at_run", "at_status"])
+        if "status" in frame:
+            frame["status"] = status
+        return frame[status.notna().to_numpy(dtype=bool)].reset_index(drop=True)
+
     def read_table(self, table: str, run_id: str | None = None) -> pd.DataFrame:
         if run_id is None:
             return self.read(f"SELECT * FROM {table}")
@@ -345,6 +502,60 @@ def as_utc(value) -> pd.Timestamp:
     """A timestamp in UTC; one without a zone is read as UTC."""
     ts = pd.Timestamp(value)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+# lead_flags rows a run saw: raised by then, and open, or closed by that run or a later one.
+FLAGS_SEEN_BY_RUN = "first_run_id <= :run_id AND (COALESCE(status, 'open') = 'open' OR run_id >= :run_id)"
+
+
+def flag_status_at(first_run_id: pd.Series, run_id: pd.Series, status: pd.Series, at: str) -> pd.Series:
+    """Each flag episode's status as of run `at`: 'open', 'closed' (closed by that run) or null (not seen)."""
+    closed_now = status.fillna("open") == "closed"
+    out = pd.Series(pd.NA, index=status.index, dtype="string")
+    raised = (first_run_id <= at).to_numpy(dtype=bool)
+    out[raised & (~closed_now | (run_id > at)).to_numpy(dtype=bool)] = "open"
+    out[raised & (closed_now & (run_id == at)).to_numpy(dtype=bool)] = "closed"
+    return out
+
+
+def row_digest(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """A signed 64-bit hash per row of `columns`, stable across nights for equal values.
+
+    Values are brought to one representation first (text, int64 nanoseconds, floats rounded to
+    FLOAT_DIGITS), so the same lead read back from Parquet another night, with another dtype for an
+    all-null column, hashes the same.
+    """
+    canon = {}
+    for name in columns:
+        s = frame[name]
+        if isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(s):
+            s = pd.to_datetime(s, utc=True).astype("datetime64[ns, UTC]")
+            canon[name] = pd.Series(s.to_numpy(dtype="datetime64[ns]").view("int64"), index=s.index).where(
+                s.notna(), np.iinfo(np.int64).min)
+        elif pd.api.types.is_bool_dtype(s):
+            canon[name] = s.astype("Int8").astype("string")
+        elif pd.api.types.is_numeric_dtype(s):
+            canon[name] = pd.to_numeric(s).astype("Float64").round(FLOAT_DIGITS).astype("string")
+        else:
+            canon[name] = s.astype("string")
+    if not canon:
+        return np.zeros(len(frame), dtype=np.int64)
+    hashed = pd.util.hash_pandas_object(pd.DataFrame(canon, index=frame.index), index=False)
+    return hashed.to_numpy(dtype=np.uint64).view(np.int64)
+
+
+def _check_keys(table: str, frame: pd.DataFrame, keys: list[str]) -> None:
+    """A state frame has one row per key: a null or repeated key is a broken step, named with an example."""
+    null = frame[keys].isna().any(axis=1)
+    if null.any():
+        raise ContractError(f"{table}: {int(null.sum())} row(s) have no {'/'.join(keys)}, e.g. "
+                            f"{frame.loc[null].head(1).to_dict('records')}; the step that wrote {table} "
+                            "broke its contract: re-run it, and report the row if it happens again")
+    dup = frame.duplicated(keys, keep=False)
+    if dup.any():
+        raise ContractError(f"{table}: {int(dup.sum())} row(s) share a {'/'.join(keys)}, e.g. "
+                            f"{frame.loc[dup, keys].head(2).to_dict('records')}; a state table holds one row "
+                            f"per key: re-run the step that wrote {table}, and report it if it happens again")
 
 
 def _sqlite_pragmas(dbapi_conn, _record):

@@ -724,8 +724,8 @@ def load_inputs(warehouse) -> tuple[dict, str]:
         "sales": warehouse.read_typed("SELECT * FROM sales_queue", datetime_columns=("queued_at", "respond_by")),
         "nurture": warehouse.read_typed("SELECT * FROM nurture_queue", datetime_columns=("next_touch_at",),
                                         bool_columns=("email_opt_out",)),
-        "scores": warehouse.read("SELECT golden_id, score, tier FROM lead_scores WHERE run_id = :r", r=run_id),
-        "flags": warehouse.read("SELECT * FROM lead_flags WHERE run_id = :r", r=run_id),
+        "scores": warehouse.read("SELECT golden_id, score, tier FROM lead_scores"),
+        "flags": warehouse.flags_at(run_id),
     }
     return frames, run_id
 

@@ -50,14 +50,17 @@ def test_review_lists_every_assigned_lead_with_trend_and_flags(two_weeks):
     for col in ("rep", "team", "status", "age_days", "last_touch_at", "score", "score_week_ago", "score_trend",
                 "open_flags"):
         assert col in leads.columns
-    scores = wh.read_table("lead_scores")
-    now = scores[scores.run_id == second.run_id].set_index("golden_id")["score"]
-    before = scores[scores.run_id == first.run_id].set_index("golden_id")["score"]
+    # lead_scores is the current score; score_history has a row per lead per change (first night: all).
+    now = wh.read_table("lead_scores").set_index("golden_id")["score"]
+    history = wh.read_table("score_history")
+    before = history[history.run_id == first.run_id].set_index("golden_id")["score"]
+    moved = history[history.run_id == second.run_id].set_index("golden_id")["score"]
+    assert len(moved) < len(before) and set(moved.index) == set(now.index[now.ne(before.reindex(now.index))])
     row = leads.set_index("golden_id")
     trend = (now - before).reindex(row.index)
     assert (row["score_trend"] == trend).all() and trend.abs().sum() > 0  # L1's new meeting moved its score
     flags = wh.read_table("lead_flags")
-    open_now = flags[(flags.run_id == second.run_id) & (flags.status == "open")]
+    open_now = flags[flags.status == "open"]
     for gid, got in row["open_flags"].fillna("").items():
         assert set(filter(None, got.split(", "))) == set(open_now.loc[open_now.golden_id == gid, "flag"])
     ghost = row[row.owner_id == "O9"]

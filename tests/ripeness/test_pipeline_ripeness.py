@@ -32,12 +32,19 @@ def test_two_nights_keep_history_and_drop_a_missed_sla_to_nurture(tmp_path):
     nurture = wh.read_table("nurture_queue").set_index("golden_id")
     assert nurture.loc[bill, "sla_missed"] == 1 and nurture.loc[bill, "missed_owner_id"] == "O2"
     assert nurture.loc[bill, "sla_missed_at"].startswith("2026-11-23T10:00")
-    # Scoring history: every golden lead has a score per night, so its ripening can be followed.
-    history = wh.read("SELECT run_id, golden_id, score, tier, model_version, fit, engagement FROM lead_scores")
-    per_lead = history.groupby("golden_id").run_id.nunique()
-    assert set(per_lead) == {2} and history.run_id.nunique() == 2
-    assert history.model_version.str.startswith("rules-default-").all()
-    assert (history.fit.notna() & history.engagement.notna()).all()
+    # lead_scores holds each golden lead's current score; score_history follows its ripening with a row
+    # when it was first scored and one each night its score or tier moved, never a copy of an unchanged one.
+    current = wh.read("SELECT golden_id, score, tier, model_version, fit, engagement FROM lead_scores")
+    assert current.golden_id.is_unique and len(current) == len(wh.read_table("golden_leads"))
+    assert current.model_version.str.startswith("rules-default-").all()
+    assert (current.fit.notna() & current.engagement.notna()).all()
+    history = wh.read("SELECT run_id, golden_id, score, tier FROM score_history ORDER BY golden_id, run_id")
+    assert set(history.loc[history.run_id == night1.run_id, "golden_id"]) == set(current.golden_id)
+    latest = history.groupby("golden_id").last()
+    pd.testing.assert_frame_equal(latest[["score", "tier"]], current.set_index("golden_id")[["score", "tier"]]
+                                  .loc[latest.index], check_dtype=False)
+    assert ((history.groupby("golden_id").score.diff().fillna(1) != 0)
+            | history.groupby("golden_id").tier.transform(lambda t: t.ne(t.shift()))).all()
 
     # Re-running night 2's route step reads the same previous state (saved in its run folder), not the
     # queues night 2 itself just loaded: same result.

@@ -398,7 +398,8 @@ def create_app(warehouse_url: str | None = None, home: str | Path | None = None,
 
     def flags_data(run_id, q, flag, status, owner_id, severity, limit, offset) -> dict:
         from slowburn.report.words import evidence_in_words, owner_labels
-        where, params = ["run_id = :run_id"], {"run_id": run_id}
+        from slowburn.warehouse import FLAGS_SEEN_BY_RUN
+        where, params = [FLAGS_SEEN_BY_RUN], {"run_id": run_id}
         for name, value in (("flag", flag), ("status", status), ("owner_id", owner_id), ("severity", severity)):
             if value:
                 where.append(f"COALESCE({name}, '') = :{name}")
@@ -409,7 +410,7 @@ def create_app(warehouse_url: str | None = None, home: str | Path | None = None,
         cond = " AND ".join(where)
         wh = warehouse()
         counts = wh.read("SELECT flag, severity, COALESCE(status, 'open') AS status, COUNT(*) AS n FROM lead_flags "
-                         "WHERE run_id = :run_id GROUP BY flag, severity, COALESCE(status, 'open') ORDER BY flag, "
+                         f"WHERE {FLAGS_SEEN_BY_RUN} GROUP BY flag, severity, COALESCE(status, 'open') ORDER BY flag, "
                          "severity", run_id=run_id)
         sql = (f"SELECT golden_id, flag, severity, owner_id, status, opened_at, closed_at, reason, suggested_action, "
                f"evidence FROM lead_flags WHERE {cond}")
@@ -441,9 +442,10 @@ def create_app(warehouse_url: str | None = None, home: str | Path | None = None,
             raise HTTPException(status_code=404, detail=f"run {run_id} not found")
         key = (run_id, str(stamp["finished_at"].iloc[0]))
         if state.get("actions_key") != key:
-            flags = wh.read("SELECT golden_id, flag, severity, owner_id, status, reason, suggested_action "
-                            "FROM lead_flags WHERE run_id = :r", r=run_id)
-            scores = wh.read("SELECT golden_id, score FROM lead_scores WHERE run_id = :r", r=run_id)
+            flags = wh.flags_at(run_id, "golden_id, flag, severity, owner_id, status, reason, suggested_action")
+            scores = wh.read("SELECT h.golden_id, h.score FROM score_history h JOIN (SELECT golden_id, MAX(run_id) "
+                             "AS last FROM score_history WHERE run_id <= :r GROUP BY golden_id) l "
+                             "ON h.golden_id = l.golden_id AND h.run_id = l.last", r=run_id)
             queue = (wh.read_typed("SELECT golden_id, owner_id, score, respond_by FROM sales_queue",
                                    datetime_columns=("respond_by",)) if run_id == latest_run() else None)
             actions = next_actions(flags, scores, queue)

@@ -82,21 +82,33 @@ def load_review_frames(wh, as_of: pd.Timestamp, weeks_of_history: int = 12) -> d
     prior = week_ago.iloc[-1] if len(week_ago) else None
     golden = wh.read_typed("SELECT golden_id, first_name, last_name, email, company, owner_id, status, stage, "
                            "lead_source, created_at FROM golden_leads", datetime_columns=("created_at",))
-    scores = wh.read_typed("SELECT golden_id, score, tier, rep_touches, last_touch_at FROM lead_scores "
-                           "WHERE run_id = :r", datetime_columns=("last_touch_at",), r=latest)
-    before = (wh.read("SELECT golden_id, score AS score_week_ago FROM lead_scores WHERE run_id = :r", r=prior)
+    # lead_scores and lead_flags are state tables: the current picture, each row stamped with the run
+    # that last changed it. Scores a week ago come from score_history (a row per change), and flags open
+    # at a run are those first raised by then and not closed by then (a closed row keeps its closing run).
+    scores = wh.read_typed("SELECT golden_id, score, tier, rep_touches, last_touch_at FROM lead_scores",
+                           datetime_columns=("last_touch_at",))
+    before = (wh.read("SELECT h.golden_id, h.score AS score_week_ago FROM score_history h JOIN (SELECT golden_id, "
+                      "MAX(run_id) AS last FROM score_history WHERE run_id <= :r GROUP BY golden_id) l "
+                      "ON h.golden_id = l.golden_id AND h.run_id = l.last", r=prior)
               if prior else pd.DataFrame(columns=["golden_id", "score_week_ago"]))
     owners = wh.read_typed("SELECT owner_id, name, team, active, deactivated_at FROM owners WHERE run_id = :r",
                            datetime_columns=("deactivated_at",), bool_columns=("active",), r=latest)
-    flags = wh.read("SELECT golden_id, flag, severity, owner_id, status, reason, suggested_action FROM lead_flags "
-                    "WHERE run_id = :r AND COALESCE(status, 'open') = 'open'", r=latest)
+    since = _run_id(latest_at - pd.Timedelta(weeks=weeks_of_history))
+    from slowburn.warehouse import flag_status_at
+    episodes = wh.read("SELECT golden_id, flag, severity, owner_id, status, reason, suggested_action, first_run_id, "
+                       "run_id FROM lead_flags WHERE first_run_id <= :r AND (COALESCE(status, 'open') = 'open' "
+                       "OR run_id > :s)", r=latest, s=since)
+    open_at = {run: flag_status_at(episodes["first_run_id"], episodes["run_id"], episodes["status"], run) == "open"
+               for run in runs[runs > since]}
+    flags = episodes[open_at[latest].fillna(False).to_numpy(dtype=bool)].drop(columns=["first_run_id", "run_id"])
+    flags = flags.reset_index(drop=True)
+    trend = pd.DataFrame([{"run_id": run, "flag": flag, "n": int(n)} for run, is_open in open_at.items()
+                          for flag, n in episodes.loc[is_open.fillna(False).to_numpy(dtype=bool), "flag"]
+                          .value_counts().items()], columns=["run_id", "flag", "n"])
     # The sales queue is a state table: it is this run's only while no later run has replaced it.
     newest = wh.read("SELECT MAX(run_id) AS r FROM run_ledger")["r"].iloc[0]
     queue = (wh.read_typed("SELECT golden_id, owner_id, score, respond_by FROM sales_queue",
                            datetime_columns=("respond_by",)) if newest == latest else None)
-    since = _run_id(latest_at - pd.Timedelta(weeks=weeks_of_history))
-    trend = wh.read("SELECT run_id, flag, COUNT(*) AS n FROM lead_flags WHERE run_id > :s AND run_id <= :r "
-                    "AND COALESCE(status, 'open') = 'open' GROUP BY run_id, flag", s=since, r=latest)
     return {"latest_run": latest, "prior_run": prior, "golden": golden, "scores": scores, "before": before,
             "owners": owners, "flags": flags, "flag_trend": trend, "sales_queue": queue}
 

@@ -75,8 +75,8 @@ def flag_quality(wh, truth: pd.DataFrame, raw: pd.DataFrame, now: pd.Timestamp, 
     the open flags per golden lead for the whole run."""
     run_id = run_id or wh.read("SELECT MAX(run_id) AS r FROM run_ledger")["r"].iloc[0]
     s = single_source(wh, truth)
-    flags = wh.read("SELECT golden_id, flag FROM lead_flags WHERE run_id = :r AND COALESCE(status, 'open') = 'open'",
-                    r=run_id)
+    flags = wh.flags_at(run_id, "golden_id, flag, status")
+    flags = flags.loc[flags["status"] == "open", ["golden_id", "flag"]]
     queue = wh.read_typed("SELECT golden_id, respond_by, ripened_at FROM sales_queue",
                           datetime_columns=("respond_by", "ripened_at"))
     out = {}
