@@ -43,7 +43,10 @@ UPSERT_ONLY = ("outcomes",)
 # Frames that carry each row's own run_id (compared like any value); other state rows get the loading run's.
 OWN_RUN_ID = ("current_leads", "lead_links")
 # Columns that say when a row was last computed, not what it says: alone, they never make a row changed.
-NOT_COMPARED = {"lead_scores": ("scored_at",), "lead_flags": ("last_seen_run_id",)}
+# A probability moves a little every night as engagement decays; the score (its whole points) and tier
+# are what people and the queues act on, so the stored probability is the one of the last such change.
+NOT_COMPARED = {"lead_scores": ("scored_at", "probability"), "lead_flags": ("last_seen_run_id",),
+                "sales_queue": ("probability",), "nurture_queue": ("probability",)}
 # Rows a frame speaks for: a closed flag is history that no later frame repeats, so only open flags
 # can be updated or deleted by a load.
 SCOPE = {"lead_flags": "COALESCE(status, 'open') = 'open'"}
@@ -521,15 +524,16 @@ def flag_status_at(first_run_id: pd.Series, run_id: pd.Series, status: pd.Series
 def row_digest(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     """A signed 64-bit hash per row of `columns`, stable across nights for equal values.
 
-    Values are brought to one representation first (text, int64 nanoseconds, floats rounded to
-    FLOAT_DIGITS), so the same lead read back from Parquet another night, with another dtype for an
+    Values are brought to one representation first (text, int64 nanoseconds of whole seconds, floats
+    rounded to FLOAT_DIGITS), so the same lead read back from Parquet another night, with another dtype for an
     all-null column, hashes the same.
     """
     canon = {}
     for name in columns:
         s = frame[name]
         if isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(s):
-            s = pd.to_datetime(s, utc=True).astype("datetime64[ns, UTC]")
+            # whole seconds: what a SQLite warehouse stores, so a row read back compares equal
+            s = pd.to_datetime(s, utc=True).dt.floor("s").astype("datetime64[ns, UTC]")
             canon[name] = pd.Series(s.to_numpy(dtype="datetime64[ns]").view("int64"), index=s.index).where(
                 s.notna(), np.iinfo(np.int64).min)
         elif pd.api.types.is_bool_dtype(s):
