@@ -104,23 +104,47 @@ PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture
-def pg_url():
-    """A warehouse URL on the PostgreSQL test server whose search_path is a fresh schema, dropped afterwards."""
+def pg_urls():
+    """Makes warehouse URLs on the PostgreSQL test server, each with a fresh schema as its search_path;
+    the schemas are dropped afterwards."""
     import uuid
 
     import sqlalchemy as sa
 
     engine = sa.create_engine(PG_URL)
-    schema = f"sb_{uuid.uuid4().hex[:8]}"
-    try:
+    schemas = []
+
+    def make() -> str:
+        schema = f"sb_{uuid.uuid4().hex[:8]}"
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        except sa.exc.OperationalError:
+            pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
+        schemas.append(schema)
+        return f"{PG_URL}?options=-csearch_path%3D{schema}"
+
+    yield make
+    if schemas:
         with engine.begin() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    except sa.exc.OperationalError:
-        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
-    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+            for schema in schemas:
+                conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
     engine.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_urls):
+    """A warehouse URL on the PostgreSQL test server whose search_path is a fresh schema, dropped afterwards."""
+    return pg_urls()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def new_url(request, tmp_path):
+    """Makes URLs of empty warehouses, once per dialect: SQLite files, or fresh PostgreSQL schemas."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("pg_urls")
+    names = iter(range(1000))
+    return lambda: f"sqlite:///{tmp_path / f'wh{next(names)}.db'}"
 
 
 def dedent(text: str) -> str:

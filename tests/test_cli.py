@@ -74,3 +74,16 @@ def test_a_held_lock_is_named_and_unlock_releases_it(tmp_path):
     assert out.returncode == 2 and "locked by run 2026-11-22T000000" in out.stderr and "Traceback" not in out.stderr
     assert _slowburn("unlock", *common, cwd=tmp_path).returncode == 0 and wh.run_lock() is None
     assert _slowburn("run", *common, cwd=tmp_path).returncode == 0
+
+
+def test_db_upgrade_runs_the_migrations_and_current_prints_the_revision(tmp_path):
+    from slowburn.migrations import head
+    warehouse = ["--warehouse", f"sqlite:///{tmp_path / 'wh.db'}"]
+    out = _slowburn("db", "current", *warehouse, cwd=tmp_path)
+    assert out.returncode == 0 and "at revision none; head is" in out.stdout and "slowburn db upgrade" in out.stdout
+    out = _slowburn("db", "upgrade", *warehouse, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert f"at revision {head()} (upgraded from none)" in out.stdout
+    out = _slowburn("db", "current", *warehouse, cwd=tmp_path)
+    assert out.returncode == 0 and f"at revision {head()} (head)" in out.stdout
+    assert f"at revision {head()} (already at head)" in _slowburn("db", "upgrade", *warehouse, cwd=tmp_path).stdout

@@ -309,6 +309,29 @@ def test_an_unguarded_plugins_folder_file_would_register_twice(installed, tmp_pa
     assert any("already registered" in e for e in found["plugin_errors"].values()), found["plugin_errors"]
 
 
+MIGRATE = """
+import site, sys
+site.addsitedir(sys.argv[1])
+import slowburn
+from slowburn.warehouse import Warehouse
+print(Warehouse(sys.argv[2]).upgrade_schema(), slowburn.__file__)
+"""
+
+
+def test_installed_wheel_carries_the_migrations(installed, tmp_path):
+    """env.py, versions/ and the template are package data: a warehouse upgrades from the wheel alone."""
+    from slowburn.migrations import head
+    (tmp_path / "migrate.py").write_text(MIGRATE)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+           "PYTHONPATH": str(installed / "target")}
+    out = subprocess.run([sys.executable, "-S", tmp_path / "migrate.py", installed / "site",
+                          f"sqlite:///{tmp_path / 'wh.db'}"], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    revision, module = out.stdout.split()
+    assert revision == head() and module.startswith(str(installed / "target"))
+    assert (installed / "target" / "slowburn" / "migrations" / "script.py.mako").is_file()
+
+
 # ------------------------------------------------------------------------------ dependencies are declared
 def _declared() -> tuple[dict[str, Requirement], dict[str, Requirement]]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

@@ -107,21 +107,6 @@ def test_password_is_redacted_in_repr():
     assert "s3cret" not in repr(wh)
 
 
-def test_upgraded_schema_adds_new_columns(tmp_path):
-    """A warehouse created by an older schema.sql gains the columns a newer one declares."""
-    import sqlalchemy as sa
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE sales_queue (run_id TEXT NOT NULL, golden_id TEXT NOT NULL)")
-        conn.exec_driver_sql("INSERT INTO sales_queue VALUES ('r0', 'g-old')")
-    wh = Warehouse(url)
-    wh.ensure_schema()
-    columns = {c["name"] for c in sa.inspect(wh.engine).get_columns("sales_queue")}
-    assert {"owner_id", "respond_by", "score", "reasons"} <= columns
-    assert wh.read_table("sales_queue").golden_id.tolist() == ["g-old"]
-
-
 # ------------------------------------------------------------------------------------------ run lock
 
 def test_run_lock_refuses_a_second_run_and_hands_over_to_a_newer_attempt(warehouse):

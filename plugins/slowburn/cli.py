@@ -168,6 +168,28 @@ def cmd_unlock(args) -> int:
     return 0
 
 
+def cmd_db(args) -> int:
+    """Upgrade the warehouse schema to the newest migration, or print the revision it is at."""
+    from slowburn.migrations import head
+    from slowburn.pipeline import default_warehouse_url
+    from slowburn.warehouse import Warehouse, redacted
+
+    home = Path(args.home or os.environ.get("SLOWBURN_HOME", ".slowburn"))
+    url = args.warehouse or os.environ.get("SLOWBURN_WAREHOUSE_URL") or default_warehouse_url(home)
+    wh = Warehouse(url)
+    before = wh.schema_revision()
+    if args.action == "upgrade":
+        revision = wh.upgrade_schema()
+        change = "already at head" if before == revision else f"upgraded from {before or 'none'}"
+        print(f"slowburn: warehouse {redacted(url)} at revision {revision} ({change})")
+    elif before == head():
+        print(f"slowburn: warehouse {redacted(url)} at revision {before} (head)")
+    else:
+        print(f"slowburn: warehouse {redacted(url)} at revision {before or 'none'}; head is {head()}: run "
+              "`slowburn db upgrade` (every pipeline step also upgrades it first)")
+    return 0
+
+
 def cmd_model(args) -> int:
     from slowburn.ripeness import commands
 
@@ -229,6 +251,13 @@ def main(argv: list[str] | None = None) -> int:
     _run_options(p)
     p.add_argument("--run-id", help="only release the lock if this run holds it")
     p.set_defaults(func=cmd_unlock)
+
+    p = sub.add_parser("db", help="warehouse schema: upgrade (run the migrations) or current (print the revision)")
+    p.add_argument("action", choices=("upgrade", "current"))
+    p.add_argument("--home", help="working folder whose warehouse.db is the default warehouse "
+                                  "(default: $SLOWBURN_HOME or .slowburn)")
+    p.add_argument("--warehouse", help="SQLAlchemy URL (default: $SLOWBURN_WAREHOUSE_URL or SQLite in --home)")
+    p.set_defaults(func=cmd_db)
 
     p = sub.add_parser("status", help="print a finished run's counts and result paths")
     _run_options(p)

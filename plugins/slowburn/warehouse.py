@@ -1,11 +1,11 @@
-"""The warehouse: SQLAlchemy engine, DDL from include/sql, and transactional, idempotent run loads."""
+"""The warehouse: SQLAlchemy engine, schema migrations (slowburn.schema, slowburn.migrations), and
+transactional, idempotent run loads."""
 from __future__ import annotations
 
 import io
 import json
 import logging
 import os
-import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -53,10 +53,7 @@ SCOPE = {"lead_flags": "COALESCE(status, 'open') = 'open'"}
 QUEUES = ("sales_queue", "nurture_queue")
 FLOAT_DIGITS = 4  # floats are compared at 4 decimals: a probability drifting by 1e-6 is not a change
 
-_DIALECT_TYPES = {
-    "sqlite": {"ts": "TEXT", "bool": "INTEGER", "float": "REAL"},
-    "postgresql": {"ts": "TIMESTAMP WITH TIME ZONE", "bool": "BOOLEAN", "float": "DOUBLE PRECISION"},
-}
+SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 
 
 LOCK_NAME = "warehouse"
@@ -130,38 +127,62 @@ class Warehouse:
                                 "the slowburn_warehouse Connection as a SQLAlchemy URL, e.g. "
                                 "postgresql://user@host:5432/db or sqlite:////abs/path/warehouse.db") from None
         self.dialect = self.engine.dialect.name
+        self._schema_at_head = False
         if self.dialect == "sqlite":
             database = self.engine.url.database
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        if self.dialect not in _DIALECT_TYPES:
+        if self.dialect not in SUPPORTED_DIALECTS:
             raise ValueError(f"warehouse dialect {self.dialect!r} is not supported; use sqlite or postgresql")
 
     def __repr__(self) -> str:
         return f"Warehouse({redacted(self.url)})"
 
     def ensure_schema(self) -> None:
-        """Create missing tables, and add columns that a newer schema.sql declares to existing ones.
+        """Bring the warehouse to the newest schema revision (slowburn/migrations), once per instance.
 
-        CREATE TABLE IF NOT EXISTS alone would leave an upgraded warehouse without new columns, and the
-        loads would then drop those values. Added columns are nullable: old rows have no value for them.
+        Every step calls this, so the common case is one version read. A warehouse made by the old
+        schema.sql is adopted by revision 0001 (missing tables and columns added), then upgraded.
         """
-        ddl = sql_text("schema.sql").format(**_DIALECT_TYPES[self.dialect])
-        statements = [s.strip() for s in _strip_comments(ddl).split(";") if s.strip()]
+        if self._schema_at_head:
+            return
+        from slowburn import migrations
+
+        with self.engine.connect() as conn:
+            at_head = migrations.current(conn) == migrations.head()
+        if not at_head:
+            self.upgrade_schema()
+        self._schema_at_head = True
+
+    def upgrade_schema(self) -> str:
+        """Run the migrations up to head in one transaction, serialised between processes; returns the revision.
+
+        PostgreSQL: an advisory lock (two runs creating the same table at once collide in pg_type).
+        SQLite: BEGIN IMMEDIATE takes the write lock first, which also makes the DDL one transaction.
+        """
+        from slowburn import migrations
+
         with self.engine.begin() as conn:
             if self.dialect == "postgresql":
-                # Two runs creating the same table at once collide in pg_type (a raw UniqueViolation).
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('slowburn.ensure_schema'))")
-            for stmt in statements:
-                conn.exec_driver_sql(stmt)
-            insp = sa.inspect(conn)
-            for table, declared in _declared_columns(statements).items():
-                present = {c["name"] for c in insp.get_columns(table)}
-                for name, col_type in declared:
-                    if name not in present:
-                        log.warning("warehouse: adding column %s.%s %s", table, name, col_type)
-                        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {col_type}")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            before = migrations.current(conn)
+            if before != migrations.head():
+                log.info("warehouse %s: schema revision %s -> %s", redacted(self.url), before or "none",
+                         migrations.head())
+                migrations.upgrade(conn)
+            revision = migrations.current(conn)
+        self._schema_at_head = True
+        return revision
+
+    def schema_revision(self) -> str | None:
+        """The migration revision the warehouse is at; None when empty or made before migrations."""
+        from slowburn import migrations
+
+        with self.engine.connect() as conn:
+            return migrations.current(conn)
 
     def previous_watermarks(self, run_id: str, logical_date: pd.Timestamp) -> dict[str, str]:
         self.ensure_schema()
@@ -571,43 +592,6 @@ def _sqlite_pragmas(dbapi_conn, _record):
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
-
-
-def _declared_columns(statements: list[str]) -> dict[str, list[tuple[str, str]]]:
-    """(column, type) per table from our own CREATE TABLE statements (one level of parentheses)."""
-    out = {}
-    for stmt in statements:
-        head = re.match(r"CREATE TABLE IF NOT EXISTS (\w+)\s*\(", stmt, flags=re.IGNORECASE)
-        if not head:
-            continue
-        body = stmt[head.end():stmt.rfind(")")]
-        parts, depth, current = [], 0, ""
-        for ch in body:
-            depth += ch == "("
-            depth -= ch == ")"
-            if ch == "," and depth == 0:
-                parts.append(current)
-                current = ""
-            else:
-                current += ch
-        parts.append(current)
-        columns = []
-        for part in (p.strip() for p in parts):
-            words = part.split()
-            if len(words) < 2 or words[0].upper() in ("PRIMARY", "UNIQUE", "FOREIGN", "CONSTRAINT", "CHECK"):
-                continue
-            type_words = []
-            for word in words[1:]:
-                if word.upper() in ("NOT", "NULL", "PRIMARY", "DEFAULT", "REFERENCES", "UNIQUE"):
-                    break
-                type_words.append(word)
-            columns.append((words[0], " ".join(type_words)))
-        out[head.group(1)] = columns
-    return out
-
-
-def _strip_comments(sql: str) -> str:
-    return "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
 
 
 def _python_rows(frame: pd.DataFrame) -> list[tuple]:

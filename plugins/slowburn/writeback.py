@@ -536,10 +536,6 @@ def _errors_by_key(ops, ok: dict, errors: dict) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------- the log
-_LOG_COLUMNS = {"action": "TEXT", "golden_id": "TEXT", "payload": "TEXT", "latest": "{bool}", "batch_id": "TEXT",
-                "error": "TEXT"}
-
-
 class WritebackStore:
     """writeback_log (what was sent where, by payload hash) and writeback_batches (the resume ledger)."""
 
@@ -548,13 +544,8 @@ class WritebackStore:
         self.engine = warehouse.engine
 
     def ensure(self) -> None:
+        # A warehouse made before write-back grew its columns gets them from migration 0001.
         self.wh.ensure_schema()
-        have = {c["name"] for c in sa.inspect(self.engine).get_columns("writeback_log")}
-        types = {"sqlite": {"{bool}": "INTEGER"}, "postgresql": {"{bool}": "BOOLEAN"}}[self.wh.dialect]
-        with self.engine.begin() as conn:
-            for name, kind in _LOG_COLUMNS.items():
-                if name not in have:  # a warehouse made before write-back grew these columns
-                    conn.exec_driver_sql(f"ALTER TABLE writeback_log ADD COLUMN {name} {types.get(kind, kind)}")
 
     def latest(self) -> dict:
         """(target, record_key) -> (action, payload_hash, state) of every record's current state."""

@@ -1,3 +1,5 @@
+-- FROZEN COPY of include/sql/schema.sql as it was at migration revision 0001: tests build pre-migration
+-- warehouses from it. The schema now lives in plugins/slowburn/schema.py and plugins/slowburn/migrations/.
 -- slowburn warehouse schema. Table names are a public contract (see DESIGN.md).
 -- {ts}, {bool} and {float} are replaced per dialect by slowburn.warehouse.
 -- Every run-scoped table carries run_id: a run's load deletes and re-inserts its own rows in one
