@@ -64,8 +64,6 @@ CREATE TABLE IF NOT EXISTS queue_history (
     sla_missed_at {ts},
     missed_owner_id TEXT,
     next_touch_at {ts},
-    -- 'before': the row as it was before this run changed it; 'absent': the run added it
-    change TEXT,
     PRIMARY KEY (run_id, queue, golden_id)
 );
 
@@ -109,7 +107,6 @@ CREATE TABLE IF NOT EXISTS current_leads (
     email_canonical TEXT, email_tag TEXT, email_domain TEXT, phone_e164 TEXT, first_name_norm TEXT,
     last_name_norm TEXT, company_norm TEXT, country_code TEXT,
     attributes TEXT,
-    row_digest BIGINT,
     PRIMARY KEY (source_system, source_id)
 );
 
@@ -161,8 +158,7 @@ CREATE TABLE IF NOT EXISTS golden_leads (
     review_reason TEXT,
     -- Custom attributes merged per key across the record's source rows, the most recent row winning.
     attributes TEXT,
-    row_digest BIGINT,
-    PRIMARY KEY (golden_id)
+    PRIMARY KEY (run_id, golden_id)
 );
 
 CREATE TABLE IF NOT EXISTS lead_links (
@@ -178,8 +174,7 @@ CREATE TABLE IF NOT EXISTS lead_links (
     match_model TEXT,
     previous_golden_id TEXT,
     review_reason TEXT,
-    row_digest BIGINT,
-    PRIMARY KEY (source_system, source_id)
+    PRIMARY KEY (run_id, row_key)
 );
 
 CREATE TABLE IF NOT EXISTS lead_scores (
@@ -201,8 +196,7 @@ CREATE TABLE IF NOT EXISTS lead_scores (
     last_rep_touch_at {ts},
     last_marketing_touch_at {ts},
     interest TEXT,
-    row_digest BIGINT,
-    PRIMARY KEY (golden_id)
+    PRIMARY KEY (run_id, golden_id)
 );
 
 CREATE TABLE IF NOT EXISTS sales_queue (
@@ -222,8 +216,7 @@ CREATE TABLE IF NOT EXISTS sales_queue (
     responded {bool},
     pass_back {bool},
     pass_back_reason TEXT,
-    row_digest BIGINT,
-    PRIMARY KEY (golden_id)
+    PRIMARY KEY (run_id, golden_id)
 );
 
 CREATE TABLE IF NOT EXISTS nurture_queue (
@@ -243,8 +236,7 @@ CREATE TABLE IF NOT EXISTS nurture_queue (
     sla_missed {bool},
     sla_missed_at {ts},
     missed_owner_id TEXT,
-    row_digest BIGINT,
-    PRIMARY KEY (golden_id)
+    PRIMARY KEY (run_id, golden_id)
 );
 
 CREATE TABLE IF NOT EXISTS lead_flags (
@@ -264,10 +256,9 @@ CREATE TABLE IF NOT EXISTS lead_flags (
     status TEXT,
     opened_at {ts},
     closed_at {ts},
-    first_run_id TEXT NOT NULL,
+    first_run_id TEXT,
     last_seen_run_id TEXT,
-    row_digest BIGINT,
-    PRIMARY KEY (golden_id, flag, first_run_id)
+    PRIMARY KEY (run_id, golden_id, flag)
 );
 
 CREATE TABLE IF NOT EXISTS owners (
@@ -284,9 +275,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
     source_id TEXT NOT NULL,
     outcome TEXT,
     closed_at {ts},
-    amount {float},
-    row_digest BIGINT,
-    PRIMARY KEY (source_system, source_id)
+    amount {float}
 );
 
 -- What slowburn.writeback sent where: one row per record and payload hash. A re-run skips every record
@@ -329,18 +318,3 @@ CREATE TABLE IF NOT EXISTS writeback_batches (
 CREATE INDEX IF NOT EXISTS ix_quarantine_run ON quarantine (run_id, rule);
 CREATE INDEX IF NOT EXISTS ix_outcomes_run ON outcomes (run_id);
 CREATE INDEX IF NOT EXISTS ix_watermarks_source ON source_watermarks (source_name, logical_date);
-
--- A lead's score, once per change: a row when a lead is first scored and whenever its score or tier
--- moves (lead_scores holds the current score of every golden lead).
-CREATE TABLE IF NOT EXISTS score_history (
-    run_id TEXT NOT NULL,
-    golden_id TEXT NOT NULL,
-    score INTEGER NOT NULL,
-    tier TEXT NOT NULL,
-    probability {float},
-    model_version TEXT,
-    scored_at {ts},
-    PRIMARY KEY (golden_id, run_id)
-);
-CREATE INDEX IF NOT EXISTS ix_score_history_run ON score_history (run_id);
-CREATE INDEX IF NOT EXISTS ix_lead_flags_status ON lead_flags (status, golden_id);
