@@ -146,3 +146,36 @@ def test_each_extract_starts_a_new_attempt_and_the_ledger_proves_scores_and_queu
     shutil.copy(run_context.path("lead_scores"), again.path("lead_scores"))
     with pytest.raises(AttemptMismatch, match="lead_scores.parquet was not written by attempt 2"):
         run_step(again, "load")
+
+
+def test_previous_state_from_the_run_folder_equals_the_warehouse(tmp_path):
+    """Night 2 reads night 1's state from its attempt folder (fast) or, when the folder is gone, from the
+    warehouse (the truth): the warehouse ends up the same either way, and a forged folder is not used."""
+    import shutil
+
+    from slowburn.pipeline import previous_state
+
+    sources = write_tiny_sources(tmp_path / "src")
+    csv = sources.parent / "leads.csv"
+    csv.write_text(csv.read_text() + "L10,Fay,New,fay@newco.com,,Newco,CEO,US,O1,Open,Web,2026-11-23,2026-11-23T12:00:00,0\n")
+    homes = [tmp_path / "cached", tmp_path / "warehouse"]
+    run_all(RunContext(logical_date=NOW, sources_path=sources, home=homes[0]))
+    shutil.copytree(homes[0], homes[1])
+    shutil.rmtree(homes[1] / "runs")
+    nights = [RunContext(logical_date=NOW + pd.Timedelta(days=1), sources_path=sources, home=h) for h in homes]
+    assert previous_state(nights[0], "current_leads") is not None
+    assert previous_state(nights[1], "current_leads") is None
+    for night in nights:
+        run_all(night)
+    tables = ("current_leads", "lead_links", "golden_leads", "lead_scores", "sales_queue", "nurture_queue",
+              "lead_flags")
+    got = [{t: night.warehouse().read_table(t).drop(columns=["row_digest"]) for t in tables} for night in nights]
+    for t in tables:
+        order = list(got[0][t].columns)
+        pd.testing.assert_frame_equal(got[0][t].sort_values(order).reset_index(drop=True),
+                                      got[1][t].sort_values(order).reset_index(drop=True), obj=t)
+    # A folder whose token is not the one the ledger recorded is not trusted.
+    third = RunContext(logical_date=NOW + pd.Timedelta(days=2), sources_path=sources, home=homes[0])
+    info = nights[0].run_dir / "attempt.json"
+    info.write_text(info.read_text().replace(nights[0].token, "f" * 32))
+    assert previous_state(third, "current_leads") is None
