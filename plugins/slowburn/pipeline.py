@@ -289,37 +289,71 @@ def validate(ctx: RunContext) -> dict:
             "data_docs": docs}
 
 
-def previous_state(ctx: RunContext, table: str) -> pd.DataFrame | None:
-    """A state table as the previous loaded run left it, read from that run's attempt folder.
+def _loaded_runs(ctx: RunContext) -> pd.DataFrame | None:
+    """The loaded runs before this one (run_id, attempt, attempt_token); None on a re-run of a loaded night.
 
-    Reading a million rows from Parquet takes a second; from the warehouse, ten or more. The folder
-    is used only when it provably holds what was loaded: the newest loaded run is older than this
-    one (a re-run of a loaded night reads the warehouse) and its attempt token, stamped on every
-    output, is the one the ledger recorded. Otherwise, or when the folder is gone, None: callers
-    then read the warehouse, which stays the truth.
+    Their attempt folders hold exactly what their loads wrote, so steps may read them instead of the
+    warehouse; a re-run of a loaded night must not (the warehouse already holds the night itself).
     """
     wh = ctx.warehouse()
     wh.ensure_schema()
-    newest = wh.read("SELECT run_id, attempt, attempt_token FROM run_ledger WHERE status = 'success' "
-                     "ORDER BY run_id DESC LIMIT 1")
-    if newest.empty:
+    ledger = wh.read("SELECT run_id, attempt, attempt_token FROM run_ledger WHERE status = 'success' ORDER BY run_id")
+    return None if (ledger["run_id"] >= ctx.run_id).any() else ledger
+
+
+def _loaded_output(ctx: RunContext, run: pd.Series, name: str, columns: list[str] | None = None):
+    """A loaded run's output from its attempt folder, or None unless its token is the one the ledger recorded."""
+    if pd.isna(run["attempt"]) or not run["attempt_token"]:
         return None
-    run_id, attempt, token = newest.iloc[0][["run_id", "attempt", "attempt_token"]]
-    if run_id >= ctx.run_id or pd.isna(attempt) or not token:
-        return None
-    earlier = RunContext(logical_date=pd.to_datetime(run_id, format="%Y-%m-%dT%H%M%S").tz_localize("UTC"),
+    earlier = RunContext(logical_date=pd.to_datetime(run["run_id"], format="%Y-%m-%dT%H%M%S").tz_localize("UTC"),
                          sources_path=ctx.sources_path, home=ctx.home, warehouse_url=ctx.warehouse_url,
-                         attempt=int(attempt))
+                         attempt=int(run["attempt"]))
     try:
-        if earlier.token != token:
+        if earlier.token != run["attempt_token"]:
             return None
-        frame = earlier.read(table)
+        return earlier.read(name, columns=columns)
     except (FileNotFoundError, ContractError, OSError) as exc:
-        log.info("%s: run %s's folder cannot be used (%s); reading the warehouse", table, run_id, exc)
+        log.info("%s: run %s's folder cannot be used (%s); reading the warehouse", name, run["run_id"], exc)
         return None
-    log.info("%s: %d rows from run %s attempt %s's folder (the copy its load wrote)", table, len(frame), run_id,
-             attempt)
+
+
+def previous_state(ctx: RunContext, table: str) -> pd.DataFrame | None:
+    """A state table as the previous loaded run left it, read from that run's attempt folder.
+
+    Reading a million rows from Parquet takes a second; from the warehouse, ten or more. None when
+    the folder cannot be proved to hold what was loaded (see _loaded_runs, _loaded_output) or is
+    gone: callers then read the warehouse, which stays the truth.
+    """
+    runs = _loaded_runs(ctx)
+    if runs is None or runs.empty:
+        return None
+    frame = _loaded_output(ctx, runs.iloc[-1], table)
+    if frame is not None:
+        log.info("%s: %d rows from run %s's folder (the copy its load wrote)", table, len(frame),
+                 runs["run_id"].iloc[-1])
     return frame
+
+
+def earlier_touches(ctx: RunContext, columns: list[str], types: list[str] | None = None) -> pd.DataFrame:
+    """Every touch earlier runs loaded: from their attempt folders when each is provably the loaded
+    copy (millions of rows read from Parquet in seconds), else from the warehouse."""
+    runs = _loaded_runs(ctx)
+    frames = [] if runs is not None else None
+    for _, run in (runs.iterrows() if runs is not None else ()):
+        frame = _loaded_output(ctx, run, "touches", columns)
+        if frame is None:
+            frames = None
+            break
+        frames.append(frame[frame["touch_type"].isin(types)] if types is not None else frame)
+    if frames is not None:
+        log.info("touch history: %d rows from %d earlier runs' folders", sum(map(len, frames)), len(frames))
+        typed = [f.astype({"occurred_at": "datetime64[ns, UTC]"}) for f in frames if len(f)]
+        return (pd.concat(typed, ignore_index=True) if typed else
+                pd.DataFrame({c: pd.Series(dtype="datetime64[ns, UTC]" if c == "occurred_at" else "string")
+                              for c in columns}))
+    only = f" AND touch_type IN ({', '.join(repr(t) for t in types)})" if types is not None else ""
+    return ctx.warehouse().read_typed(f"SELECT {', '.join(columns)} FROM touches WHERE run_id <> :run_id{only}",
+                                      datetime_columns=("occurred_at",), run_id=ctx.run_id)
 
 
 def current_leads(ctx: RunContext) -> pd.DataFrame:
@@ -392,9 +426,8 @@ def score(ctx: RunContext) -> dict:
     contracts.check(touches, contracts.TOUCHES, step="score")
     wh = ctx.warehouse()
     key = ["source_system", "lead_source_id", "touch_type", "occurred_at"]
-    earlier = wh.read_typed(
-        "SELECT source_system, lead_source_id, touch_type, occurred_at, campaign, value FROM touches "
-        "WHERE run_id <> :run_id", datetime_columns=("occurred_at",), run_id=ctx.run_id)
+    earlier = earlier_touches(ctx, ["source_system", "lead_source_id", "touch_type", "occurred_at", "campaign",
+                                    "value"])
     # File drops without a watermark re-send old events: count each event once.
     history = (pd.concat([earlier, touches[earlier.columns]], ignore_index=True).drop_duplicates(key)
                if len(earlier) else touches[earlier.columns])
@@ -538,9 +571,7 @@ def flag(ctx: RunContext) -> dict:
     key = ["source_system", "lead_source_id", "touch_type", "occurred_at"]
     tonight = ctx.read("touches")
     tonight = tonight.loc[tonight["touch_type"].isin(types), key]
-    earlier = wh.read_typed(
-        f"SELECT {', '.join(key)} FROM touches WHERE run_id <> :run_id AND touch_type IN "
-        f"({', '.join(repr(t) for t in types)})", datetime_columns=("occurred_at",), run_id=ctx.run_id)
+    earlier = earlier_touches(ctx, key, types)
     history = pd.concat([earlier, tonight], ignore_index=True).drop_duplicates(key) if len(earlier) else tonight
     history = history.assign(golden_id=_golden_id_of_touches(history, links))
     outcomes = _outcome_history(ctx, wh).merge(links[["source_system", "source_id", "golden_id"]],
