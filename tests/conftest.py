@@ -149,3 +149,66 @@ def new_url(request, tmp_path):
 
 def dedent(text: str) -> str:
     return textwrap.dedent(text)
+
+
+# ------------------------------------------------------------------------------------- object storage
+# A real S3 protocol server (moto) on a free loopback port; credentials only through the environment.
+MOTO_SECRET = f"moto-secret-{os.getpid()}-{os.urandom(6).hex()}"  # tests assert it never reaches a log
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    pytest.importorskip("s3fs")
+    server_module = pytest.importorskip("moto.server")
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    import logging
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+class S3Bucket:
+    """A fresh bucket on the moto server: its URL, the fsspec options and the environment a step needs."""
+
+    def __init__(self, endpoint: str, name: str):
+        import json
+
+        self.endpoint, self.name = endpoint, name
+        self.options = {"endpoint_url": endpoint}
+        self.env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": MOTO_SECRET,
+                    "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull,
+                    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+                    "SLOWBURN_ARTIFACTS_OPTIONS": json.dumps(self.options)}
+
+    def url(self, prefix: str = "") -> str:
+        return f"s3://{self.name}/{prefix}".rstrip("/")
+
+    def location(self, prefix: str = ""):
+        from slowburn import storage
+        return storage.location(self.url(prefix), self.options)
+
+    def fs(self):
+        """The test's own view of the bucket: fresh (no listing cache), credentials given explicitly."""
+        import s3fs
+        return s3fs.S3FileSystem(endpoint_url=self.endpoint, key="testing", secret=MOTO_SECRET,
+                                 skip_instance_cache=True)
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """Every object under the prefix, as keys relative to the bucket."""
+        return sorted(k.split("/", 1)[1] for k in self.fs().find(f"{self.name}/{prefix}".rstrip("/")))
+
+    def read(self, key: str) -> bytes:
+        return self.fs().cat_file(f"{self.name}/{key}")
+
+
+@pytest.fixture
+def s3(moto_endpoint, monkeypatch):
+    import uuid
+
+    bucket = S3Bucket(moto_endpoint, f"slowburn-{uuid.uuid4().hex[:12]}")
+    for key, value in bucket.env.items():
+        monkeypatch.setenv(key, value)
+    bucket.fs().mkdir(bucket.name)
+    return bucket

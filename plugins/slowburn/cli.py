@@ -23,7 +23,20 @@ def _context(args):
         home=Path(args.home or os.environ.get("SLOWBURN_HOME", ".slowburn")),
         warehouse_url=args.warehouse or os.environ.get("SLOWBURN_WAREHOUSE_URL"),
         attempt=getattr(args, "attempt", None),
+        artifacts=_artifacts(args),
     )
+
+
+def _artifacts(args):
+    """--artifacts / $SLOWBURN_ARTIFACTS as a location, with $SLOWBURN_ARTIFACTS_OPTIONS as its fsspec options."""
+    from slowburn import storage
+    url = getattr(args, "artifacts", None) or os.environ.get("SLOWBURN_ARTIFACTS")
+    if not url:
+        return None  # the run folders and models live in --home
+    try:
+        return storage.location(url, storage.options_from_env())
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 class UsageError(ValueError):
@@ -34,6 +47,9 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sources", help="sources YAML (default: $SLOWBURN_SOURCES or .slowburn/sample/sources.yaml)")
     p.add_argument("--home", help="working folder for run artefacts (default: $SLOWBURN_HOME or .slowburn)")
     p.add_argument("--warehouse", help="SQLAlchemy URL (default: $SLOWBURN_WAREHOUSE_URL or SQLite in --home)")
+    p.add_argument("--artifacts", help="where run folders and models live: a folder or an fsspec URL such as "
+                                       "s3://bucket/prefix (default: $SLOWBURN_ARTIFACTS or --home); fsspec "
+                                       "options (e.g. endpoint_url) as JSON in $SLOWBURN_ARTIFACTS_OPTIONS")
     p.add_argument("--logical-date", help="the run's logical date, e.g. 2026-11-24 (default: today, UTC)")
     p.add_argument("--attempt", type=int, help="the attempt folder (runs/<run>/attempt-<n>) a step or status "
                                                "works in (default: the newest; `run` and `step extract` start one)")
@@ -206,6 +222,7 @@ def cmd_model(args) -> int:
 
 
 def _print_results(ctx, steps: dict, ledger: dict, warehouse: str) -> None:
+    from slowburn.storage import shown
     print(f"\nslowburn run {ctx.run_id}")
     for step, counts in steps.items():
         flat = ", ".join(f"{k}={v}" for k, v in counts.items() if not isinstance(v, dict) and k != "data_docs")
@@ -216,10 +233,10 @@ def _print_results(ctx, steps: dict, ledger: dict, warehouse: str) -> None:
     if ledger.get("scored_leads") is not None:
         print(f"        scored {ledger['scored_leads']} = golden {ledger['golden_leads']} = queued "
               f"{ledger['queued_leads']} + not queued {ledger['not_queued_leads']}")
-    print(f"attempt:     {ctx.attempt} ({ctx.run_dir.resolve()})")
+    print(f"attempt:     {ctx.attempt} ({shown(ctx.run_dir)})")
     print(f"warehouse:   {warehouse}")
     print(f"data docs:   {steps.get('validate', {}).get('data_docs')}")
-    print(f"run summary: {(ctx.run_dir / 'summary.html').resolve()}")
+    print(f"run summary: {shown(ctx.run_dir / 'summary.html')}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from slowburn import atomic, contracts
+from slowburn import atomic, contracts, storage
 from slowburn.contracts import ContractError
 from slowburn.warehouse import as_utc
 
@@ -58,6 +58,9 @@ class RunContext:
     its extract task started) or the newest one. Every output is stamped with the attempt's token and
     read back only by the same attempt, so two attempts can never mix their files.
     `data_interval_end` bounds the extract: rows whose watermark is later belong to a later run.
+    `artifacts` is where run folders and models live: `home` (local) unless given a URL or a UPath
+    (s3://bucket/prefix, an Airflow ObjectStoragePath; see slowburn.storage). `home` stays the local
+    working folder (default SQLite warehouse, GX context, scratch files).
     """
     logical_date: pd.Timestamp
     sources_path: Path
@@ -66,6 +69,7 @@ class RunContext:
     attempt: int | None = None
     data_interval_end: pd.Timestamp | None = None
     try_number: int | None = None
+    artifacts: object = None
 
     def __post_init__(self):
         self.logical_date = as_utc(self.logical_date)
@@ -73,6 +77,7 @@ class RunContext:
         self.home = Path(self.home)
         self.sources_path = Path(self.sources_path)
         self.warehouse_url = self.warehouse_url or default_warehouse_url(self.home)
+        self.artifacts = storage.location(self.home if self.artifacts is None else self.artifacts)
         self._attempt_info: dict | None = None
 
     @property
@@ -90,8 +95,19 @@ class RunContext:
         return self.data_interval_end if self.data_interval_end is not None else self.logical_date
 
     @property
-    def run_root(self) -> Path:
-        return self.home / "runs" / self.run_id
+    def run_root(self):
+        return self.artifacts / "runs" / self.run_id
+
+    @property
+    def models_dir(self):
+        return self.artifacts / "models"
+
+    @property
+    def scratch_dir(self) -> Path:
+        """A local folder for temporary files: the run folder when it is local, else the home folder."""
+        folder = self.run_dir if storage.is_local(self.run_dir) else self.home
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def attempts(self) -> list[int]:
         if not self.run_root.is_dir():
@@ -100,25 +116,37 @@ class RunContext:
                       if p.name.split("-", 1)[1].isdigit())
 
     def start_attempt(self) -> int:
-        """A new, empty attempt folder (numbers are never reused, even by two processes at once)."""
+        """A new, empty attempt folder (numbers are never reused, even by two processes at once).
+
+        Locally the folder's mkdir claims the number; on object storage, which has no folders, the
+        exclusive create of its attempt.json does (storage.create_exclusive says where that is atomic).
+        """
         import uuid
-        self.run_root.mkdir(parents=True, exist_ok=True)
+        local = storage.is_local(self.run_root)
+        if local:
+            self.run_root.mkdir(parents=True, exist_ok=True)
         n = (self.attempts() or [0])[-1] + 1
+        token = uuid.uuid4().hex
         while True:
+            info = {"run_id": self.run_id, "attempt": n, "token": token, "try_number": self.try_number,
+                    "pid": os.getpid(), "started_at": pd.Timestamp.now(tz="UTC").isoformat()}
             try:
-                (self.run_root / f"attempt-{n}").mkdir()
+                if local:
+                    (self.run_root / f"attempt-{n}").mkdir()
+                else:
+                    storage.create_exclusive(self.run_root / f"attempt-{n}" / "attempt.json",
+                                             json.dumps(info, indent=2, default=str).encode("utf-8"))
                 break
             except FileExistsError:
                 n += 1
         self.attempt = n
-        self._attempt_info = {"run_id": self.run_id, "attempt": n, "token": uuid.uuid4().hex,
-                              "try_number": self.try_number, "pid": os.getpid(),
-                              "started_at": pd.Timestamp.now(tz="UTC").isoformat()}
-        atomic.write_json(self.run_dir / "attempt.json", self._attempt_info)
+        self._attempt_info = info
+        if local:
+            atomic.write_json(self.run_dir / "attempt.json", self._attempt_info)
         return n
 
     @property
-    def run_dir(self) -> Path:
+    def run_dir(self):
         if self.attempt is None:
             found = self.attempts()
             if not found:
@@ -145,19 +173,17 @@ class RunContext:
     def token(self) -> str:
         return self.attempt_info["token"]
 
-    def path(self, name: str) -> Path:
+    def path(self, name: str):
         return self.run_dir / f"{name}.parquet"
 
-    def _checked(self, name: str) -> Path:
+    def _checked(self, name: str):
         """The output's path once its footer proves that this attempt wrote it."""
-        import pyarrow.parquet as pq
-
         path = self.path(name)
         step = WRITTEN_BY.get(name, "the step that writes it")
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: run the {step} step of this attempt first")
         try:
-            meta = pq.read_schema(path).metadata or {}
+            meta = storage.parquet_schema(path).metadata or {}
         except Exception as exc:  # noqa: BLE001 - pyarrow raises ArrowInvalid/OSError for damaged files
             raise ContractError(f"{path} is not a readable Parquet file ({exc}); re-run the {step} step "
                                 "(or start a new attempt from extract)") from None
@@ -169,17 +195,16 @@ class RunContext:
         return path
 
     def read(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
-        return pd.read_parquet(self._checked(name), columns=columns)
+        return storage.read_parquet(self._checked(name), columns=columns)
 
     def rows(self, name: str) -> int:
         """Row count of a step output, from the Parquet footer (no data read)."""
-        import pyarrow.parquet as pq
-        return pq.ParquetFile(self._checked(name)).metadata.num_rows
+        return storage.parquet_rows(self._checked(name))
 
     def write(self, name: str, frame: pd.DataFrame) -> None:
         atomic.write_parquet(self.path(name), frame, {ATTEMPT_KEY: self.token})
 
-    def write_json(self, name: str, data: dict) -> Path:
+    def write_json(self, name: str, data: dict):
         return atomic.write_json(self.run_dir / f"{name}.json", {**data, ATTEMPT_KEY: self.token})
 
     def read_json(self, name: str) -> dict:
@@ -280,6 +305,8 @@ def validate(ctx: RunContext) -> dict:
     touches = run_validation(ctx.read("normalised_touches"), "touches", run_id=ctx.run_id, context=gx,
                              coercion_problems=ctx.read("touch_problems"))
     docs = build_data_docs(gx)
+    if docs and not storage.is_local(ctx.run_dir):
+        docs = _publish_data_docs(ctx, docs)
     ctx.write("valid_leads", leads.valid)
     ctx.write("valid_touches", touches.valid)
     ctx.write("quarantine", pd.concat([leads.quarantine, touches.quarantine], ignore_index=True))
@@ -307,7 +334,7 @@ def _loaded_output(ctx: RunContext, run: pd.Series, name: str, columns: list[str
         return None
     earlier = RunContext(logical_date=pd.to_datetime(run["run_id"], format="%Y-%m-%dT%H%M%S").tz_localize("UTC"),
                          sources_path=ctx.sources_path, home=ctx.home, warehouse_url=ctx.warehouse_url,
-                         attempt=int(run["attempt"]))
+                         artifacts=ctx.artifacts, attempt=int(run["attempt"]))
     try:
         if earlier.token != run["attempt_token"]:
             return None
@@ -356,6 +383,19 @@ def earlier_touches(ctx: RunContext, columns: list[str], types: list[str] | None
                                       datetime_columns=("occurred_at",), run_id=ctx.run_id)
 
 
+def _publish_data_docs(ctx: RunContext, url: str) -> str:
+    """Copy the Data Docs site GX built under the local home into the run folder; its index's URL.
+
+    GX renders Data Docs into a local file context; a worker's local disk is not shared, so the site
+    is published where the run folder is (<attempt>/data_docs/) for the summary to link to.
+    """
+    from urllib.parse import unquote, urlparse
+
+    site = Path(unquote(urlparse(url).path)).parent
+    storage.upload_tree(site, ctx.run_dir / "data_docs")
+    return str(ctx.run_dir / "data_docs" / "index.html")
+
+
 def current_leads(ctx: RunContext) -> pd.DataFrame:
     """Tonight's valid rows plus the latest valid version of every lead seen before.
 
@@ -394,7 +434,7 @@ def dedupe(ctx: RunContext) -> dict:
     """Link tonight's new and changed leads into golden records (see slowburn.dedupe).
 
     Earlier rows keep their golden ids from the lead_links state and are only compared with
-    tonight's rows; the Splink model is reused from <home>/models/dedupe while the data has not
+    tonight's rows; the Splink model is reused from <artifacts>/models/dedupe while the data has not
     drifted, and the model used is saved into the run folder (dedupe_model.json) for audit.
     """
     from slowburn.dedupe import dedupe_leads
@@ -402,7 +442,7 @@ def dedupe(ctx: RunContext) -> dict:
 
     leads = current_leads(ctx)
     result = dedupe_leads(leads, previous_links(ctx), load_config(), run_id=ctx.run_id,
-                          model_dir=ctx.home / "models" / "dedupe", run_dir=ctx.run_dir)
+                          model_dir=ctx.models_dir / "dedupe", run_dir=ctx.scratch_dir)
     ctx.write("current_leads", leads)
     ctx.write("lead_links", result.links)
     ctx.write("golden_leads", result.golden)
@@ -431,7 +471,8 @@ def score(ctx: RunContext) -> dict:
     # File drops without a watermark re-send old events: count each event once.
     history = (pd.concat([earlier, touches[earlier.columns]], ignore_index=True).drop_duplicates(key)
                if len(earlier) else touches[earlier.columns])
-    scores, info = score_leads(golden, links, history, _outcome_history(ctx, wh), cfg, ctx.as_of, home=ctx.home)
+    scores, info = score_leads(golden, links, history, _outcome_history(ctx, wh), cfg, ctx.as_of,
+                                home=ctx.artifacts)
     scores["scored_at"] = ctx.as_of
     ctx.write("lead_scores", scores)
     ctx.write_json("scoring", info)

@@ -143,3 +143,16 @@ def test_duplicate_for_credit_flag_matches_planted_truth(sample, tmp_path):
     evidence = json.loads(row["evidence"])
     assert evidence["rep_created_lead"].startswith("salesforce:") and "marketing_lead" in evidence
     assert row["suggested_action"].startswith("merge ")
+
+
+def test_the_splink_model_can_live_on_object_storage(sample, s3, tmp_path):
+    """Saved into the bucket (S3 on loopback) by the night that trains it, reused from there the next."""
+    leads = sample["leads"].assign(run_id="r1")
+    first = dedupe_leads(leads, None, load_config(), run_id="r1", model_dir=s3.location("models/dedupe"),
+                         run_dir=tmp_path)
+    assert first.report["mode"] == "splink_trained"
+    assert s3.keys("models") == ["models/dedupe/model.json", "models/dedupe/training.json"]
+    assert json.loads(s3.read("models/dedupe/model.json")) == first.model
+    second = dedupe_leads(leads, None, load_config(), run_id="r1", model_dir=s3.location("models/dedupe"),
+                          run_dir=tmp_path)
+    assert second.report["mode"] == "splink_reused"  # read back from the bucket: there is no local copy

@@ -148,3 +148,19 @@ def test_metrics():
     assert P.calibration_error(y, np.full(10, 0.2)) == pytest.approx((8 * 0.2 + 2 * 0.8) / 10)
     assert P.calibration_error(np.array([0, 1] * 50), np.full(100, 0.5), bins=1) == pytest.approx(0.0)
     assert P.metrics(y, np.linspace(0, 1, 10))["auc"] == pytest.approx(1.0)
+
+
+def test_the_model_registry_can_live_on_object_storage(s3):
+    """Trained once into the bucket (S3 on loopback), then found there and reused by the next run."""
+    golden, links, touches, outcomes = _world(1600)
+    cfg = load_config(DEFAULT)
+    _, info = score_leads(golden, links, touches, outcomes, cfg, NOW, home=s3.location("shared"))
+    assert info["scorer"] == "predictive" and info["trained"]
+    version = info["model_version"]
+    keys = set(s3.keys("shared"))
+    assert {"shared/models/registry.json"} | {f"shared/models/{version}/{name}" for name in (
+        "model.joblib", "report.json", "calibration.png", "score_distribution.png")} <= keys, sorted(keys)
+    registry = json.loads(s3.read("shared/models/registry.json"))
+    assert [e["version"] for e in registry] == [version]
+    _, again = score_leads(golden, links, touches, outcomes, cfg, NOW, home=s3.location("shared"))
+    assert again["scorer"] == "predictive" and not again["trained"] and again["model_version"] == version

@@ -71,3 +71,24 @@ def connection_url(conn_type, host, login, password, port, schema, extra) -> str
         return f"sqlite:///{host}"
     return sa.URL.create(driver, username=login, password=password, host=host, port=port,
                          database=schema).render_as_string(hide_password=False)
+
+
+def artifacts_location(url: str | None = None, conn_id: str | None = None):
+    """Where the run folders and models live, for RunContext(artifacts=...); None means SLOWBURN_HOME.
+
+    `url` defaults to $SLOWBURN_ARTIFACTS and `conn_id` to $SLOWBURN_ARTIFACTS_CONN_ID. With a connection
+    the location is Airflow's ObjectStoragePath(url, conn_id=...): Airflow builds the fsspec filesystem
+    from the Connection through the provider of the URL's scheme (s3: apache-airflow-providers-amazon[s3fs],
+    an `aws` Connection whose extra may set endpoint_url), so no credentials pass through slowburn.
+    Without one, the URL is opened as the CLI opens it (fsspec options in $SLOWBURN_ARTIFACTS_OPTIONS).
+    """
+    from slowburn import storage
+
+    url = url or os.environ.get("SLOWBURN_ARTIFACTS")
+    conn_id = conn_id or os.environ.get("SLOWBURN_ARTIFACTS_CONN_ID")
+    if not url:
+        return None
+    if conn_id:
+        from airflow.sdk import ObjectStoragePath
+        return storage.location(ObjectStoragePath(url, conn_id=conn_id))
+    return storage.location(url, storage.options_from_env())

@@ -12,14 +12,17 @@ class SlowburnStepOperator(BaseOperator):
     """Run slowburn.pipeline step `step` for this DAG run and push its counts to XCom.
 
     Data moves between steps as Parquet in the run folder, never through XCom; XCom carries counts
-    and paths only.
+    and paths only. The run folder lives under `artifacts` (default $SLOWBURN_ARTIFACTS, else the local
+    SLOWBURN_HOME): on object storage, e.g. s3://bucket/prefix with `artifacts_conn_id` (default
+    $SLOWBURN_ARTIFACTS_CONN_ID) naming its Airflow Connection, steps can run on workers that share no disk.
     """
 
-    template_fields = ("sources_path", "home")
+    template_fields = ("sources_path", "home", "artifacts")
     ui_color = "#f4a460"
 
     def __init__(self, *, step: str, sources_path: str | None = None, home: str | None = None,
-                 warehouse_conn_id: str = "slowburn_warehouse", extract_task_id: str = "extract", **kwargs):
+                 warehouse_conn_id: str = "slowburn_warehouse", extract_task_id: str = "extract",
+                 artifacts: str | None = None, artifacts_conn_id: str | None = None, **kwargs):
         kwargs.setdefault("task_id", step)
         super().__init__(**kwargs)
         self.step = step
@@ -27,9 +30,11 @@ class SlowburnStepOperator(BaseOperator):
         self.home = home
         self.warehouse_conn_id = warehouse_conn_id
         self.extract_task_id = extract_task_id
+        self.artifacts = artifacts
+        self.artifacts_conn_id = artifacts_conn_id
 
     def execute(self, context):
-        from slowburn.airflow.hooks import SlowburnWarehouseHook
+        from slowburn.airflow.hooks import SlowburnWarehouseHook, artifacts_location
         from slowburn.pipeline import RunContext, run_step
 
         dag_run = context["dag_run"]
@@ -47,6 +52,7 @@ class SlowburnStepOperator(BaseOperator):
             # extract started (its XCom), so a retried or cleared run never mixes two attempts.
             attempt=None if self.step == "extract" else self._extract_attempt(ti),
             try_number=getattr(ti, "try_number", None),
+            artifacts=artifacts_location(self.artifacts, self.artifacts_conn_id),
         )
         result = run_step(ctx, self.step)
         self.log.info("%s: %s", self.step, result)

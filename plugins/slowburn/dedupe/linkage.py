@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -312,15 +311,18 @@ def drift(current: dict, trained: dict, cfg: DedupeConfig) -> dict:
 
 @dataclass
 class ModelStore:
-    """Saved models under <home>/models/dedupe/: model.json (Splink) and training.json (profile, when, why)."""
+    """Saved models under <artifacts>/models/dedupe/: model.json (Splink) and training.json (profile, when, why).
+
+    `folder` is a slowburn.storage location: a local Path or an object-store UPath.
+    """
     folder: Path
 
     @property
-    def model_path(self) -> Path:
+    def model_path(self):
         return self.folder / "model.json"
 
     @property
-    def meta_path(self) -> Path:
+    def meta_path(self):
         return self.folder / "training.json"
 
     def load(self) -> tuple[dict, dict] | None:
@@ -334,11 +336,9 @@ class ModelStore:
             return None
 
     def save(self, model: dict, meta: dict) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        from slowburn import atomic
         for path, data in ((self.model_path, model), (self.meta_path, meta)):
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-            os.replace(tmp, path)
+            atomic.write_json(path, data)
 
 
 # ---------------------------------------------------------------------------------------- linkage
@@ -567,7 +567,8 @@ def link(feats: pd.DataFrame, new: np.ndarray | None, cfg: DedupeConfig, *, mode
     settings = settings_for(the_plan, cfg)
     fp = fingerprint(settings)
     prof = profile(feats)
-    store = ModelStore(Path(model_dir)) if model_dir else None
+    from slowburn import storage
+    store = ModelStore(storage.location(model_dir)) if model_dir else None
     saved = store.load() if store else None
     model, mode, why = None, None, None
     if saved and not retrain:

@@ -38,6 +38,7 @@ def _plots(scores: pd.DataFrame, quarantine: pd.DataFrame) -> dict[str, str]:
 def write_run_summary(ctx) -> dict:
     """Write summary.json and summary.html into the run folder and return the headline counts."""
     from slowburn.pipeline import read_step_counts
+    from slowburn.storage import shown
 
     wh = ctx.warehouse()
     ledger = wh.read_table("run_ledger", ctx.run_id)
@@ -56,10 +57,11 @@ def write_run_summary(ctx) -> dict:
         "steps": steps,
         "validation": validation,
         "tiers": scores["tier"].value_counts().to_dict(),
-        "paths": {"run_dir": str(ctx.run_dir.resolve()), "data_docs": validation.get("data_docs"),
-                  "summary_json": str((ctx.run_dir / "summary.json").resolve()),
-                  "summary_html": str((ctx.run_dir / "summary.html").resolve())},
+        "paths": {"run_dir": shown(ctx.run_dir), "data_docs": validation.get("data_docs"),
+                  "summary_json": shown(ctx.run_dir / "summary.json"),
+                  "summary_html": shown(ctx.run_dir / "summary.html")},
     }
+    # write_text works on object storage too (a UPath): there the object is sent in one put on close.
     (ctx.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     plots = _plots(scores, quarantine)
     (ctx.run_dir / "summary.html").write_text(_html(summary, plots, quarantine), encoding="utf-8")

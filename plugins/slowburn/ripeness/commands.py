@@ -7,7 +7,6 @@ the model that step used, and `explain` prints a lead's row of lead_scores.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 
@@ -37,12 +36,12 @@ def model_report(ctx) -> dict | None:
     info = ctx.read_json("scoring")
     if info["scorer"] != "predictive":
         return None
-    from slowburn.ripeness.predictive import _registry, models_dir
+    from slowburn.ripeness.predictive import _registry, model_folder
 
-    for entry in reversed(_registry(models_dir(ctx.home))):
+    for entry in reversed(_registry(ctx.models_dir)):
         if entry["version"] == info["model_version"]:
-            return json.loads((Path(entry["path"]) / "report.json").read_text(encoding="utf-8"))
-    raise FileNotFoundError(f"model {info['model_version']} is not in {models_dir(ctx.home)}/registry.json; "
+            return json.loads((model_folder(ctx.models_dir, entry) / "report.json").read_text(encoding="utf-8"))
+    raise FileNotFoundError(f"model {info['model_version']} is not in {ctx.models_dir}/registry.json; "
                             f"run `slowburn model train` again")
 
 

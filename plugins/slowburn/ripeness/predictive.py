@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -629,8 +628,10 @@ class RulesCalibration:
         return self.lr.predict_proba(np.asarray(scores, dtype=float)[:, None] / 100)[:, 1]
 
 
-def _plots(folder: Path, y: np.ndarray, p: np.ndarray, title: str) -> None:
+def _plots(folder, y: np.ndarray, p: np.ndarray, title: str) -> None:
     import matplotlib
+
+    from slowburn import atomic
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -643,7 +644,8 @@ def _plots(folder: Path, y: np.ndarray, p: np.ndarray, title: str) -> None:
     ax.set_ylabel("observed conversion rate")
     ax.set_title(f"Calibration on the backtest: {title}")
     ax.legend(loc="upper left")
-    fig.savefig(folder / "calibration.png", dpi=90, bbox_inches="tight")
+    with atomic.replacing(folder / "calibration.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(6, 3.2))
     bins = np.linspace(0, 100, 21)
@@ -653,7 +655,8 @@ def _plots(folder: Path, y: np.ndarray, p: np.ndarray, title: str) -> None:
     ax.set_ylabel("closed leads in the backtest")
     ax.set_title(f"Score distribution: {title}")
     ax.legend()
-    fig.savefig(folder / "score_distribution.png", dpi=90, bbox_inches="tight")
+    with atomic.replacing(folder / "score_distribution.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -737,30 +740,37 @@ def backtest(ts: TrainingSet, cfg: RipenessConfig) -> dict:
     return out
 
 
-def models_dir(home: Path) -> Path:
-    return Path(home) / "models"
+def models_dir(home):
+    """The model registry's folder under a slowburn.storage location (a local folder or a URL)."""
+    from slowburn import storage
+    return storage.location(home) / "models"
 
 
-def _registry(folder: Path) -> list[dict]:
+def _registry(folder) -> list[dict]:
     path = folder / "registry.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
 
 
-def _save_registry(folder: Path, entries: list[dict]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / "registry.json.tmp"
-    tmp.write_text(json.dumps(entries, indent=2), encoding="utf-8")
-    tmp.replace(folder / "registry.json")
+def _save_registry(folder, entries: list[dict]) -> None:
+    from slowburn import atomic
+    atomic.write_text(folder / "registry.json", json.dumps(entries, indent=2))
+
+
+def model_folder(folder, entry: dict):
+    """A registry entry's model folder: <models>/<version> (its recorded path is for people to read)."""
+    return folder / entry["version"]
 
 
 def _jsonable(bt: dict) -> dict:
     return {k: v for k, v in bt.items() if k not in ("probabilities", "y_test")}
 
 
-def train_and_store(ts: TrainingSet, cfg: RipenessConfig, as_of: pd.Timestamp, folder: Path,
+def train_and_store(ts: TrainingSet, cfg: RipenessConfig, as_of: pd.Timestamp, folder,
                     digest: str) -> ScoringModel:
     """Backtest every configured model and calibration, refit the champion on the whole history, store it."""
     import joblib
+
+    from slowburn import atomic
 
     bt = backtest(ts, cfg)
     kind = bt["champion"]
@@ -777,11 +787,11 @@ def train_and_store(ts: TrainingSet, cfg: RipenessConfig, as_of: pd.Timestamp, f
         "fields": [f.label for f in base.fields_],
     }
     target = folder / version
-    target.mkdir(parents=True, exist_ok=True)
     model = ScoringModel(kind=kind, version=version, base=base, calibrator=calibrators[method],
                          tiers=cfg.predictive.tiers.as_tuple(), report=report)
-    joblib.dump(model, target / "model.joblib")
-    (target / "report.json").write_text(json.dumps(report, indent=2, default=float), encoding="utf-8")
+    with atomic.replacing(target / "model.joblib") as tmp:
+        joblib.dump(model, tmp)
+    atomic.write_text(target / "report.json", json.dumps(report, indent=2, default=float))
     _plots(target, bt["y_test"], bt["probabilities"][kind], f"{kind} ({method})")
     entries = [e for e in _registry(folder) if e.get("digest") != digest]
     entries.append({"version": version, "kind": kind, "champion": True, "digest": digest, "trained_at": str(as_of),
@@ -793,14 +803,15 @@ def train_and_store(ts: TrainingSet, cfg: RipenessConfig, as_of: pd.Timestamp, f
     return model
 
 
-def reusable(folder: Path, digest: str, cfg: RipenessConfig) -> ScoringModel | None:
+def reusable(folder, digest: str, cfg: RipenessConfig) -> ScoringModel | None:
     """The stored model with this fingerprint (same config, features and history), if there is one."""
     import joblib
 
     for e in reversed(_registry(folder)):
-        path = Path(e["path"]) / "model.joblib"
+        path = model_folder(folder, e) / "model.joblib"
         if e.get("digest") == digest and path.exists():
-            model = joblib.load(path)
+            with path.open("rb") as fh:
+                model = joblib.load(fh)
             if model.report.get("feature_spec") == FEATURE_SPEC:
                 model.tiers = cfg.predictive.tiers.as_tuple()
                 return model
