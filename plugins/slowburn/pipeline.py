@@ -360,7 +360,8 @@ def score(ctx: RunContext) -> dict:
     # File drops without a watermark re-send old events: count each event once.
     history = (pd.concat([earlier, touches[earlier.columns]], ignore_index=True).drop_duplicates(key)
                if len(earlier) else touches[earlier.columns])
-    scores, info = score_leads(golden, links, history, _outcome_history(ctx, wh), cfg, ctx.as_of, home=ctx.home)
+    scores, info = score_leads(golden, links, history, _outcome_history(ctx, wh), cfg, ctx.as_of, home=ctx.home,
+                               previous=_previous_scores(ctx, wh))
     scores["scored_at"] = ctx.as_of
     ctx.write("lead_scores", scores)
     ctx.write_json("scoring", info)
@@ -371,8 +372,18 @@ def score(ctx: RunContext) -> dict:
             "fallback_reason": info["fallback_reason"], "model_trained": info["trained"],
             "history_closed_leads": info["history_closed_leads"],
             "history_conversions": info["history_conversions"],
+            "reasons_explained": info["reasons_explained"], "reasons_carried": info["reasons_carried"],
             "touches_linked": int(touched["golden_id"].notna().sum()),
             "touches_unlinked": int(touched["golden_id"].isna().sum())}
+
+
+def _previous_scores(ctx: RunContext, wh) -> pd.DataFrame | None:
+    """The latest earlier loaded run's scores: a lead whose score, tier and model are unchanged keeps
+    its reasons (score_leads), so only changed leads are explained. None before the first load."""
+    previous = wh.read(
+        "SELECT golden_id, score, tier, probability, reasons, model_version FROM lead_scores WHERE run_id = "
+        "(SELECT MAX(run_id) FROM run_ledger WHERE status = 'success' AND run_id < :run_id)", run_id=ctx.run_id)
+    return previous if len(previous) else None
 
 
 def _golden_id_of_touches(touches: pd.DataFrame, links: pd.DataFrame) -> pd.Series:

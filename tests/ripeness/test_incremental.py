@@ -54,6 +54,11 @@ def test_only_changed_leads_are_explained_and_the_rest_keep_their_reasons(world,
     night1, info1 = score_leads(golden, links, touches, outcomes.head(history), cfg, NOW, home=tmp_path)
     assert night1["model_version"].iloc[0].startswith(expected_version)
     assert info1["reasons_explained"] == len(night1) and info1["reasons_carried"] == 0
+    # The same night again with its own scores as the previous ones: nothing to explain, nothing changes.
+    again, info_again = score_leads(golden, links, touches, outcomes.head(history), cfg, NOW, home=tmp_path,
+                                    previous=night1)
+    assert info_again["reasons_explained"] == 0 and info_again["reasons_carried"] == len(night1)
+    pd.testing.assert_frame_equal(again, night1)
     # The previous run's rows as the warehouse returns them; one unchanged lead's reasons are marked,
     # so carrying (not recomputing) is visible.
     previous = night1[["golden_id", "score", "tier", "probability", "reasons", "model_version"]].copy()
@@ -100,7 +105,7 @@ def test_a_new_model_version_explains_every_lead(world, tmp_path):
 
 def test_retrained_on_age_outcome_growth_or_config_change_not_on_one_new_outcome(world, tmp_path):
     golden, links, touches, outcomes = world
-    cfg = _fast(load_config(DEFAULT), "logistic", "sigmoid")
+    cfg = _fast(load_config(DEFAULT), "logistic", "none")
     assert (cfg.retrain.max_age_days, cfg.retrain.min_new_outcomes_fraction) == (7, 0.05)
 
     def night(day: int, known: int, config=cfg):

@@ -27,6 +27,7 @@ def test_two_nights_keep_history_and_drop_a_missed_sla_to_nurture(tmp_path):
 
     night2 = RunContext(logical_date=NOW + pd.Timedelta(days=1), sources_path=sources, home=home)
     run_all(night2)
+    steps2 = json.loads((night2.run_dir / "step_counts.json").read_text())
     # Nobody called after it was queued on Monday (the last rep touch was Sunday's meeting): missed.
     assert wh.read_table("sales_queue").empty
     nurture = wh.read_table("nurture_queue").set_index("golden_id")
@@ -38,6 +39,14 @@ def test_two_nights_keep_history_and_drop_a_missed_sla_to_nurture(tmp_path):
     assert set(per_lead) == {2} and history.run_id.nunique() == 2
     assert history.model_version.str.startswith("rules-default-").all()
     assert (history.fit.notna() & history.engagement.notna()).all()
+    # Night 2 explained only the leads whose score, tier or model changed; the rest kept their reasons.
+    assert steps2["score"]["reasons_explained"] + steps2["score"]["reasons_carried"] == len(per_lead)
+    assert steps2["score"]["reasons_carried"] > 0
+    both = wh.read("SELECT run_id, golden_id, score, tier, model_version, reasons FROM lead_scores ORDER BY run_id")
+    first, second = (both[both.run_id == r].set_index("golden_id") for r in sorted(both.run_id.unique()))
+    same = (first.score == second.score) & (first.tier == second.tier) & (first.model_version == second.model_version)
+    assert same.sum() == steps2["score"]["reasons_carried"]
+    assert (first.reasons[same] == second.reasons[same]).all()
 
     # Re-running night 2's route step reads the same previous state (saved in its run folder), not the
     # queues night 2 itself just loaded: same result.

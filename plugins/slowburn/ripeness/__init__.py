@@ -79,7 +79,7 @@ def score_leads(golden: pd.DataFrame, links: pd.DataFrame, touches: pd.DataFrame
                  or (not ok and len(closed) >= MIN_CALIBRATION_ROWS))
     ts = P.training_set(closed, attrs, linked, cfg) if need_rows and len(closed) >= MIN_CALIBRATION_ROWS else None
     digest = P.fingerprint(ts, cfg) if ts is not None else None
-    clock("training set")
+    clock("design and models")  # the training set too, when a model is (re)trained
     # The rules tier always scores (fit, engagement, rules_score): points learnt from history when
     # there is enough, else the hand-set points. Its reasons are kept only when it is the scorer.
     info = {"history_closed_leads": int(len(closed)), "history_conversions": int(closed["won"].sum()),
@@ -95,20 +95,23 @@ def score_leads(golden: pd.DataFrame, links: pd.DataFrame, touches: pd.DataFrame
                     "feature_spec": P.FEATURE_SPEC, "trained_at": str(as_of)}, ts)
             return fitted
 
-        card, info["scorecard_trained"], info["scorecard_retrain_reason"], _ = _learnt(
+        card, info["scorecard_trained"], info["scorecard_retrain_reason"], card_digest = _learnt(
             folder and folder / "scorecard", card_entry, card_why, digest, cfg.tiers.as_tuple(), cfg, fit_card,
             "scorecard")
-        quick = lambda: card.score(X, reasons=False).set_index("golden_id")  # noqa: E731
-        full = lambda at: card.score(X if at is None else X.iloc[at]).set_index("golden_id")  # noqa: E731
+
+        def rules_scores(at=slice(None), reasons=True):
+            return card.score(X.iloc[at], reasons=reasons).set_index("golden_id")
     else:
         hand = RulesModel(cfg)
-        quick = lambda: hand.score(attrs, feats, as_of, reasons=False).set_index("golden_id")  # noqa: E731
-        full = lambda at: hand.score(attrs if at is None else attrs.iloc[at], feats, as_of).set_index(  # noqa: E731
-            "golden_id")
+
+        def rules_scores(at=slice(None), reasons=True):
+            return hand.score(attrs.iloc[at], feats, as_of, reasons=reasons).set_index("golden_id")
     if ok:
-        rules = quick()
+        rules = rules_scores(reasons=False)
     else:
-        rules = _with_reasons(quick, full, previous, info)
+        rules = _with_reasons(rules_scores, previous, info)
+        if card_ok:
+            info["fingerprint"] = card_digest  # what the scoring scorecard was trained on
     clock("rules model")
     info["model_version"] = rules["model_version"].iloc[0] if len(rules) else RulesModel(cfg).version
     out = rules.assign(rules_score=rules["score"], scorer="rules", probability=np.nan)
@@ -121,8 +124,8 @@ def score_leads(golden: pd.DataFrame, links: pd.DataFrame, touches: pd.DataFrame
             lambda: P.train_and_store(ts, cfg, as_of, folder, digest, inputs), "predictive model")
         if info["trained"]:
             clock("train and backtest")
-        pred = _with_reasons(lambda: model.score(X, reasons=False),
-                             lambda at: model.score(X if at is None else X.iloc[at]), previous, info)
+        pred = _with_reasons(lambda at=slice(None), reasons=True: model.score(X.iloc[at], reasons=reasons),
+                             previous, info)
         clock("predictive model")
         for c in ("score", "tier", "probability", "reasons", "model_version"):
             out[c] = pred[c]
@@ -170,21 +173,21 @@ def _learnt(folder, entry, why, digest, tiers, cfg, train, what):
     return train(), True, why, digest
 
 
-def _with_reasons(quick, full, previous, info) -> pd.DataFrame:
+def _with_reasons(scores, previous, info) -> pd.DataFrame:
     """Scores for every lead, reasons computed only where carry_plan says so (all without `previous`).
 
-    quick() scores every lead without reasons; full(positions) scores those leads with reasons
-    (full(None): all). Explained leads take full()'s score columns too, so their reasons sum to them.
+    scores(at, reasons) scores the leads at positions `at` (a slice: all). Explained leads take the
+    score columns of their explained run too, so their reasons sum to exactly those.
     """
     from slowburn.ripeness.reasons import carry_plan, with_carried
 
     if previous is None:
-        out = full(None)
+        out = scores()
         info.update(reasons_explained=len(out), reasons_carried=0)
         return out
-    out = quick()
+    out = scores(reasons=False)
     explained, carried_from = carry_plan(out.index, out["score"], out["tier"], out["model_version"], previous)
-    fresh = full(explained)
+    fresh = scores(explained) if len(explained) else out.iloc[:0]
     for col in fresh.columns.drop("reasons"):
         values = out[col].to_numpy(copy=True)
         values[explained] = fresh[col].to_numpy()

@@ -108,7 +108,7 @@ def carry_plan(golden_ids, score, tier, model_version, previous: pd.DataFrame | 
     keep = ((row >= 0) & (prev("score", float) == np.asarray(score, dtype=float))
             & (prev("tier") == np.asarray(tier, dtype=object))
             & (prev("model_version") == np.asarray(model_version, dtype=object))
-            & pd.notna(prev("reasons")))
+            & previous["reasons"].notna().to_numpy()[at])  # never the texts themselves: a GB at 1M leads
     return np.flatnonzero(~keep), np.where(keep, row, -1)
 
 
