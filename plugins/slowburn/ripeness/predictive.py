@@ -782,9 +782,9 @@ TRAINING_ROWS = "training_rows.parquet"
 
 def _outcome_keys(ids, won, closed_at) -> np.ndarray:
     """One hash per closed lead's (golden_id, won, closed_at): a new or changed outcome is a new key."""
+    at = pd.to_datetime(pd.Series(closed_at).reset_index(drop=True), utc=True).astype("datetime64[ns, UTC]")
     frame = pd.DataFrame({"golden_id": pd.Series(np.asarray(ids, dtype=object)).astype("string"),
-                          "won": np.asarray(won, dtype=bool),
-                          "closed_at": pd.to_datetime(pd.Series(np.asarray(closed_at)), utc=True).astype("int64")})
+                          "won": np.asarray(won, dtype=bool), "closed_at": at.astype("int64")})
     return pd.util.hash_pandas_object(frame, index=False).to_numpy()
 
 
