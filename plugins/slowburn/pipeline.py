@@ -472,7 +472,7 @@ def score(ctx: RunContext) -> dict:
     history = (pd.concat([earlier, touches[earlier.columns]], ignore_index=True).drop_duplicates(key)
                if len(earlier) else touches[earlier.columns])
     scores, info = score_leads(golden, links, history, _outcome_history(ctx, wh), cfg, ctx.as_of,
-                                home=ctx.artifacts)
+                               home=ctx.artifacts, previous=_previous_scores(ctx, wh))
     scores["scored_at"] = ctx.as_of
     ctx.write("lead_scores", scores)
     ctx.write_json("scoring", info)
@@ -483,8 +483,18 @@ def score(ctx: RunContext) -> dict:
             "fallback_reason": info["fallback_reason"], "model_trained": info["trained"],
             "history_closed_leads": info["history_closed_leads"],
             "history_conversions": info["history_conversions"],
+            "reasons_explained": info["reasons_explained"], "reasons_carried": info["reasons_carried"],
             "touches_linked": int(touched["golden_id"].notna().sum()),
             "touches_unlinked": int(touched["golden_id"].isna().sum())}
+
+
+def _previous_scores(ctx: RunContext, wh) -> pd.DataFrame | None:
+    """The scores as the previous loaded run left them: a lead whose score, tier and model are unchanged
+    keeps its reasons (score_leads), so only changed leads are explained. None before the first load."""
+    previous = previous_state(ctx, "lead_scores")
+    if previous is None:
+        previous = wh.read("SELECT golden_id, score, tier, probability, reasons, model_version FROM lead_scores")
+    return previous if len(previous) else None
 
 
 def _golden_id_of_touches(touches: pd.DataFrame, links: pd.DataFrame) -> pd.Series:

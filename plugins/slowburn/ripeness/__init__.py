@@ -30,13 +30,22 @@ MIN_CALIBRATION_ROWS = 30
 
 
 def score_leads(golden: pd.DataFrame, links: pd.DataFrame, touches: pd.DataFrame, outcomes: pd.DataFrame | None,
-                cfg: RipenessConfig, as_of: pd.Timestamp, home: str | Path | None = None
-                ) -> tuple[pd.DataFrame, dict]:
+                cfg: RipenessConfig, as_of: pd.Timestamp, home: str | Path | None = None,
+                previous: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
     """lead_scores rows for every golden lead, and what scored them.
 
     touches: the whole touch history (source_system, lead_source_id, touch_type, occurred_at[, campaign, value]).
     outcomes: won/lost history (source_system, source_id, outcome, closed_at); None or empty means none.
-    home: where models are stored (<home>/models); None keeps the predictive model in memory only.
+    home: where models are stored (<home>/models); None keeps the learnt models in memory only.
+    previous: the previous run's scores (golden_id, score, tier, model_version, reasons, ...), or None.
+
+    Every lead's score, tier and probability are computed afresh (they decay with time). Reasons
+    cost far more (TreeSHAP for the trees), so with `previous` they are computed only for leads that
+    are new or whose score, tier or model_version changed; every other lead keeps its previous
+    reasons, which explain the same rounded score from the same model and so still sum to it (the
+    split between factors is the one of the night the lead last changed score). info says how many
+    were explained and carried. Without `previous` every lead is explained.
+    Stored models are reused or retrained by predictive.reuse_policy (the `retrain` config).
     """
     from slowburn.ripeness import predictive as P
     from slowburn.ripeness.scorecard import FittedScorecard, scorecard_check
@@ -57,36 +66,66 @@ def score_leads(golden: pd.DataFrame, links: pd.DataFrame, touches: pd.DataFrame
     closed = closed[closed["closed_at"] <= as_of]  # history only: nothing that closed after the run's moment
     ok, message = P.history_check(closed, cfg)
     card_ok, card_message = scorecard_check(closed, cfg)
-    ts = P.training_set(closed, attrs, linked, cfg) if len(closed) >= MIN_CALIBRATION_ROWS else None
     X = P.design(attrs, feats) if (ok or card_ok) else None
-    clock("training set")
+    inputs = P.model_inputs(X, cfg) if X is not None else None
+    folder = P.models_dir(home) if home is not None else None
+    # Which learnt models can be reused; the training set is built only when one is (re)trained or
+    # the rules score is calibrated on history.
+    card_entry, card_why = (P.reuse_policy(folder / "scorecard", inputs, closed, as_of, cfg)
+                            if card_ok and folder is not None else (None, "no model folder"))
+    model_entry, model_why = (P.reuse_policy(folder, inputs, closed, as_of, cfg)
+                              if ok and folder is not None else (None, "no model folder"))
+    need_rows = ((card_ok and card_entry is None) or (ok and model_entry is None)
+                 or (not ok and len(closed) >= MIN_CALIBRATION_ROWS))
+    ts = P.training_set(closed, attrs, linked, cfg) if need_rows and len(closed) >= MIN_CALIBRATION_ROWS else None
     digest = P.fingerprint(ts, cfg) if ts is not None else None
+    clock("design and models")  # the training set too, when a model is (re)trained
     # The rules tier always scores (fit, engagement, rules_score): points learnt from history when
     # there is enough, else the hand-set points. Its reasons are kept only when it is the scorer.
-    if card_ok:
-        card = FittedScorecard.fit(ts.X, ts.y, cfg, digest)
-        rules = card.score(X, reasons=not ok).set_index("golden_id")
-        rules_history = card.score(ts.X, reasons=False)["score"].to_numpy()
-    else:
-        rules = RulesModel(cfg).score(attrs, feats, as_of, reasons=not ok).set_index("golden_id")
-        rules_history = ts.rules_score if ts is not None else None
-    clock("rules model")
-    out = rules.assign(rules_score=rules["score"], scorer="rules", probability=np.nan)
     info = {"history_closed_leads": int(len(closed)), "history_conversions": int(closed["won"].sum()),
-            "scorer": "rules", "model_version": rules["model_version"].iloc[0] if len(rules) else
-            RulesModel(cfg).version, "rules_model": "fitted scorecard" if card_ok else "hand-set points",
-            "rules_model_reason": card_message, "fallback_reason": None, "trained": False, "fingerprint": digest}
+            "scorer": "rules", "rules_model": "fitted scorecard" if card_ok else "hand-set points",
+            "rules_model_reason": card_message, "fallback_reason": None, "trained": False, "fingerprint": digest,
+            "reasons_explained": 0, "reasons_carried": 0}
+    if card_ok:
+        def fit_card():
+            fitted = FittedScorecard.fit(ts.X, ts.y, cfg, digest)
+            if folder is not None:
+                P.store_model(folder / "scorecard", fitted, {
+                    "version": fitted.version, "kind": "scorecard", "digest": digest, "inputs": inputs,
+                    "feature_spec": P.FEATURE_SPEC, "trained_at": str(as_of)}, ts)
+            return fitted
+
+        card, info["scorecard_trained"], info["scorecard_retrain_reason"], card_digest = _learnt(
+            folder and folder / "scorecard", card_entry, card_why, digest, cfg.tiers.as_tuple(), cfg, fit_card,
+            "scorecard")
+
+        def rules_scores(at=slice(None), reasons=True):
+            return card.score(X.iloc[at], reasons=reasons).set_index("golden_id")
+    else:
+        hand = RulesModel(cfg)
+
+        def rules_scores(at=slice(None), reasons=True):
+            return hand.score(attrs.iloc[at], feats, as_of, reasons=reasons).set_index("golden_id")
     if ok:
-        folder = P.models_dir(home) if home is not None else None
-        model = P.reusable(folder, digest, cfg) if folder is not None else None
-        if model is None:
-            if folder is None:
-                import tempfile
-                folder = Path(tempfile.mkdtemp(prefix="slowburn-models-"))
-            model = P.train_and_store(ts, cfg, as_of, folder, digest)
-            info["trained"] = True
+        rules = rules_scores(reasons=False)
+    else:
+        rules = _with_reasons(rules_scores, previous, info)
+        if card_ok:
+            info["fingerprint"] = card_digest  # what the scoring scorecard was trained on
+    clock("rules model")
+    info["model_version"] = rules["model_version"].iloc[0] if len(rules) else RulesModel(cfg).version
+    out = rules.assign(rules_score=rules["score"], scorer="rules", probability=np.nan)
+    if ok:
+        if folder is None:
+            import tempfile
+            folder = Path(tempfile.mkdtemp(prefix="slowburn-models-"))
+        model, info["trained"], info["retrain_reason"], info["fingerprint"] = _learnt(
+            folder, model_entry, model_why, digest, cfg.predictive.tiers.as_tuple(), cfg,
+            lambda: P.train_and_store(ts, cfg, as_of, folder, digest, inputs), "predictive model")
+        if info["trained"]:
             clock("train and backtest")
-        pred = model.score(X)
+        pred = _with_reasons(lambda at=slice(None), reasons=True: model.score(X.iloc[at], reasons=reasons),
+                             previous, info)
         clock("predictive model")
         for c in ("score", "tier", "probability", "reasons", "model_version"):
             out[c] = pred[c]
@@ -97,6 +136,9 @@ def score_leads(golden: pd.DataFrame, links: pd.DataFrame, touches: pd.DataFrame
     else:
         info["fallback_reason"] = message
         log.warning("score: %s", message)
+        rules_history = None
+        if ts is not None:
+            rules_history = (card.score(ts.X, reasons=False)["score"].to_numpy() if card_ok else ts.rules_score)
         out["probability"] = _rules_probability(closed, rules_history, out["rules_score"].to_numpy())
     feats_out = feats.reindex(out.index)
     frame = out.join(feats_out[["touches", "rep_touches", "last_touch_at", "last_rep_touch_at",
@@ -110,6 +152,49 @@ def score_leads(golden: pd.DataFrame, links: pd.DataFrame, touches: pd.DataFrame
     clock("assemble")
     info["seconds"] = clock.laps
     return frame[SCORE_COLUMNS], info
+
+
+def _learnt(folder, entry, why, digest, tiers, cfg, train, what):
+    """A learnt model for tonight: the stored one the policy allows, else the stored one trained on
+    exactly tonight's rows (retraining would remake it), else train() (which stores it).
+    Returns (model, trained, why, the fingerprint of what it was trained on)."""
+    from slowburn.ripeness import predictive as P
+
+    model = P.load_model(folder, entry, cfg, tiers) if entry is not None else None
+    if model is None and digest is not None and folder is not None:
+        same = P.entry_with_digest(folder, digest)
+        model = P.load_model(folder, same, cfg, tiers) if same is not None else None
+        if model is not None:
+            entry, why = same, f"{why}; but it was trained on exactly tonight's rows: reused {same['version']}"
+    if model is not None:
+        log.info("score: %s %s", what, why)
+        return model, False, why, entry.get("digest")
+    log.info("score: %s retrained: %s", what, why)
+    return train(), True, why, digest
+
+
+def _with_reasons(scores, previous, info) -> pd.DataFrame:
+    """Scores for every lead, reasons computed only where carry_plan says so (all without `previous`).
+
+    scores(at, reasons) scores the leads at positions `at` (a slice: all). Explained leads take the
+    score columns of their explained run too, so their reasons sum to exactly those.
+    """
+    from slowburn.ripeness.reasons import carry_plan, with_carried
+
+    if previous is None:
+        out = scores()
+        info.update(reasons_explained=len(out), reasons_carried=0)
+        return out
+    out = scores(reasons=False)
+    explained, carried_from = carry_plan(out.index, out["score"], out["tier"], out["model_version"], previous)
+    fresh = scores(explained) if len(explained) else out.iloc[:0]
+    for col in fresh.columns.drop("reasons"):
+        values = out[col].to_numpy(copy=True)
+        values[explained] = fresh[col].to_numpy()
+        out[col] = values
+    out["reasons"] = with_carried(fresh["reasons"], explained, carried_from, previous)
+    info.update(reasons_explained=int(len(explained)), reasons_carried=int(len(out) - len(explained)))
+    return out
 
 
 class _Clock:

@@ -12,7 +12,7 @@ import pandas as pd
 
 
 def train(ctx) -> str:
-    """Run the score step (training a model when config, features or history changed) and report it."""
+    """Run the score step (training a model when the retrain policy asks for it) and report it."""
     from slowburn.pipeline import run_step
 
     run_step(ctx, "score")
@@ -25,7 +25,8 @@ def _scoring_text(info: dict) -> str:
              f"history: {info['history_closed_leads']:,} closed leads, {info['history_conversions']:,} won"]
     if info["scorer"] == "predictive":
         lines.append(f"model: {info['model_kind']}, calibration {info['calibration']}, fingerprint "
-                     f"{info['fingerprint']}, {'trained now' if info['trained'] else 'reused (unchanged inputs)'}")
+                     f"{info['fingerprint']}, {'trained now' if info['trained'] else 'reused'}: "
+                     f"{info.get('retrain_reason')}")
     else:
         lines.append(f"predictive model not used: {info['fallback_reason']}")
     return "\n".join(lines)

@@ -210,6 +210,15 @@ class Scorecard(_Strict):
     C: float = Field(0.3, gt=0)              # inverse regularisation strength of the logistic fit
 
 
+class Retrain(_Strict):
+    """When the stored models are retrained. A model is reused while the feature code and this config
+    are unchanged, it is younger than max_age_days, and fewer than min_new_outcomes_fraction x its
+    training rows have closed (or changed outcome) since; else it is retrained. Retraining nightly
+    costs minutes at a million leads and moves every score a little for no new information."""
+    max_age_days: float = Field(7, gt=0)
+    min_new_outcomes_fraction: float = Field(0.05, ge=0)
+
+
 class Workday(_Strict):
     start_hour: int = Field(9, ge=0, le=23)
     end_hour: int = Field(17, ge=1, le=24)
@@ -254,6 +263,7 @@ class RipenessConfig(_Strict):
     negative: Negative = Negative()
     predictive: Predictive = Predictive()
     scorecard: Scorecard = Scorecard()
+    retrain: Retrain = Retrain()
     routing: Routing = Routing()
 
     @field_validator("name")

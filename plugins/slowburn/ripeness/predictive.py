@@ -499,8 +499,17 @@ class ScoringModel:
     def probability(self, X: pd.DataFrame) -> np.ndarray:
         return np.clip(self.calibrator.predict(self.base.decision_function(X)), 0.0, 1.0)
 
-    def score(self, X: pd.DataFrame, chunk: int = 250_000) -> pd.DataFrame:
-        """score = round(100 p); reasons: each field's share of (score - baseline), in tenths."""
+    def score(self, X: pd.DataFrame, chunk: int = 250_000, reasons: bool = True) -> pd.DataFrame:
+        """score = round(100 p); reasons: each field's share of (score - baseline), in tenths.
+
+        reasons=False leaves them out (None) and skips the contributions: for the trees that is a
+        plain prediction instead of TreeSHAP, a fraction of the cost.
+        """
+        if not reasons:
+            p = self.probability(X)
+            score = np.floor(100 * p + 0.5).astype(np.int64)
+            return pd.DataFrame({"score": score, "tier": tier_of(score, self.tiers), "probability": p,
+                                 "reasons": None, "model_version": self.version}, index=X.index)
         parts = [self._score_chunk(X.iloc[i:i + chunk]) for i in range(0, max(len(X), 1), chunk)]
         return pd.concat(parts) if parts else pd.DataFrame()
 
@@ -567,20 +576,35 @@ def history_check(closed: pd.DataFrame, cfg: RipenessConfig) -> tuple[bool, str]
     return True, f"history: {n} closed leads, {wins} conversions"
 
 
+def _model_config(cfg: RipenessConfig) -> bytes:
+    """The config a learnt model depends on: all of it but routing and the retrain policy itself."""
+    return json.dumps(cfg.model_dump(mode="json", exclude={"routing", "retrain"}), sort_keys=True).encode()
+
+
 def fingerprint(ts: "TrainingSet", cfg: RipenessConfig) -> str:
     """What a stored model was trained from: the feature code, the config and the training rows.
 
-    Any edit of the ripeness config (routing aside), a new field or a changed history gives a new
-    fingerprint, and so a new model; an unchanged one reuses the stored model.
+    It names the model (its version) for audit. Whether a stored model is reused is decided by
+    reuse_policy: a changed history alone does not retrain every night.
     """
     h = hashlib.sha1()
     h.update(FEATURE_SPEC.encode())
-    h.update(json.dumps(cfg.model_dump(mode="json", exclude={"routing"}), sort_keys=True).encode())
+    h.update(_model_config(cfg))
     h.update(json.dumps([str(c) + ":" + str(ts.X[c].dtype) for c in ts.X.columns]).encode())
     h.update(pd.util.hash_pandas_object(ts.X.astype({c: "string" for c in ts.X.columns if ts.X[c].dtype == object}),
                                         index=True).to_numpy().tobytes())
     h.update(np.asarray(ts.y, dtype=np.int8).tobytes())
     h.update(ts.closed_at.astype("int64").to_numpy().tobytes())
+    return h.hexdigest()[:8]
+
+
+def model_inputs(X: pd.DataFrame, cfg: RipenessConfig) -> str:
+    """What a model depends on besides the history: the feature code, the config and the fields
+    (a new custom attribute is a new field). A stored model with other inputs is never reused."""
+    h = hashlib.sha1()
+    h.update(FEATURE_SPEC.encode())
+    h.update(_model_config(cfg))
+    h.update(json.dumps([[f.name, f.kind] for f in fields_of(X)]).encode())
     return h.hexdigest()[:8]
 
 
@@ -761,17 +785,112 @@ def model_folder(folder, entry: dict):
     return folder / entry["version"]
 
 
+TRAINING_ROWS = "training_rows.parquet"
+
+
+def _outcome_keys(ids, won, closed_at) -> np.ndarray:
+    """One hash per closed lead's (golden_id, won, closed_at): a new or changed outcome is a new key."""
+    at = pd.to_datetime(pd.Series(closed_at).reset_index(drop=True), utc=True).astype("datetime64[ns, UTC]")
+    frame = pd.DataFrame({"golden_id": pd.Series(np.asarray(ids, dtype=object)).astype("string"),
+                          "won": np.asarray(won, dtype=bool), "closed_at": at.astype("int64")})
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+
+
+def store_model(folder, model, entry: dict, ts: TrainingSet):
+    """Save a trained model (model.joblib), the closed leads it learnt from, and its registry entry.
+
+    entry holds at least version, kind, digest (fingerprint), inputs (model_inputs) and trained_at.
+    Returns the model's folder.
+    """
+    import joblib
+
+    from slowburn import atomic
+
+    target = model_folder(folder, entry)
+    with atomic.replacing(target / "model.joblib") as tmp:
+        joblib.dump(model, tmp)
+    rows = pd.DataFrame({"golden_id": pd.Series(ts.X.index.to_numpy(dtype=object)).astype("string"),
+                         "won": ts.y.astype(bool), "closed_at": ts.closed_at.to_numpy()})
+    with atomic.replacing(target / TRAINING_ROWS) as tmp:
+        rows.to_parquet(tmp, index=False)
+    entries = [e for e in _registry(folder) if e.get("digest") != entry["digest"]]
+    entries.append({**entry, "closed_leads": int(len(ts.y)), "path": str(target)})
+    _save_registry(folder, entries)
+    return target
+
+
+def new_outcomes(folder, entry: dict, closed: pd.DataFrame) -> int:
+    """Closed leads in `closed` whose outcome the model did not learn from: new closes, changed outcomes."""
+    path = model_folder(folder, entry) / TRAINING_ROWS
+    if not path.exists():
+        return len(closed)
+    with path.open("rb") as fh:
+        seen = pd.read_parquet(fh)
+    return int((~np.isin(_outcome_keys(closed.index, closed["won"], closed["closed_at"]),
+                         _outcome_keys(seen["golden_id"], seen["won"], seen["closed_at"]))).sum())
+
+
+def reuse_policy(folder, inputs: str, closed: pd.DataFrame, as_of: pd.Timestamp,
+                 cfg: RipenessConfig) -> tuple[dict | None, str]:
+    """The stored model to reuse tonight (its registry entry), or None; and why, for the log.
+
+    Reused: the newest model trained at or before as_of (never one that saw later history) with the
+    same feature code, config and fields, younger than retrain.max_age_days, and fewer new or changed
+    outcomes since than retrain.min_new_outcomes_fraction x its training rows. Retraining nightly
+    on a history that grew by a few rows costs minutes at scale and changes nothing that matters.
+    """
+    as_of = pd.Timestamp(as_of)
+    r = cfg.retrain
+    entries = [e for e in _registry(folder) if "trained_at" in e and pd.Timestamp(e["trained_at"]) <= as_of
+               and (model_folder(folder, e) / "model.joblib").exists()]
+    if not entries:
+        return None, "no stored model trained at or before this run"
+    same = [e for e in entries if e.get("inputs") == inputs]
+    if not same:
+        newest = max(entries, key=lambda e: pd.Timestamp(e["trained_at"]))
+        return None, f"the feature code, fields or ripeness config changed since {newest['version']} was trained"
+    entry = max(reversed(same), key=lambda e: pd.Timestamp(e["trained_at"]))  # ties: the last stored
+    age = (as_of - pd.Timestamp(entry["trained_at"])) / pd.Timedelta(days=1)
+    if age >= r.max_age_days:
+        return None, f"{entry['version']} is {age:.1f} days old (retrain.max_age_days: {r.max_age_days:g})"
+    new = new_outcomes(folder, entry, closed)
+    limit = r.min_new_outcomes_fraction * entry["closed_leads"]
+    if new >= limit:
+        return None, (f"{new:,} new or changed outcomes since {entry['version']} was trained on "
+                      f"{entry['closed_leads']:,} closed leads (retrain.min_new_outcomes_fraction: "
+                      f"{r.min_new_outcomes_fraction:g}, so {limit:,.0f})")
+    return entry, (f"reused {entry['version']}: {age:.1f} days old, {new:,} new or changed outcomes "
+                   f"(retrain at {limit:,.0f} or {r.max_age_days:g} days)")
+
+
+def entry_with_digest(folder, digest: str) -> dict | None:
+    """The stored model trained on exactly these rows, config and features: retraining would remake it."""
+    for e in reversed(_registry(folder)):
+        if e.get("digest") == digest and (model_folder(folder, e) / "model.joblib").exists():
+            return e
+    return None
+
+
+def load_model(folder, entry: dict, cfg: RipenessConfig, tiers: tuple):
+    """A stored model (ScoringModel or FittedScorecard) with tonight's tiers; None if its feature code is stale."""
+    import joblib
+
+    with (model_folder(folder, entry) / "model.joblib").open("rb") as fh:
+        model = joblib.load(fh)
+    spec = model.report.get("feature_spec") if isinstance(model, ScoringModel) else entry.get("feature_spec")
+    if spec != FEATURE_SPEC:
+        return None
+    model.tiers = tiers
+    return model
+
+
 def _jsonable(bt: dict) -> dict:
     return {k: v for k, v in bt.items() if k not in ("probabilities", "y_test")}
 
 
 def train_and_store(ts: TrainingSet, cfg: RipenessConfig, as_of: pd.Timestamp, folder,
-                    digest: str) -> ScoringModel:
+                    digest: str, inputs: str | None = None) -> ScoringModel:
     """Backtest every configured model and calibration, refit the champion on the whole history, store it."""
-    import joblib
-
-    from slowburn import atomic
-
     bt = backtest(ts, cfg)
     kind = bt["champion"]
     method = bt["models"][kind]["calibration"]
@@ -786,33 +905,15 @@ def train_and_store(ts: TrainingSet, cfg: RipenessConfig, as_of: pd.Timestamp, f
                      "champion": kind, "all_models": bt["models"]},
         "fields": [f.label for f in base.fields_],
     }
-    target = folder / version
     model = ScoringModel(kind=kind, version=version, base=base, calibrator=calibrators[method],
                          tiers=cfg.predictive.tiers.as_tuple(), report=report)
-    with atomic.replacing(target / "model.joblib") as tmp:
-        joblib.dump(model, tmp)
+    target = store_model(folder, model, {
+        "version": version, "kind": kind, "champion": True, "digest": digest, "inputs": inputs,
+        "feature_spec": FEATURE_SPEC, "trained_at": str(as_of), "auc": bt["models"][kind]["auc"],
+        "calibration": method}, ts)
+    from slowburn import atomic
     atomic.write_text(target / "report.json", json.dumps(report, indent=2, default=float))
     _plots(target, bt["y_test"], bt["probabilities"][kind], f"{kind} ({method})")
-    entries = [e for e in _registry(folder) if e.get("digest") != digest]
-    entries.append({"version": version, "kind": kind, "champion": True, "digest": digest, "trained_at": str(as_of),
-                    "closed_leads": int(len(ts.y)), "auc": bt["models"][kind]["auc"], "calibration": method,
-                    "path": str(target)})
-    _save_registry(folder, entries)
     log.info("predictive: champion %s (%s); backtest AUC %s", kind, method,
              {k: round(v["auc"], 3) for k, v in bt["models"].items()})
     return model
-
-
-def reusable(folder, digest: str, cfg: RipenessConfig) -> ScoringModel | None:
-    """The stored model with this fingerprint (same config, features and history), if there is one."""
-    import joblib
-
-    for e in reversed(_registry(folder)):
-        path = model_folder(folder, e) / "model.joblib"
-        if e.get("digest") == digest and path.exists():
-            with path.open("rb") as fh:
-                model = joblib.load(fh)
-            if model.report.get("feature_spec") == FEATURE_SPEC:
-                model.tiers = cfg.predictive.tiers.as_tuple()
-                return model
-    return None

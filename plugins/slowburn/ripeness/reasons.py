@@ -84,3 +84,49 @@ def integerize(real: np.ndarray, target: np.ndarray) -> np.ndarray:
     ranks[np.arange(n)[:, None], order] = np.arange(k)[None, :]
     base += ranks < part[:, None]
     return base
+
+
+def carry_plan(golden_ids, score, tier, model_version, previous: pd.DataFrame | None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Which leads need fresh reasons, and where the others' come from.
+
+    Returns (positions to explain, and per lead the row of `previous` whose reasons it keeps, -1
+    when it is explained). A lead keeps its previous reasons when it was scored before with the
+    same score, tier and model_version: they explain that same rounded score from the same model.
+    """
+    from slowburn.ripeness.features import _arrow, _index_in
+
+    n = len(golden_ids)
+    if previous is None or not len(previous) or not n:
+        return np.arange(n), np.full(n, -1, dtype=np.int64)
+    row = _index_in(_arrow(golden_ids), _arrow(previous["golden_id"]))
+    at = np.maximum(row, 0)
+
+    def prev(col, dtype=object):
+        return pd.Series(previous[col]).to_numpy(dtype=dtype, na_value=np.nan if dtype is float else None)[at]
+
+    keep = ((row >= 0) & (prev("score", float) == np.asarray(score, dtype=float))
+            & (prev("tier") == np.asarray(tier, dtype=object))
+            & (prev("model_version") == np.asarray(model_version, dtype=object))
+            & previous["reasons"].notna().to_numpy()[at])  # never the texts themselves: a GB at 1M leads
+    return np.flatnonzero(~keep), np.where(keep, row, -1)
+
+
+def with_carried(fresh, explained: np.ndarray, carried_from: np.ndarray,
+                 previous: pd.DataFrame | None) -> pd.api.extensions.ExtensionArray:
+    """Reasons per lead: fresh[i] for the lead at explained[i], previous reasons where carried_from >= 0.
+
+    Assembled by an Arrow take over [fresh, previous reasons], so a million carried strings are
+    copied, never parsed or rebuilt.
+    """
+    from slowburn.ripeness.features import _arrow
+
+    parts = [_arrow(fresh)]
+    if previous is not None and len(previous):
+        parts.append(_arrow(previous["reasons"]))
+    both = pa.concat_arrays(parts)
+    take = np.where(carried_from >= 0, carried_from + len(parts[0]), -1)
+    take[explained] = np.arange(len(explained))
+    if (take < 0).any():
+        raise ValueError("every lead is either explained or keeps its previous reasons")
+    return pd.arrays.ArrowStringArray(pc.take(both, pa.array(take)))
