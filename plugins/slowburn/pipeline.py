@@ -41,7 +41,8 @@ WRITTEN_BY = {
     **{n: "normalise" for n in ("normalised_leads", "normalised_touches", "lead_problems", "touch_problems",
                                 "owners", "outcomes")},
     **{n: "validate" for n in ("valid_leads", "valid_touches", "quarantine")},
-    **{n: "dedupe" for n in ("current_leads", "lead_links", "golden_leads", "dedupe_review", "golden_merges")},
+    **{n: "dedupe" for n in ("current_leads", "lead_links", "golden_leads", "dedupe_review", "golden_merges",
+                             "golden_changes", "link_changes")},
     **{n: "score" for n in ("lead_scores", "touches")},
     **{n: "route" for n in ("sales_queue", "nurture_queue")},
     "lead_flags": "flag",
@@ -318,6 +319,16 @@ def previous_links(ctx: RunContext) -> pd.DataFrame:
     return wh.read("SELECT * FROM lead_links")
 
 
+def _previous_golden(ctx: RunContext, wh) -> pd.DataFrame | None:
+    """The golden_leads state as the previous run left it, so dedupe re-survives only the records
+    tonight touched; None on the first night (dedupe then survives every record)."""
+    wh.ensure_schema()
+    golden = wh.read_typed("SELECT * FROM golden_leads",
+                           datetime_columns=("created_at", "updated_at", "last_activity_at"),
+                           bool_columns=("email_opt_out", "do_not_call"))
+    return golden if len(golden) else None
+
+
 def dedupe(ctx: RunContext) -> dict:
     """Link tonight's new and changed leads into golden records (see slowburn.dedupe).
 
@@ -329,13 +340,21 @@ def dedupe(ctx: RunContext) -> dict:
     from slowburn.dedupe.config import load_config
 
     leads = current_leads(ctx)
-    result = dedupe_leads(leads, previous_links(ctx), load_config(), run_id=ctx.run_id,
+    result = dedupe_leads(leads, previous_links(ctx), load_config(),
+                          previous_golden=_previous_golden(ctx, ctx.warehouse()), run_id=ctx.run_id,
                           model_dir=ctx.home / "models" / "dedupe", run_dir=ctx.run_dir)
     ctx.write("current_leads", leads)
     ctx.write("lead_links", result.links)
     ctx.write("golden_leads", result.golden)
     ctx.write("dedupe_review", result.review)
     ctx.write("golden_merges", result.merges.astype({"survivor": "string", "absorbed": "string"}))
+    # What tonight changed, for a load that writes only that (golden_leads and lead_links stay complete).
+    ctx.write("golden_changes", pd.DataFrame({
+        "golden_id": pd.array(sorted(result.changed_golden_ids) + sorted(result.removed_golden_ids), dtype="string"),
+        "change": pd.array(["changed"] * len(result.changed_golden_ids) + ["removed"] * len(result.removed_golden_ids),
+                           dtype="string")}))
+    ctx.write("link_changes", result.links.loc[result.changed_links,
+                                               ["run_id", "row_key", "source_system", "source_id"]])
     if result.model is not None:
         ctx.write_json("dedupe_model", result.model)
     ctx.write_json("dedupe_report", result.report)
@@ -343,6 +362,8 @@ def dedupe(ctx: RunContext) -> dict:
     return {"linked_leads": int(tonight.sum()), "current_leads": len(leads), "golden_leads": len(result.golden),
             "merged_rows": len(result.links) - len(result.golden), "mode": result.report.get("mode"),
             "review_pairs": len(result.review), "golden_records_merged": len(result.merges),
+            "golden_changed": len(result.changed_golden_ids), "golden_removed": len(result.removed_golden_ids),
+            "links_changed": int(result.changed_links.sum()),
             "by_rule": result.links.loc[tonight, "match_rule"].value_counts().to_dict()}
 
 
