@@ -31,7 +31,15 @@ Quality, against truth.parquet's person_id, over the valid leads:
   * blocking pair completeness: the share of true pairs that at least one blocking rule (or
     deterministic rule) puts side by side, i.e. that the model ever gets to score.
 
+Incremental nights (`--incremental CHANGED`, issue 13): night 1 dedupes the size's valid leads minus
+CHANGED/4 held-out rows and loads its current_leads, lead_links and golden_leads into a fresh SQLite
+warehouse; night 2 lands CHANGED rows (the held-out rows, new, plus re-landed earlier leads with a new
+title). The pipeline's dedupe step of night 2 (reading the state, warm model, writing the outputs) is then
+run in a subprocess by bench/profile_step.py, with `--code REF` from a `git archive` of REF (to measure
+the code before a change), and its seconds, stages and peak RSS are reported.
+
 Usage:  python bench/bench_dedupe.py --sizes 100000 1000000
+        python bench/bench_dedupe.py --sizes 200000 --incremental 2000 [--code HEAD~1] [--cprofile]
 """
 from __future__ import annotations
 
@@ -51,12 +59,18 @@ TARGETS = {100_000: {"precision": 0.99, "recall": 0.99}, 1_000_000: {"seconds": 
 CONTACT_COLUMNS = ["email", "email_canonical", "email_tag", "email_domain", "phone", "phone_e164"]
 
 
+_env_code: Path | None = None  # a `git archive` snapshot the next subprocess imports slowburn from
+
+
 def _env() -> dict:
     env = dict(os.environ)
     for var in ("SLOWBURN_WAREHOUSE_URL", "SLOWBURN_HOME", "SLOWBURN_SOURCES"):
         env.pop(var, None)
     env["GX_ANALYTICS_ENABLED"] = "false"
     env.setdefault("SLOWBURN_INCLUDE_DIR", str(REPO / "include"))
+    if _env_code is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(_env_code / "plugins"), *filter(None, [env.get("PYTHONPATH")])])
+        env["SLOWBURN_INCLUDE_DIR"] = str(_env_code / "include")
     return env
 
 
@@ -123,6 +137,88 @@ def worker(method: str, leads_path: str, out_path: str, model_dir: str) -> None:
     seconds = time.perf_counter() - started
     links.to_parquet(out_path, index=False)
     Path(out_path).with_suffix(".json").write_text(json.dumps({"link_s": seconds, **extra}, default=str))
+
+
+# ------------------------------------------------------------------------------------------- nights
+NIGHT2_DATE = "2026-11-24"
+
+
+def _nights_home(work: Path, n: int, changed: int, seed: int) -> Path:
+    return work / f"nights-n{n}-c{changed}-seed{seed}"
+
+
+def prepare_nights(work: Path, n: int, changed: int, seed: int) -> Path:
+    """A home whose warehouse holds night 1's dedupe state and whose night-2 attempt holds CHANGED valid rows."""
+    import numpy as np
+    import pandas as pd
+
+    from slowburn.pipeline import RunContext, run_step
+    from slowburn.warehouse import Warehouse
+
+    home = _nights_home(work, n, changed, seed)
+    if (home / "ready").exists():
+        return home
+    prepare(work, n, seed)
+    valid = pd.read_parquet(work / f"home-n{n}-seed{seed}" / "runs" / "2026-11-23T000000" / "attempt-1"
+                            / "valid_leads.parquet")
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(valid), changed, replace=False)
+    held, relanded = pick[: changed // 4], pick[changed // 4:]
+    night1 = valid.drop(index=valid.index[held]).reset_index(drop=True)
+    again = valid.iloc[relanded].copy()
+    again["title"] = "Changed Title " + pd.Series(range(len(again)), index=again.index).astype(str)
+    again["updated_at"] = pd.Timestamp(NIGHT2_DATE, tz="UTC") - pd.Timedelta(hours=1)
+    again["row_key"] = "night2:" + pd.Series(range(len(again)), index=again.index).astype(str)
+    night2 = pd.concat([valid.iloc[held], again], ignore_index=True)
+    sources = work / f"sample-n{n}-seed{seed}" / "sources.yaml"
+    ctx1 = RunContext(logical_date=pd.Timestamp(LOGICAL_DATE), sources_path=sources, home=home)
+    ctx1.start_attempt()
+    ctx1.write("valid_leads", night1)
+    run_step(ctx1, "dedupe")
+    ledger = {"logical_date": ctx1.logical_date, "status": "success", "landed_leads": len(night1),
+              "linked_leads": len(night1), "quarantined_leads": 0, "golden_leads": ctx1.rows("golden_leads"),
+              "landed_touches": 0, "quarantined_touches": 0, "sales_queue": 0, "nurture_queue": 0, "lead_flags": 0,
+              "invariant_ok": True, "step_counts": "{}", "attempt": ctx1.attempt, "attempt_token": ctx1.token}
+    Warehouse(ctx1.warehouse_url).replace_run(
+        ctx1.run_id, {t: (lambda t=t: ctx1.read(t)) for t in ("current_leads", "lead_links", "golden_leads")},
+        ledger, token=ctx1.token)
+    ctx2 = RunContext(logical_date=pd.Timestamp(NIGHT2_DATE), sources_path=sources, home=home)
+    ctx2.start_attempt()
+    ctx2.write("valid_leads", night2)
+    (home / "ready").write_text(json.dumps({"night1_rows": len(night1), "night2_rows": len(night2),
+                                            "night2_new": len(held), "night2_relanded": len(relanded)}))
+    return home
+
+
+def incremental_bench(work: Path, n: int, changed: int, seed: int, code: str | None, cprofile: bool) -> dict:
+    """Night 2's dedupe step, as profile_step.py runs it, in a subprocess (with --code REF's snapshot)."""
+    global _env_code
+    home = _nights_home(work, n, changed, seed)
+    run([sys.executable, str(Path(__file__).resolve()), "--prepare-nights", str(n), str(changed), str(seed),
+         str(work)], work / "logs" / f"nights-{n}-{changed}.log")
+    label = "working tree"
+    env_code = None
+    if code:
+        sys.path.insert(0, str(REPO / "bench"))
+        from bench_pipeline import snapshot_code
+        env_code, sha = snapshot_code(code, work)
+        label = f"{code} = {sha[:12]}"
+    cmd = [sys.executable, str(REPO / "bench" / "profile_step.py"), "dedupe", "--sources",
+           str(work / f"sample-n{n}-seed{seed}" / "sources.yaml"), "--home", str(home), "--logical-date", NIGHT2_DATE]
+    tag = (code or "wt").replace("/", "_").replace("~", "-")
+    if cprofile:
+        cmd += ["--cprofile", str(work / f"dedupe-night2-{tag}.prof"), "--top", "40"]
+    log = work / "logs" / f"dedupe-night2-n{n}-c{changed}-{tag}.log"
+    _env_code = env_code
+    res = run(cmd, log)
+    _env_code = None
+    attempt = sorted((home / "runs").glob("2026-11-24T*/attempt-*"))[-1]
+    step = json.loads((attempt / "step_counts.json").read_text())["dedupe"]
+    report = json.loads((attempt / "dedupe_report.json").read_text())
+    return {"code": label, "rows": json.loads((home / "ready").read_text()), "wall_s": res["wall_s"],
+            "cpu_s": res["cpu_s"], "maxrss_mb": res["maxrss_mb"], "step_s": step["seconds"],
+            "dedupe_leads_s": report.get("seconds"), "stages": report.get("stages"),
+            "incremental": report.get("incremental"), "log": str(log)}
 
 
 # ------------------------------------------------------------------------------------------- quality
@@ -357,12 +453,29 @@ def main() -> int:
     ap.add_argument("--quality-only", action="store_true",
                     help="skip the runs; recompute quality and the report from the last measured runs")
     ap.add_argument("--no-febrl", action="store_true", help="skip the FEBRL comparison with plain Splink")
+    ap.add_argument("--incremental", type=int, metavar="CHANGED",
+                    help="measure night 2's dedupe step with CHANGED rows landed on a state of --sizes leads")
+    ap.add_argument("--code", metavar="REF", help="with --incremental: run a `git archive` snapshot of REF")
+    ap.add_argument("--cprofile", action="store_true", help="with --incremental: also profile the step")
     ap.add_argument("--worker", nargs=4, metavar=("METHOD", "LEADS", "OUT", "MODEL_DIR"), help=argparse.SUPPRESS)
+    ap.add_argument("--prepare-nights", nargs=4, metavar=("N", "CHANGED", "SEED", "WORK"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(*args.worker)
         return 0
+    if args.prepare_nights:
+        n, changed, seed, work = args.prepare_nights
+        prepare_nights(Path(work), int(n), int(changed), int(seed))
+        return 0
     work = Path(args.work)
+    if args.incremental:
+        for n in args.sizes:
+            r = incremental_bench(work, n, args.incremental, args.seed, args.code, args.cprofile)
+            print(json.dumps(r, indent=2, default=str))
+            print(f"[{n:,} state + {args.incremental:,} changed, {r['code']}] dedupe step {r['step_s']:.1f} s "
+                  f"(dedupe_leads {r['dedupe_leads_s']} s), subprocess wall {r['wall_s']:.1f} s, "
+                  f"cpu {r['cpu_s']:.1f} s, peak {r['maxrss_mb']:.0f} MB", flush=True)
+        return 0
     meta = {"machine": platform.machine(), "nproc": os.cpu_count(), "python": platform.python_version(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": args.seed}
     measured: dict = {}

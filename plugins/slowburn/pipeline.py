@@ -430,6 +430,18 @@ def previous_links(ctx: RunContext) -> pd.DataFrame:
     return wh.read("SELECT * FROM lead_links").drop(columns=["row_digest"], errors="ignore")
 
 
+def _previous_golden(ctx: RunContext, wh) -> pd.DataFrame | None:
+    """The golden_leads state as the previous run left it, so dedupe re-survives only the records
+    tonight touched; None on the first night (dedupe then survives every record)."""
+    golden = previous_state(ctx, "golden_leads")
+    if golden is None:
+        wh.ensure_schema()
+        golden = wh.read_typed("SELECT * FROM golden_leads",
+                               datetime_columns=("created_at", "updated_at", "last_activity_at"),
+                               bool_columns=("email_opt_out", "do_not_call")).drop(columns=["row_digest"])
+    return golden if len(golden) else None
+
+
 def dedupe(ctx: RunContext) -> dict:
     """Link tonight's new and changed leads into golden records (see slowburn.dedupe).
 
@@ -441,7 +453,8 @@ def dedupe(ctx: RunContext) -> dict:
     from slowburn.dedupe.config import load_config
 
     leads = current_leads(ctx)
-    result = dedupe_leads(leads, previous_links(ctx), load_config(), run_id=ctx.run_id,
+    result = dedupe_leads(leads, previous_links(ctx), load_config(),
+                          previous_golden=_previous_golden(ctx, ctx.warehouse()), run_id=ctx.run_id,
                           model_dir=ctx.models_dir / "dedupe", run_dir=ctx.scratch_dir)
     ctx.write("current_leads", leads)
     ctx.write("lead_links", result.links)
@@ -455,6 +468,8 @@ def dedupe(ctx: RunContext) -> dict:
     return {"linked_leads": int(tonight.sum()), "current_leads": len(leads), "golden_leads": len(result.golden),
             "merged_rows": len(result.links) - len(result.golden), "mode": result.report.get("mode"),
             "review_pairs": len(result.review), "golden_records_merged": len(result.merges),
+            "golden_changed": len(result.changed_golden_ids), "golden_removed": len(result.removed_golden_ids),
+            "links_changed": int(result.changed_links.sum()),
             "by_rule": result.links.loc[tonight, "match_rule"].value_counts().to_dict()}
 
 

@@ -57,3 +57,13 @@ def test_minted_id_never_collides_with_one_in_use():
     gid, _ = assign_golden_ids(np.array([0, 1]), keys, prev, np.array([True, False]),
                                pd.Series(pd.to_datetime(["2026-01-01", "2026-01-02"], utc=True)))
     assert gid[0] == mint_id("s:1") and gid[1] != gid[0]
+
+
+def test_changed_lead_cannot_take_an_id_an_untouched_record_still_holds():
+    # Row 0 (existing, alone in its component) still holds g-a; row 1 was in g-a but changed tonight and
+    # now stands apart: it gets a new id, and g-a stays with the record nobody touched.
+    keys = pd.Series(["s:0", "s:1", "s:2"])
+    prev = pd.Series(["g-a", "g-a", "g-b"], dtype="string")
+    gid, merges = assign_golden_ids(np.array([0, 1, 2]), keys, prev, np.array([True, False, True]),
+                                    pd.Series(pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03"], utc=True)))
+    assert gid[0] == "g-a" and gid[2] == "g-b" and gid[1] == mint_id("s:1") and merges.empty

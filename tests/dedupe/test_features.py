@@ -59,3 +59,12 @@ def test_features_without_email_or_phone_columns():
     prof = profile(f)
     assert prof["columns"]["email_canonical"]["null_rate"] == 1.0
     assert prof["columns"]["company_norm"]["distinct_ratio"] == 0.5
+
+
+def test_website_domain_and_email_local_part():
+    from slowburn.dedupe.features import website_domain
+    got = website_domain(s("https://www.Acme.com/about", " WWW2.foo.co.uk:8080/x ", "acme", None, "ftp://x.y?q",
+                           "Http://Ümlaut.de#top"))
+    assert got.tolist() == ["acme.com", "foo.co.uk", pd.NA, pd.NA, "x.y", "ümlaut.de"]
+    f = features(pd.DataFrame({"email": ["b.smith+x@acme.com", "nobody", None]}, index=[7, 8, 9]))
+    assert f["email_local"].tolist() == ["b.smith", pd.NA, pd.NA]

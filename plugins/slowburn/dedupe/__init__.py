@@ -3,7 +3,9 @@
 The pipeline's matcher is :func:`dedupe_leads` (slowburn.dedupe.engine): a deterministic pre-pass
 and a Splink model (linkage.py), clustering with a chaining guard and stable golden ids
 (clustering.py), survivorship rules from include/config/dedupe.yaml (survivorship.py) and lead_links
-lineage (lineage.py). Matching features live in features.py.
+lineage (lineage.py). Matching features live in features.py. Given the previous golden state, only the
+records tonight touched are survived again (engine.affected_records); the result says which golden
+records and links changed, so a load can write just those.
 
 :func:`cluster_exact` is the first, exact-only matcher, kept as the baseline the benchmark compares
 against: it links rows that share a canonical email, or a phone number and a surname. Links are

@@ -140,16 +140,48 @@ def assign_golden_ids(labels: np.ndarray, member_key: pd.Series, previous_id: pd
 
     previous_id: the golden id each row had in the previous lead_links state (null if none).
     existing: rows linked before and unchanged since; their golden record is kept.
+
+    A component of existing rows of one record only (no new row reached it: the bulk of a night)
+    keeps that id without further work, so the cost follows tonight's rows, not the state.
     """
     n = len(labels)
+    labels = np.asarray(labels, dtype=np.int64)
+    existing = np.asarray(existing, bool)
+    prev = previous_id.astype("string").reset_index(drop=True)
+    pcode, puniq = pd.factorize(prev)
+    comps = int(labels.max()) + 1 if n else 0
+    opened = np.zeros(comps, bool)
+    opened[labels[~existing | (pcode < 0)]] = True
+    lo = np.full(comps, np.iinfo(np.int64).max)
+    hi = np.full(comps, -1, dtype=np.int64)
+    np.minimum.at(lo, labels, pcode)
+    np.maximum.at(hi, labels, pcode)
+    quiet = ~opened[labels] & (lo == hi)[labels]
+    gid = np.full(n, None, dtype=object)
+    gid[quiet] = prev[quiet].to_numpy(dtype=object)
+    reserved = np.zeros(len(puniq) + 1, bool)  # ids held by existing records; the last slot is code -1 (none)
+    reserved[pcode[quiet]] = True
+    rest = np.flatnonzero(~quiet)
+    merges = pd.DataFrame(columns=["survivor", "absorbed", "rows_moved"])
+    if len(rest):
+        gid[rest], merges = _assign_open(labels[rest], member_key.iloc[rest], prev.iloc[rest], pcode[rest],
+                                         existing[rest], pd.Series(created_at).iloc[rest], pd.Index(puniq),
+                                         reserved, salt)
+    return gid, merges
+
+
+def _assign_open(labels, member_key, prev, pcode, existing, created_at, puniq: pd.Index, in_use: np.ndarray,
+                 salt: str) -> tuple[np.ndarray, pd.DataFrame]:
+    """assign_golden_ids for the components tonight's rows reached; in_use flags (per code in puniq)
+    the ids other records hold, and is updated in place as ids are taken."""
+    n = len(labels)
     df = pd.DataFrame({"c": labels, "key": member_key.astype(str).to_numpy(),
-                       "prev": previous_id.astype("string").to_numpy(), "existing": np.asarray(existing, bool),
+                       "prev": prev.to_numpy(dtype=object, na_value=None), "pcode": pcode, "existing": existing,
                        "created": pd.to_datetime(created_at, utc=True).to_numpy()})
     gid = pd.Series(pd.NA, index=range(n), dtype="object")
     # 1. Components holding existing golden records keep the oldest one.
-    ex = df[df["existing"] & df["prev"].notna()]
+    ex = df[df["existing"] & (df["pcode"] >= 0)]
     merges = pd.DataFrame(columns=["survivor", "absorbed", "rows_moved"])
-    in_use: set = set()
     if len(ex):
         per = ex.groupby(["c", "prev"], sort=False).agg(first_seen=("created", "min"), rows=("key", "size")).reset_index()
         per["first_seen"] = per["first_seen"].fillna(pd.Timestamp.max.tz_localize("UTC"))
@@ -160,29 +192,38 @@ def assign_golden_ids(labels: np.ndarray, member_key: pd.Series, previous_id: pd
         if len(absorbed):
             merges = pd.DataFrame({"survivor": absorbed["c"].map(survivor).to_numpy(),
                                    "absorbed": absorbed["prev"].to_numpy(), "rows_moved": absorbed["rows"].to_numpy()})
-        in_use = set(ex["prev"].unique())
+        in_use[ex["pcode"].to_numpy()] = True
     # 2. Otherwise the id the component's rows had before, if no one else holds it.
     open_ = gid.isna().to_numpy()
-    hints = df[open_ & df["prev"].notna().to_numpy() & ~df["prev"].isin(in_use).to_numpy()]
+    pc_ = df["pcode"].to_numpy()
+    hints = df[open_ & (pc_ >= 0) & ~in_use[pc_]]
     if len(hints):
         per = hints.groupby(["c", "prev"], sort=False)["created"].min().reset_index()
         per = per.sort_values(["prev", "created", "c"], kind="stable").drop_duplicates("prev")  # one taker per id
         per = per.sort_values(["c", "created", "prev"], kind="stable").drop_duplicates("c")
         take = df["c"].map(per.set_index("c")["prev"])
         gid = gid.where(gid.notna(), take)
-        in_use |= set(per["prev"])
+        in_use[puniq.get_indexer(per["prev"])] = True
     # 3. Otherwise mint from the smallest member key.
     open_ = gid.isna().to_numpy()
     if open_.any():
         smallest = df.loc[open_].groupby("c")["key"].min()
-        minted = {}
-        for c, key in smallest.items():
-            g = mint_id(key)
+        minted, taken = {}, set()
+
+        def held(g: str) -> bool:  # the id still names another record (e.g. a lead that moved away)
+            if g in taken:
+                return True
+            code = puniq.get_indexer([g])[0] if len(puniq) else -1
+            return code >= 0 and bool(in_use[code])
+        first = [mint_id(key) for key in smallest.to_numpy()]
+        clash = puniq.get_indexer(first) if len(puniq) else np.full(len(first), -1)
+        for (c, key), g, code in zip(smallest.items(), first, clash):
             k = 0
-            while g in in_use:  # the id still names another record (e.g. a lead that moved away)
-                k += 1
-                g = mint_id(key, f"|{salt}|{k}")
-            in_use.add(g)
+            if g in taken or (code >= 0 and in_use[code]):
+                while held(g):
+                    k += 1
+                    g = mint_id(key, f"|{salt}|{k}")
+            taken.add(g)
             minted[c] = g
         gid = gid.where(gid.notna(), df["c"].map(minted))
     return gid.to_numpy(dtype=object), merges

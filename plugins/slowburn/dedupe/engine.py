@@ -9,13 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from slowburn.dedupe.clustering import assign_golden_ids, cluster
 from slowburn.dedupe.config import DedupeConfig, load_config
 from slowburn.dedupe.features import features
-from slowburn.dedupe.lineage import LINK_COLUMNS, build_links, empty_links
+from slowburn.dedupe.lineage import LINK_COLUMNS, build_links, empty_links, links_changed, same_values
 from slowburn.dedupe.linkage import link
-from slowburn.dedupe.survivorship import GOLDEN_COLUMNS, member_keys, survive_rules
+from slowburn.dedupe.survivorship import GOLDEN_COLUMNS, golden_frame, member_keys, survive_rules
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +31,20 @@ def _rss_mb() -> float:
 
 
 class _Stages:
-    """Seconds and resident memory after each stage, for the run report and the logs."""
+    """Seconds (wall and CPU: a shared machine stretches wall time) and resident memory after each
+    stage, for the run report and the logs."""
 
     def __init__(self):
-        self.t = time.perf_counter()
+        self.t, self.cpu = time.perf_counter(), time.process_time()
         self.stages: dict = {}
 
     def __call__(self, name: str) -> None:
-        now = time.perf_counter()
-        self.stages[name] = {"seconds": round(now - self.t, 2), "rss_mb": round(_rss_mb())}
-        log.info("dedupe: %s done in %.1f s (rss %.0f MB)", name, now - self.t, self.stages[name]["rss_mb"])
-        self.t = now
+        now, cpu = time.perf_counter(), time.process_time()
+        self.stages[name] = {"seconds": round(now - self.t, 2), "cpu_seconds": round(cpu - self.cpu, 2),
+                             "rss_mb": round(_rss_mb())}
+        log.info("dedupe: %s done in %.1f s (cpu %.1f s, rss %.0f MB)", name, now - self.t, cpu - self.cpu,
+                 self.stages[name]["rss_mb"])
+        self.t, self.cpu = now, cpu
 
 GOLDEN_EXTRA_COLUMNS = ["provenance", "members", "merged_from", "review_reason"]
 
@@ -52,11 +57,19 @@ class DedupeResult:
     review: pd.DataFrame          # pairs for a person to look at (row keys, probability, reason)
     report: dict = field(default_factory=dict)
     model: dict | None = None
+    # What the night changed, so a load can write only that (links and golden stay complete).
+    # changed_golden_ids: records that are new or whose row differs from previous_golden's (all of them
+    # without previous_golden); removed_golden_ids: previous records no row belongs to any more (merged
+    # away or emptied); changed_links: per row of `links`, new or different from its previous link.
+    changed_golden_ids: set = field(default_factory=set)
+    removed_golden_ids: set = field(default_factory=set)
+    changed_links: np.ndarray | None = None
 
 
 def _align_previous(leads: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
     """The previous lead_links row of each lead (by source_system + source_id), aligned row for row."""
-    cols = ["golden_id", "run_id", "row_key", "match_probability", "match_rule", "match_model"]
+    cols = ["golden_id", "run_id", "row_key", "match_probability", "match_rule", "match_model", "previous_golden_id",
+            "review_reason"]
     if previous is None or not len(previous):
         return pd.DataFrame({c: pd.Series(pd.NA, index=range(len(leads)), dtype="object") for c in cols})
     prev = previous.copy()
@@ -70,15 +83,87 @@ def _align_previous(leads: pd.DataFrame, previous: pd.DataFrame | None) -> pd.Da
                      on=["source_system", "source_id"])[cols].reset_index(drop=True)
 
 
+def affected_records(gid: np.ndarray, codes: np.ndarray, golden_ids: pd.Index, new: np.ndarray, prev_gid: pd.Series,
+                     previous: pd.DataFrame | None, previous_ids: pd.Index | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per golden id (gid per row, its code in golden_ids): whether its record must be survived again,
+    and its row in `previous` (-1 if none).
+
+    Affected: a record holding a row that is new or changed tonight, or that gained a row from
+    another record (a merge) or lost one (a merge, a move, a row gone), or that previous lacks.
+    Everything else holds exactly the rows it held last night, unchanged, and is carried.
+    """
+    n_golden = len(golden_ids)
+    if previous is None:
+        return np.ones(n_golden, bool), np.full(n_golden, -1, dtype=np.int64)
+    found = previous_ids.get_indexer(golden_ids)
+    before = prev_gid.to_numpy(dtype=object, na_value=None)
+    moved = np.asarray(new, bool) | (before != gid)
+    affected = np.zeros(n_golden, bool)
+    affected[codes[moved]] = True
+    left = pd.unique(before[moved & pd.notna(before)])      # records a row moved out of
+    hit = golden_ids.get_indexer(left)
+    affected[hit[hit >= 0]] = True
+    counts = np.bincount(codes, minlength=n_golden)
+    had = previous["source_count"].to_numpy()[np.maximum(found, 0)]
+    affected |= (found < 0) | (counts != had)               # e.g. a row no longer among the leads
+    return affected, found
+
+
+def _with_carried(survived: pd.DataFrame, previous: pd.DataFrame | None, previous_ids: pd.Index | None,
+                  carried: np.ndarray) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Tonight's golden table: the re-survived records and previous' `carried` rows, sorted by
+    golden_id as survive_rules sorts; also each row's row in previous (-1: none) and whether it was
+    re-survived. One Arrow take builds it: the carried bulk is never copied twice."""
+    if previous is None:
+        return survived, np.full(len(survived), -1, dtype=np.int64), np.ones(len(survived), bool)
+    found = np.concatenate([carried, previous_ids.get_indexer(survived["golden_id"])])
+    fresh = np.r_[np.zeros(len(carried), bool), np.ones(len(survived), bool)]
+    if not len(carried):
+        return survived, found, fresh
+    ids = pa.chunked_array([pa.array(previous["golden_id"]).take(pa.array(carried)), pa.array(survived["golden_id"])])
+    order = pc.sort_indices(ids).to_numpy()
+    both = pd.concat([previous[survived.columns], survived], ignore_index=True)  # Arrow columns: no copy
+    where = np.r_[carried, len(previous) + np.arange(len(survived))][order]
+    return both.take(where).reset_index(drop=True), found[order], fresh[order]
+
+
+def golden_changes(golden: pd.DataFrame, previous: pd.DataFrame | None, found: np.ndarray, survived: np.ndarray,
+                   prev_gid: pd.Series) -> tuple[set, set]:
+    """(changed, removed) golden ids: records new or different from `previous` (found: each golden
+    row's row in previous or -1; only re-survived rows can differ beyond the per-run annotations),
+    and previous records with no row left."""
+    ids = golden["golden_id"].to_numpy(dtype=object)  # (iterating an Arrow-backed Series is slow)
+    if previous is None:
+        left = pd.unique(prev_gid.dropna().to_numpy(dtype=object))
+        return set(ids), set(left[~pd.Index(left).isin(ids)])
+    has = found >= 0
+    changed = ~has
+    at = np.maximum(found, 0)
+    for col in ("merged_from", "review_reason"):  # this run's annotations, on every record
+        changed |= has & ~same_values(golden[col], previous[col].iloc[at])
+    rows = np.flatnonzero(survived & has & ~changed)
+    for col in golden.columns:
+        if len(rows):
+            changed[rows] |= ~same_values(golden[col].iloc[rows], previous[col].iloc[found[rows]])
+    gone = np.ones(len(previous), bool)
+    gone[found[has]] = False
+    return set(ids[changed]), set(previous["golden_id"].to_numpy(dtype=object)[gone])
+
+
 def dedupe_leads(leads: pd.DataFrame, previous_links: pd.DataFrame | None = None, cfg: DedupeConfig | None = None,
-                 *, run_id: str | None = None, model_dir: Path | None = None, run_dir: Path | None = None,
-                 retrain: bool = False, full: bool = False) -> DedupeResult:
+                 *, previous_golden: pd.DataFrame | None = None, run_id: str | None = None,
+                 model_dir: Path | None = None, run_dir: Path | None = None, retrain: bool = False,
+                 full: bool = False) -> DedupeResult:
     """Link `leads` (normalised rows; may span runs) into golden records.
 
     previous_links: the lead_links state of the previous run. Rows it covers whose landing is
     unchanged (same run_id and row_key) and that did not land tonight (run_id != `run_id`) are
     existing: they keep their golden record and are only compared with tonight's rows. Everything
     else is new and linked. With `full=True` every row is re-linked (golden ids are still reused).
+
+    previous_golden: the golden_leads state the previous run left (one row per golden_id). With it,
+    survivorship runs only on the affected records (see `affected_records`); every other record is
+    carried as it was. Without it (the first night) every record is survived.
     """
     started = time.perf_counter()
     cfg = cfg or load_config()
@@ -86,8 +171,11 @@ def dedupe_leads(leads: pd.DataFrame, previous_links: pd.DataFrame | None = None
     n = len(leads)
     if n == 0:
         golden = pd.DataFrame({c: pd.Series(dtype="string") for c in GOLDEN_COLUMNS + GOLDEN_EXTRA_COLUMNS})
+        before = previous_golden if previous_golden is not None else previous_links
+        gone = set(before["golden_id"].dropna()) if before is not None and len(before) else set()
         return DedupeResult(empty_links(), golden, pd.DataFrame(columns=["survivor", "absorbed", "rows_moved"]),
-                            pd.DataFrame(), {"rows": 0, "mode": "empty"})
+                            pd.DataFrame(), {"rows": 0, "mode": "empty"}, removed_golden_ids=gone,
+                            changed_links=np.zeros(0, bool))
     prev = _align_previous(leads, previous_links)
     same_landing = (prev["row_key"].astype("string").to_numpy(dtype=object, na_value=None)
                     == leads["row_key"].astype("string").to_numpy(dtype=object, na_value=None))
@@ -117,6 +205,7 @@ def dedupe_leads(leads: pd.DataFrame, previous_links: pd.DataFrame | None = None
     member_key = member_keys(leads)
     gid, merges = assign_golden_ids(clusters.labels, member_key, prev_gid,
                                     existing, leads["created_at"], salt=run_id or "")
+    codes, golden_ids = pd.factorize(gid)
     del feats
     stage("clustering")
     # Review: links the guard refused, and possible matches below the merge threshold.
@@ -138,14 +227,22 @@ def dedupe_leads(leads: pd.DataFrame, previous_links: pd.DataFrame | None = None
     if result.model is not None:
         model_tag = f"splink:{result.report.get('model_fingerprint')}:{result.mode}"
     links = build_links(leads, gid, clusters.accepted, new, prev, model_tag, reasons)
+    changed_links = links_changed(links, prev, new)
     stage("lineage")
-    golden = survive_rules(leads, gid, cfg)
+    previous = None if previous_golden is None else golden_frame(previous_golden, ("merged_from", "review_reason"))
+    previous_ids = None if previous is None else pd.Index(previous["golden_id"])
+    golden_ids = pd.Index(golden_ids)
+    affected, found = affected_records(gid, codes, golden_ids, new, prev_gid, previous, previous_ids)
+    rows = affected[codes]
+    golden = survive_rules(leads if rows.all() else leads[rows], gid[rows], cfg)
+    golden, found, survived = _with_carried(golden, previous, previous_ids, found[~affected])
     stage("survivorship")
     merged_from = merges.groupby("survivor")["absorbed"].agg(lambda s: json.dumps(sorted(s))) if len(merges) else None
     golden["merged_from"] = (golden["golden_id"].map(merged_from) if merged_from is not None
                              else pd.Series(pd.NA, index=golden.index)).astype("string")
     review_by_gid = links.dropna(subset=["review_reason"]).drop_duplicates("golden_id").set_index("golden_id")["review_reason"]
     golden["review_reason"] = golden["golden_id"].map(review_by_gid).astype("string")
+    changed, removed = golden_changes(golden, previous, found, survived, prev_gid)
     review = pd.DataFrame()
     if review_frames:
         rv = pd.concat(review_frames, ignore_index=True)
@@ -157,6 +254,10 @@ def dedupe_leads(leads: pd.DataFrame, previous_links: pd.DataFrame | None = None
                                "match_probability": rv["probability"].to_numpy(), "rule": rv["rule"].to_numpy(),
                                "reason": rv["reason"].to_numpy()}).astype({"match_probability": "float64"})
     report = {**result.report, "mode": result.mode, "existing_rows": int(existing.sum()), "linked_rows": int(new.sum()),
+              "incremental": {"previous_golden": previous is not None, "golden_survived": int(affected.sum()),
+                              "golden_carried": int(len(golden) - affected.sum()),
+                              "golden_changed": len(changed), "golden_removed": len(removed),
+                              "links_changed": int(changed_links.sum())},
               "golden_leads": int(len(golden)), "merged_rows": int(n - len(golden)),
               "chaining_guard_split_clusters": clusters.split_components,
               "chaining_guard_refused_links": int(len(clusters.refused)),
@@ -166,4 +267,5 @@ def dedupe_leads(leads: pd.DataFrame, previous_links: pd.DataFrame | None = None
               "seconds": round(time.perf_counter() - started, 2)}
     log.info("dedupe: %d rows (%d new) -> %d golden leads in %.1f s [%s]", n, int(new.sum()), len(golden),
              report["seconds"], result.mode)
-    return DedupeResult(links[LINK_COLUMNS], golden, merges, review, report, result.model)
+    return DedupeResult(links[LINK_COLUMNS], golden, merges, review, report, result.model,
+                        changed_golden_ids=changed, removed_golden_ids=removed, changed_links=changed_links)

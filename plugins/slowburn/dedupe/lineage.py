@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 LINK_COLUMNS = ["run_id", "row_key", "source_system", "source_id", "golden_id", "match_probability", "match_rule",
                 "match_model", "previous_golden_id", "review_reason"]
@@ -50,15 +52,18 @@ def build_links(leads: pd.DataFrame, golden_id: np.ndarray, accepted: pd.DataFra
     model = np.where(rule == "splink", model_tag or "splink", np.where(singleton, None, "deterministic")).astype(object)
     keep = ~np.asarray(new, bool) & previous["golden_id"].notna().to_numpy()
     if keep.any():
+        # An earlier row keeps the link it was made by: rule, probability and model together (a
+        # singleton's null model too, though tonight's rows may link to it).
+        ruled = keep & (previous["match_rule"].notna().to_numpy() if "match_rule" in previous.columns else False)
         for col, arr in (("match_probability", prob), ("match_rule", rule), ("match_model", model)):
             if col in previous.columns:
                 old = previous[col].to_numpy(dtype=object)
-                has = keep & pd.notna(old)
+                has = (keep & pd.notna(old)) | (ruled if col == "match_model" else False)
                 arr[has] = old[has]
     prob = prob.astype("float64")
     prev = previous["golden_id"].astype("string").to_numpy(dtype=object, na_value=None)
     gid = np.asarray(golden_id, dtype=object)
-    moved = np.array([p is not None and p != g for p, g in zip(prev, gid)], dtype=bool)
+    moved = pd.notna(prev) & (prev != gid)
     links = pd.DataFrame({
         "run_id": leads["run_id"].to_numpy() if "run_id" in leads else None,
         "row_key": leads["row_key"].to_numpy(),
@@ -72,3 +77,29 @@ def build_links(leads: pd.DataFrame, golden_id: np.ndarray, accepted: pd.DataFra
         "review_reason": reasons.to_numpy(dtype=object),
     })
     return links.astype({c: "string" for c in LINK_COLUMNS if c != "match_probability"})
+
+
+def same_values(a, b) -> np.ndarray:
+    """Per row, whether `a` and `b` (aligned Series or arrays) hold the same value; two nulls are the same.
+
+    Arrow compute, so comparing a million links or golden rows with the previous state costs
+    milliseconds, not a Python loop.
+    """
+    x, y = pa.array(a, from_pandas=True), pa.array(b, from_pandas=True)
+    if x.type != y.type:
+        y = y.cast(x.type)
+    both_null = pc.and_(pc.is_null(x), pc.is_null(y))
+    return pc.or_(both_null, pc.fill_null(pc.equal(x, y), False)).to_numpy(zero_copy_only=False).astype(bool)
+
+
+def links_changed(links: pd.DataFrame, previous: pd.DataFrame, new: np.ndarray) -> np.ndarray:
+    """Per row of `links`, whether it is new or differs from the row's previous link (`previous`
+    aligned row for row, as build_links got it): the rows a load has to write."""
+    changed = previous["golden_id"].isna().to_numpy().copy()
+    for col in ("golden_id", "match_probability", "match_rule", "match_model", "previous_golden_id", "review_reason"):
+        changed |= ~same_values(links[col], previous[col])
+    rows = np.flatnonzero(np.asarray(new, bool) & ~changed)  # re-linked rows: their landing may have moved
+    for col in ("run_id", "row_key"):  # (source_system and source_id are the alignment key itself)
+        if len(rows):
+            changed[rows] |= ~same_values(links[col].iloc[rows], previous[col].iloc[rows])
+    return changed

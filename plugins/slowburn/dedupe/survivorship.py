@@ -118,6 +118,8 @@ def member_keys(leads: pd.DataFrame) -> pd.Series:
     fallback = ("row:" + leads["row_key"].astype("string")) if "row_key" in leads else None
     if fallback is not None:
         key = key.fillna(fallback)
+    if not key.isna().any():
+        return key
     position = pd.Series([f"row:#{i}" for i in range(len(leads))], index=leads.index, dtype="string")
     return key.fillna(position)
 
@@ -229,6 +231,30 @@ def survive_rules(leads: pd.DataFrame, golden_id, cfg: DedupeConfig | None = Non
     for c in BOOL_FIELDS:
         out[c] = out[c].fillna(False).astype(bool)
     return out
+
+
+def golden_frame(golden: pd.DataFrame, extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A golden table (e.g. the golden_leads state read back from the warehouse) typed exactly as
+    survive_rules types its output, with GOLDEN_COLUMNS, PROVENANCE_COLUMNS and `extra` (missing ones
+    null, others dropped) and one row per golden_id: carried and re-survived records then concatenate
+    and compare value for value."""
+    cols = GOLDEN_COLUMNS + PROVENANCE_COLUMNS + [c for c in extra if c not in GOLDEN_COLUMNS + PROVENANCE_COLUMNS]
+    out = {}
+    for c in cols:
+        col = golden[c] if c in golden.columns else pd.Series(pd.NA, index=golden.index, dtype="object")
+        if c in DATETIME_FIELDS:
+            col = pd.to_datetime(col, utc=True).astype("datetime64[ns, UTC]")
+        elif c in BOOL_FIELDS:
+            col = col.astype("boolean").fillna(False).astype(bool)
+        elif c == "source_count":
+            col = col.astype("int64")
+        elif col.dtype != pd.StringDtype():
+            col = col.astype(pd.StringDtype())
+        out[c] = col
+    frame = pd.DataFrame(out)
+    if not frame["golden_id"].is_unique:
+        frame = frame.drop_duplicates("golden_id", keep="last")
+    return frame.reset_index(drop=True)
 
 
 def _merged_attributes(leads, codes, G, multi_rows, m_codes, m_gids, rec) -> pa.Array:
