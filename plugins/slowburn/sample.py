@@ -1686,10 +1686,29 @@ _SUFFIX_RE = re.compile(r",?\s+(?:" + "|".join(sorted({re.escape(s) for v in _SU
 _STR_TYPES = {pa.large_string(): STR, pa.string(): STR}.get
 
 
-def _ms_of(values: pd.Series) -> np.ndarray:
-    """Epoch milliseconds of a UTC timestamp column, -1 where null (the inverse of _ts)."""
-    ms = pa.array(values).cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64())
+def _ms_of(values) -> np.ndarray:
+    """Epoch milliseconds of a UTC timestamp column (Series or Arrow), -1 where null (the inverse of _ts)."""
+    arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
+    ms = arr.cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64())
     return np.array(pc.fill_null(ms, -1).to_numpy(), dtype=np.int64)
+
+
+def _column_np(table: pa.Table, name: str) -> np.ndarray:
+    """A column as a writable numpy array: text as objects (None for null), times as epoch ms (-1 for null)."""
+    col = table.column(name)
+    if pa.types.is_timestamp(col.type):
+        return _ms_of(col)
+    return np.array(col.to_numpy(zero_copy_only=False))
+
+
+def _set_column(table: pa.Table, name: str, values: np.ndarray) -> pa.Table:
+    """`table` with column `name` replaced by `values` (as _column_np gives them), in the column's type."""
+    field = table.schema.field(name)
+    if pa.types.is_timestamp(field.type):
+        arr = pa.array(values, type=pa.int64(), mask=values < 0).cast(field.type)
+    else:
+        arr = pa.array(values, type=field.type, from_pandas=True)
+    return table.set_column(table.schema.get_field_index(name), field, arr)
 
 
 def _take(values, rows: np.ndarray):
@@ -1749,20 +1768,18 @@ class _NextNight:
 
     # ------------------------------------------------------------------ read
     def _load(self):
-        truth = pq.read_table(self.dir / "truth.parquet")
-        self.truth_schema = truth.schema.remove_metadata()
-        t = truth.to_pandas(types_mapper=_STR_TYPES)
-        del truth
-        self.t = t
-        self.N = len(t)
-        system = t["source_system"].to_numpy(dtype=object)
+        # The truth stays an Arrow table: columns are taken out as numpy arrays when needed and the
+        # changed ones put back (a pandas round trip of every column costs seconds at 1M rows).
+        self.truth = pq.read_table(self.dir / "truth.parquet")
+        self.N = self.truth.num_rows
+        system = self._np("source_system")
         self.src = np.select([system == SYSTEMS[SF], system == SYSTEMS[HS]], [SF, HS], EV).astype(np.int8)
-        self.col = {c: t[c].to_numpy(dtype=object, na_value=None) for c in (
+        self.col = {c: self._np(c) for c in (
             "status", "stage", "owner_id", "lead_source", "outcome", "true_company", "true_phone_e164",
             "country_code", "source_id")}
-        self.valid = t["planted_invalid"].isna().to_numpy()
-        self.person = t["person_id"].to_numpy()
-        self.r = t["ripeness"].to_numpy()
+        self.valid = pc.is_null(self.truth.column("planted_invalid")).to_numpy()
+        self.person = self._np("person_id")
+        self.r = self._np("ripeness")
         owners = pd.read_csv(self.dir / "owners.csv", dtype=str, keep_default_na=False)
         active = owners["active"].str.lower().eq("true").to_numpy()
         self.active_ids = owners["owner_id"].to_numpy(dtype=object)[active]
@@ -1770,6 +1787,9 @@ class _NextNight:
         self.territory_of = dict(zip(owners["owner_id"], terr))
         self.active_by_terr = [self.active_ids[terr[active] == i] for i in range(len(_TERRITORIES))]
         self.marketing = pq.read_table(self.dir / "marketing_leads.parquet")
+
+    def _np(self, name: str) -> np.ndarray:
+        return _column_np(self.truth, name)
 
     def _times(self, k: int, n: int = 1) -> np.ndarray:
         """k (or k x n, sorted per row) moments in the next interval, at least a second after now."""
@@ -1883,7 +1903,8 @@ class _NextNight:
         m = np.flatnonzero(kind == OUTCOME)
         won = rng.random(len(m)) < 0.3 + 0.5 * r[rows[m]]
         is_hs = src[rows[m]] == HS
-        new_status[m] = np.where(won, np.where(is_hs, "qualified", "converted"), np.where(is_hs, "unqualified", "closed"))
+        new_status[m] = np.where(won, np.where(is_hs, "qualified", "converted"),
+                                 np.where(is_hs, "unqualified", "closed"))
         new_stage[m] = np.where(won, "customer", "opportunity")
         amount = np.round(rng.lognormal(np.log(24_000), 0.9, len(m)) / 50) * 50
         self.new_outcomes = {"rows": rows[m], "won": won, "closed_at": closed_at[m], "amount": amount}
@@ -1897,7 +1918,7 @@ class _NextNight:
         self.change_new = new
         self.change_kind = kind
         # A worked lead was touched by its (new) owner: a call, or the meeting that closed the deal.
-        dnc = self.t["do_not_call"].to_numpy()[rows]
+        dnc = self._np("do_not_call")[rows]
         ttype = np.where(kind == OUTCOME, TT["meeting"], np.where(dnc, TT["rep_email"], TT["call"]))
         self.change_touches = {"row": rows[worked], "type": ttype[worked].astype(np.int8), "ts": touch_at[worked],
                                "actor": new["owner"][worked]}
@@ -1910,7 +1931,7 @@ class _NextNight:
         """The changed rows' current vendor values, read from the CRM database and the marketing file."""
         src, k = self.src, len(rows)
         out = {c: np.full(k, None, dtype=object) for c in ("title", "phone", "company", "owner", "status", "stage")}
-        rownum = self.t["row_number"].to_numpy()[rows]
+        rownum = self._np("row_number")[rows]
         sf = np.flatnonzero(src[rows] == SF)
         cols = _LEAD_COLUMNS[SF]
         con = sqlite3.connect(self.dir / "crm.db")
@@ -1937,7 +1958,7 @@ class _NextNight:
 
     # ------------------------------------------------------------------ new leads
     def _new_leads(self):
-        rng, t, col, pools = self.rng, self.t, self.col, self.pools
+        rng, col, pools = self.rng, self.col, self.pools
         k = int(round(self.fractions["new"] * self.N))
         n_dup = int(round(0.25 * k))
         n_new = k - n_dup
@@ -1960,7 +1981,7 @@ class _NextNight:
         e164 = np.empty(k, dtype=object)
         for c, into in (("true_first_name", first), ("true_last_name", last), ("true_email", email),
                         ("true_phone_e164", e164)):
-            into[:n_dup] = t[c].to_numpy(dtype=object, na_value=None)[dup_of]
+            into[:n_dup] = self._np(c)[dup_of]
         nfc, nf = pools["n_common_first"], len(pools["first"])
         nl, nreal, nacc = len(pools["last"]), pools["n_real_last"], pools["n_accented_last"]
         zipf = 1.0 / np.arange(1, nfc + 1) ** 0.35
@@ -1976,7 +1997,7 @@ class _NextNight:
         ln[acc_l] = nreal + rng.integers(0, nacc, acc_l.sum())
         first[n_dup:] = np.array(pools["first"], dtype=object)[fn]
         last[n_dup:] = np.array(pools["last"], dtype=object)[ln]
-        company_id = t["company_id"].to_numpy()[base]
+        company_id = self._np("company_id")[base]
         sites = self._company_sites()
         site = sites.reindex(company_id)
         domain = site["domain"].to_numpy(dtype=object, na_value=None)
@@ -1984,8 +2005,8 @@ class _NextNight:
         e164[n_dup:] = self._new_phones(cc[n_dup:])
         ripeness = np.concatenate([self.r[dup_of], rng.beta(1.2, 4.2, n_new)])
         person = np.concatenate([self.person[dup_of], self.person.max() + 1 + np.arange(n_new)])
-        opt_col = t["email_opt_out"].to_numpy()
-        bounced_col = t["email_bounced"].to_numpy()
+        opt_col = self._np("email_opt_out")
+        bounced_col = self._np("email_bounced")
         optout = np.concatenate([opt_col[dup_of], rng.random(n_new) < 0.04])
         bounced = np.concatenate([bounced_col[dup_of], rng.random(n_new) < 0.02])
         dup = np.arange(k) < n_dup
@@ -1994,7 +2015,8 @@ class _NextNight:
         shown_first = first.copy()
         nick_idx = pd.Series(first).map({f: i for i, f in enumerate(pools["first"])}).to_numpy(dtype=float,
                                                                                                   na_value=np.nan)
-        nick = np.array([pools["nicknames"][int(i)] if i == i else () for i in nick_idx], dtype=object)
+        nick = np.empty(k, dtype=object)  # one tuple of nicknames per row (filled one by one: a 1-d array)
+        nick[:] = [pools["nicknames"][int(i)] if i == i else () for i in nick_idx]
         sel = np.flatnonzero(dup & (np.array([len(x) for x in nick]) > 0) & (rng.random(k) < 0.18))
         shown_first[sel] = [nick[i][int(v * len(nick[i]))] for i, v in zip(sel, rng.random(len(sel)))]
         var["nickname"] = np.isin(np.arange(k), sel)
@@ -2024,9 +2046,11 @@ class _NextNight:
         true_company = col["true_company"][base]
         company = _s(true_company)
         cu = rng.random(k)
-        cvar = np.where(cu < np.where(dup, 0.3, 0.05) + np.where(src == EV, 0.2, 0), 1 + (rng.random(k) * 3).astype(int), 0)
+        cvar = np.where(cu < np.where(dup, 0.3, 0.05) + np.where(src == EV, 0.2, 0),
+                        1 + (rng.random(k) * 3).astype(int), 0)
         stripped = company.str.replace(_SUFFIX_RE, "", regex=True)
-        company = company.mask(cvar == 1, _upper(stripped)).mask(cvar == 2, company.str.lower()).mask(cvar == 3, stripped)
+        company = (company.mask(cvar == 1, _upper(stripped)).mask(cvar == 2, company.str.lower())
+                   .mask(cvar == 3, stripped))
         var["company_variant"] = (company != _s(true_company)).to_numpy(dtype=bool, na_value=False)
         title = _pick(_TITLES, rng.integers(0, len(_TITLES), k)).mask(rng.random(k) < 0.05)
         wv = rng.integers(0, 4, k)
@@ -2095,7 +2119,7 @@ class _NextNight:
             vtxt = vtxt + _s(np.where(flag, key + ";", ""))
         vtxt = vtxt.str.rstrip(";").replace("", pd.NA)
         converted = np.zeros(k, bool)
-        converted[:n_dup] = t["converted"].to_numpy()[dup_of]
+        converted[:n_dup] = self._np("converted")[dup_of]
         open_ = np.isin(status, C.OPEN_STATUSES)
         nat = np.full(k, -1, dtype=np.int64)
         self.new_truth = pd.DataFrame({
@@ -2121,10 +2145,10 @@ class _NextNight:
     def _company_sites(self) -> pd.DataFrame:
         """Per company: the web domain and address its marketing rows show (the first one given)."""
         hs = np.flatnonzero(self.src == HS)
-        order = hs[np.argsort(self.t["row_number"].to_numpy()[hs], kind="stable")]
+        order = hs[np.argsort(self._np("row_number")[hs], kind="stable")]
         frame = self.marketing.select(["website", "address", "city", "state", "zip"]).to_pandas(
             types_mapper=_STR_TYPES)
-        frame["company_id"] = self.t["company_id"].to_numpy()[order]
+        frame["company_id"] = self._np("company_id")[order]
         dom = frame["website"].str.replace(r"^(https?://)?(www\.)?", "", regex=True).str.lower()
         frame["website_domain"] = dom
         frame["domain"] = dom
@@ -2141,10 +2165,12 @@ class _NextNight:
         pat = rng.integers(0, 3, n)
         local = (f + "." + l_).mask(pat == 1, f.str.slice(0, 1) + l_).mask(pat == 2, f + l_ + num)
         dom = _s(domain).mask(free, fdom)
-        known = pd.Index(self.t["true_email"].dropna().str.lower().str.replace(".", "", regex=False).unique())
+        known = pc.unique(pc.replace_substring(pc.utf8_lower(self.truth.column("true_email")), ".", "")
+                          .combine_chunks()).drop_null()
         for _ in range(10):
             key = (local + "@" + dom).str.lower().str.replace(".", "", regex=False)
-            clash = key.isin(known).to_numpy() | key.duplicated().to_numpy()
+            clash = (pc.is_in(pa.array(key).cast(known.type), value_set=known).to_numpy(zero_copy_only=False)
+                     | key.duplicated().to_numpy())
             if not clash.any():
                 break
             local = local.mask(clash, local + _s(rng.integers(2, 10_000, n).astype(str)))
@@ -2154,7 +2180,7 @@ class _NextNight:
         """E.164 numbers for new people, none a known person's."""
         rng, n = self.rng, len(cc)
         dial = np.array([_DIAL[c] for c in COUNTRIES], dtype=object)[cc]
-        known = pd.Index(self.t["true_phone_e164"].dropna().unique())
+        known = pc.unique(self.truth.column("true_phone_e164").combine_chunks()).drop_null()
         out = np.empty(n, dtype=object)
         todo = np.arange(n)
         for _ in range(10):
@@ -2162,7 +2188,8 @@ class _NextNight:
             nsn = _national_numbers(rng, cc[todo], area)
             out[todo] = ("+" + _s(dial[todo]) + _s(nsn.astype(str))).to_numpy(dtype=object)
             s = _s(out)
-            clash = s.isin(known).to_numpy() | s.duplicated().to_numpy()
+            clash = (pc.is_in(pa.array(s).cast(known.type), value_set=known).to_numpy(zero_copy_only=False)
+                     | s.duplicated().to_numpy())
             todo = np.flatnonzero(clash)
             if not len(todo):
                 break
@@ -2195,7 +2222,7 @@ class _NextNight:
     def _touches(self):
         """New touches: the worked leads' rep touches, new leads' first touch, and a few percent of all
         leads touched again (a cold/hot mixture by ripeness, like the first night's)."""
-        rng, N, t = self.rng, self.N, self.t
+        rng, N = self.rng, self.N
         nw = self.new
         k_new = len(nw["src"])
         # Truth arrays over old + new rows.
@@ -2203,9 +2230,9 @@ class _NextNight:
         owner = np.concatenate([self.col["owner_id"], nw["owner"]])
         status = np.concatenate([self.col["status"], nw["status"]])
         src = np.concatenate([self.src, nw["src"]])
-        dnc = np.concatenate([t["do_not_call"].to_numpy(), nw["dnc"]])
-        opt = np.concatenate([t["email_opt_out"].to_numpy(), self.new_truth["email_opt_out"].to_numpy()])
-        bounced = np.concatenate([t["email_bounced"].to_numpy(), self.new_truth["email_bounced"].to_numpy()])
+        dnc = np.concatenate([self._np("do_not_call"), nw["dnc"]])
+        opt = np.concatenate([self._np("email_opt_out"), self.new_truth["email_opt_out"].to_numpy()])
+        bounced = np.concatenate([self._np("email_bounced"), self.new_truth["email_bounced"].to_numpy()])
         valid = np.concatenate([self.valid, np.ones(k_new, bool)])
         k = int(round(self.fractions["touched"] * N))
         cand = np.flatnonzero(valid[:N])
@@ -2298,11 +2325,11 @@ class _NextNight:
         """Row numbers of the source's existing rows touched tonight, and their last touch."""
         last = self.touch_stats["last"][:self.N]
         m = np.flatnonzero((last >= 0) & (self.src == s))
-        return self.t["row_number"].to_numpy()[m], last[m]
+        return self._np("row_number")[m], last[m]
 
     def _changed_of(self, s: int):
         m = np.flatnonzero(self.src[self.changed] == s)
-        return m, self.t["row_number"].to_numpy()[self.changed[m]]
+        return m, self._np("row_number")[self.changed[m]]
 
     def _write_crm(self):
         path = self.dir / "crm.db"
@@ -2344,23 +2371,18 @@ class _NextNight:
             con.close()
 
     def _write_marketing(self):
-        table, cols = self.marketing, _LEAD_COLUMNS[HS]
-        schema = table.schema.remove_metadata()
-        df = table.to_pandas(types_mapper=_STR_TYPES)
+        table, cols, new = self.marketing, _LEAD_COLUMNS[HS], self.change_new
+        metadata = table.schema.metadata
         m, rownum = self._changed_of(HS)
         pos = rownum - 1
-        new = self.change_new
-        for c in ("title", "phone", "company", "owner", "status", "stage"):
-            values = df[cols[c]].to_numpy(dtype=object, na_value=None)
+        for c in ("title", "phone", "company", "owner", "status", "stage", "modified"):
+            values = _column_np(table, cols[c])
             values[pos] = new[c][m]
-            df[cols[c]] = _s(values)
-        ms = _ms_of(df[cols["modified"]])
-        ms[pos] = new["modified"][m]
-        df[cols["modified"]] = _ts(ms)
+            table = _set_column(table, cols[c], values)
         touched, last = self._touched_of(HS)
-        ms = _ms_of(df[cols["activity"]])
-        ms[touched - 1] = last
-        df[cols["activity"]] = _ts(ms)
+        activity = _column_np(table, cols["activity"])
+        activity[touched - 1] = last
+        table = _set_column(table, cols["activity"], activity)
         nw = self.new
         rows = np.flatnonzero(nw["src"] == HS)
         rows = rows[np.argsort(nw["row_number"][rows])]
@@ -2375,9 +2397,10 @@ class _NextNight:
         add["lastmodifieddate"] = _ts(nw["modified"][rows])
         add["notes_last_updated"] = _ts(nw["activity"][rows])
         add["hs_email_optout"] = nw["optout_flag"][rows]
-        out = pd.concat([df, add], ignore_index=True) if len(add) else df
-        pq.write_table(pa.Table.from_pandas(out, schema=schema, preserve_index=False),
-                       self.dir / "marketing_leads.parquet")
+        table = table.replace_schema_metadata(None)
+        added = pa.Table.from_pandas(add, schema=table.schema, preserve_index=False).replace_schema_metadata(None)
+        out = pa.concat_tables([table, added]).replace_schema_metadata(metadata)
+        pq.write_table(out, self.dir / "marketing_leads.parquet")
         self.marketing = None
 
     def _write_events(self):
@@ -2434,55 +2457,52 @@ class _NextNight:
             frame.to_csv(fh, index=False, header=False, lineterminator="\n", float_format="%.2f")
 
     def _write_truth(self):
-        t, col, N = self.t, self.col, self.N
-        rows = self.changed
-        for c in ("status", "stage", "owner_id", "outcome"):
-            t[c] = _s(col[c])
-        o = self.new_outcomes
-        closed = _ms_of(t["closed_at"])
-        closed[o["rows"]] = o["closed_at"]
-        t["closed_at"] = _ts(closed)
-        amount = t["amount"].to_numpy().copy()
-        amount[o["rows"]] = o["amount"]
-        t["amount"] = amount
-        won_people = self.person[o["rows"][o["won"]]]
-        t["converted"] = t["converted"].to_numpy() | np.isin(self.person, won_people)
+        """The truth with the night in it: the changed rows' status, stage, owner and outcome, the new
+        rows, touch counts, and staleness at the new now; rows in source order as before."""
+        col, rows, o = self.col, self.changed, self.new_outcomes
+        tab = self.truth
+        metadata = tab.schema.metadata
+        put = {c: col[c] for c in ("status", "stage", "owner_id", "outcome")}
+        put["closed_at"] = self._np("closed_at")
+        put["closed_at"][o["rows"]] = o["closed_at"]
+        put["amount"] = self._np("amount").copy()
+        put["amount"][o["rows"]] = o["amount"]
+        put["converted"] = self._np("converted") | np.isin(self.person, self.person[o["rows"][o["won"]]])
         open_ = np.isin(col["status"][rows], C.OPEN_STATUSES)
-        orphaned = t["planted_orphaned"].to_numpy().copy()
-        orphaned[rows] = open_ & ~np.isin(col["owner_id"][rows], self.active_ids)
-        t["planted_orphaned"] = orphaned
-        reason = t["orphan_reason"].to_numpy(dtype=object, na_value=None)
-        reason[rows[np.isin(col["owner_id"][rows], self.active_ids)]] = None
-        t["orphan_reason"] = _s(reason)
-        outdated = t["status_outdated"].to_numpy().copy()
-        outdated[rows] = (col["outcome"][rows] != None) & open_  # noqa: E711
-        t["status_outdated"] = outdated
-        both = pd.concat([t, self.new_truth], ignore_index=True)
-        del t
-        self.t = None
+        owned = np.isin(col["owner_id"][rows], self.active_ids)
+        put["planted_orphaned"] = self._np("planted_orphaned").copy()
+        put["planted_orphaned"][rows] = open_ & ~owned
+        put["orphan_reason"] = self._np("orphan_reason")
+        put["orphan_reason"][rows[owned]] = None
+        put["status_outdated"] = self._np("status_outdated").copy()
+        put["status_outdated"][rows] = (col["outcome"][rows] != None) & open_  # noqa: E711
+        for name, values in put.items():
+            tab = _set_column(tab, name, values)
+        new = pa.Table.from_pandas(self.new_truth, schema=tab.schema.remove_metadata(), preserve_index=False)
+        both = pa.concat_tables([tab.replace_schema_metadata(None), new.replace_schema_metadata(None)])
+        self.truth = tab = None
         st = self.touch_stats
         for c, key in (("n_touches", "n"), ("n_rep_touches", "n_rep")):
-            both[c] = both[c].to_numpy() + st[key]
-        for c, key, pick in (("last_touch_at", "last", np.maximum), ("first_rep_touch_at", "first_rep", None)):
-            ms = _ms_of(both[c])
-            ms = pick(ms, st[key]) if pick is not None else np.where(ms >= 0, ms, st[key])
-            both[c] = _ts(ms)
+            both = _set_column(both, c, _column_np(both, c) + st[key])
+        last = np.maximum(_column_np(both, "last_touch_at"), st["last"])
+        first_rep = _column_np(both, "first_rep_touch_at")
+        both = _set_column(both, "last_touch_at", last)
+        both = _set_column(both, "first_rep_touch_at", np.where(first_rep >= 0, first_rep, st["first_rep"]))
         # Stale as the unclosed flag defines it, at the new now: open and no activity for 45 days.
-        ms_last = _ms_of(both["last_touch_at"])
-        idle_since = np.where(ms_last >= 0, ms_last, _ms_of(both["created_at"]))
-        both["planted_stale"] = both["status"].isin(C.OPEN_STATUSES).to_numpy(dtype=bool, na_value=False) & (
-            idle_since < self.end - 45 * DAY)
+        idle_since = np.where(last >= 0, last, _column_np(both, "created_at"))
+        stale = np.isin(_column_np(both, "status"), C.OPEN_STATUSES) & (idle_since < self.end - 45 * DAY)
+        both = _set_column(both, "planted_stale", stale)
         src = np.concatenate([self.src, self.new["src"]])
-        order = np.lexsort((both["row_number"].to_numpy(), src))
-        both = both.take(order).reset_index(drop=True)
+        both = both.take(pa.array(np.lexsort((_column_np(both, "row_number"), src))))
+        person = _column_np(both, "person_id")
+        converted = _column_np(both, "converted")
         self.truth_counts = {
-            "people": int(both["person_id"].nunique()), "duplicates": int(both["is_duplicate"].sum()),
-            "orphaned": int(both["planted_orphaned"].sum()), "stale": int(both["planted_stale"].sum()),
-            "converted_people": int(both.loc[both["converted"], "person_id"].nunique()),
+            "people": len(np.unique(person)), "duplicates": int(_column_np(both, "is_duplicate").sum()),
+            "orphaned": int(_column_np(both, "planted_orphaned").sum()), "stale": int(stale.sum()),
+            "converted_people": len(np.unique(person[converted])),
             "crm": int((src == SF).sum()), "marketing": int((src == HS).sum()), "events": int((src == EV).sum()),
         }
-        pq.write_table(pa.Table.from_pandas(both, schema=self.truth_schema, preserve_index=False),
-                       self.dir / "truth.parquet")
+        pq.write_table(both.replace_schema_metadata(metadata), self.dir / "truth.parquet")
 
     def _write_manifest(self) -> dict:
         m = self.manifest
