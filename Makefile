@@ -18,7 +18,7 @@ export SLOWBURN_HOME := $(HOME_DIR)
 export SLOWBURN_SOURCES := $(HOME_DIR)/sample/sources.yaml
 export SLOWBURN_INCLUDE_DIR := $(CURDIR)/include
 
-.PHONY: install demo test bench bench-quick bench-score clean
+.PHONY: install demo test bench bench-first-night bench-quick bench-score clean
 
 $(BIN)/slowburn: requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,7 +50,14 @@ $(PRISM): tests/contract/package-lock.json
 test: install $(PRISM)
 	$(BIN)/python -m pytest
 
+# Two nights on one warehouse (issue 13, "a night costs what changed"): the first night, then the
+# next night's sources (1% of the leads changed, 0.3% new) at the next logical date; per night and
+# step, night 2 / night 1, and the rows written per warehouse table.
 bench: install
+	$(BIN)/python bench/bench_pipeline.py --sizes 100000 1000000 --nights 2 --repeats 3
+
+# One (first) night per size, fresh warehouse each repeat.
+bench-first-night: install
 	$(BIN)/python bench/bench_pipeline.py --sizes 100000 1000000 --repeats 3
 
 bench-quick: install

@@ -13,12 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from slowburn import contracts as C
-from slowburn.sample import VALUE_MAPS, generate, name_pools
+from slowburn.sample import VALUE_MAPS, generate, name_pools, next_night
 from slowburn.sources.config import load_sources
 
 NOW = datetime(2026, 11, 24, tzinfo=timezone.utc)
-NOW_TS = pd.Timestamp(NOW)
 N = 5000
+NOW_TS_UTC = pd.Timestamp(NOW)
 
 
 def _parse(values: pd.Series) -> pd.Series:
@@ -26,13 +26,11 @@ def _parse(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values.astype("string").str.strip(), errors="coerce", utc=True, format="mixed")
 
 
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("sample")
-    manifest = generate(out, N, seed=3, now=NOW)
+def _read(out: Path, manifest: dict) -> dict:
     return {
         "dir": out,
         "manifest": manifest,
+        "now": pd.Timestamp(manifest["now"]),
         "crm": pd.read_sql('SELECT * FROM "Lead"', sqlite3.connect(out / "crm.db")),
         "marketing": pd.read_parquet(out / "marketing_leads.parquet"),
         "events": pd.read_csv(out / "event_list.csv", encoding="latin-1", dtype="string",
@@ -42,6 +40,24 @@ def sample(tmp_path_factory) -> dict:
         "outcomes": pd.read_csv(out / "outcomes.csv", dtype="string"),
         "truth": pd.read_parquet(out / "truth.parquet"),
     }
+
+
+@pytest.fixture(scope="module")
+def first_night(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("sample")
+    return _read(out, generate(out, N, seed=3, now=NOW))
+
+
+@pytest.fixture(scope="module")
+def second_night(first_night, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("night2")
+    return _read(out, next_night(first_night["dir"], out=out))
+
+
+@pytest.fixture(scope="module", params=["first night", "second night"])
+def sample(request) -> dict:
+    """The generated sample, and the same sample a night later: every property holds for both."""
+    return request.getfixturevalue("first_night" if request.param == "first night" else "second_night")
 
 
 def _truth_of(sample, system: str) -> pd.DataFrame:
@@ -58,7 +74,7 @@ def test_manifest_lists_every_file(sample):
         assert Path(path).is_file()
     on_disk = json.loads((sample["dir"] / "manifest.json").read_text())
     assert on_disk == m
-    assert m["counts"]["leads"] == N
+    assert m["counts"]["leads"] == len(sample["truth"]) >= N
     assert m["counts"]["touches"] == len(sample["touches"])
 
 
@@ -86,14 +102,15 @@ def test_truth_covers_every_lead_row_exactly_once_in_source_order(sample):
 
 def test_timestamps_never_after_now_and_touches_not_before_their_lead(sample):
     crm, hs, t = sample["crm"], sample["marketing"], sample["truth"]
+    now = sample["now"]
     for col in ("CreatedDate", "LastModifiedDate", "LastActivityDate"):
-        assert (_parse(crm[col]).dropna() <= NOW_TS).all(), col
+        assert (_parse(crm[col]).dropna() <= now).all(), col
     for col in ("createdate", "lastmodifieddate", "notes_last_updated"):
-        assert (hs[col].dropna() <= NOW_TS).all(), col
-    assert (_parse(sample["events"]["Scanned At"]).dropna() <= NOW_TS).all()
-    assert (sample["touches"]["ts"] <= NOW_TS).all()
-    assert (_parse(sample["outcomes"]["closed_at"]) <= NOW_TS).all()
-    assert (_parse(sample["owners"]["deactivated_at"]).dropna() <= NOW_TS).all()
+        assert (hs[col].dropna() <= now).all(), col
+    assert (_parse(sample["events"]["Scanned At"]).dropna() <= now).all()
+    assert (sample["touches"]["ts"] <= now).all()
+    assert (_parse(sample["outcomes"]["closed_at"]) <= now).all()
+    assert (_parse(sample["owners"]["deactivated_at"]).dropna() <= now).all()
     created = t.groupby(["source_system", "source_id"])["created_at"].min().rename("created").reset_index()
     joined = sample["touches"].merge(created, left_on=["system", "lead_id"], right_on=["source_system", "source_id"],
                                      how="left")
@@ -305,7 +322,7 @@ def test_stale_is_open_and_idle_and_matches_the_touches(sample):
     last = sample["touches"].groupby(["system", "lead_id"])["ts"].max().rename("last").reset_index()
     x = t.merge(last, left_on=["source_system", "source_id"], right_on=["system", "lead_id"], how="left")
     idle_since = x["last"].fillna(x["created_at"])
-    expect = x["status"].isin(C.OPEN_STATUSES) & (idle_since < NOW_TS - pd.Timedelta(days=45))
+    expect = x["status"].isin(C.OPEN_STATUSES) & (idle_since < sample["now"] - pd.Timedelta(days=45))
     assert (expect == x["planted_stale"]).all()
     # LastActivityDate in the CRM is the last touch.
     tc = _truth_of(sample, "salesforce")
@@ -434,3 +451,166 @@ def test_duplicate_for_credit_truth_is_exactly_the_flag_definition(sample):
     planted = set(t.loc[t["duplicate_for_credit"], "row_key"])
     assert planted == by_definition
     assert len(planted) >= 20
+
+
+# ---------------------------------------------------------------- the next night
+def _in_next_interval(values: pd.Series, night: dict) -> pd.Series:
+    stamps = values if isinstance(values.dtype, pd.DatetimeTZDtype) else _parse(values)
+    return (stamps > night["now"] - pd.Timedelta(days=1)) & (stamps <= night["now"])
+
+
+def _differs(a: pd.Series, b: pd.Series) -> pd.Series:
+    return ~((a == b).fillna(False) | (a.isna() & b.isna()))
+
+
+def _lead_diff(before: pd.DataFrame, after: pd.DataFrame, modified: str, activity: str):
+    """Rows of `before` as they are in `after` (same positions): which changed, and in what."""
+    now = after.iloc[:len(before)].reset_index(drop=True)
+    content = [c for c in before.columns if c not in (modified, activity)]
+    differs = pd.DataFrame({c: _differs(before[c], now[c]) for c in content})
+    return now, differs, _differs(before[modified], now[modified])
+
+
+def test_next_night_changes_about_the_asked_fraction_inside_the_next_interval(first_night, second_night):
+    last = second_night["manifest"]["last_night"]
+    assert second_night["now"] == first_night["now"] + pd.Timedelta(days=1)
+    assert second_night["manifest"]["night"] == 2
+    for name, modified, activity in (("crm", "LastModifiedDate", "LastActivityDate"),
+                                     ("marketing", "lastmodifieddate", "notes_last_updated")):
+        before, after = first_night[name], second_night[name]
+        now, differs, restamped = _lead_diff(before, after, modified, activity)
+        # About 1% of the rows changed, and every changed row is stamped inside the next interval.
+        assert restamped.sum() == last["changed"][name]
+        assert 0.008 * len(before) <= restamped.sum() <= 0.012 * len(before)
+        assert _in_next_interval(now.loc[restamped, modified], second_night).all()
+        # A restamped row changed for real; rows not restamped kept every value (the CRM's activity date
+        # may follow a new touch without counting as a change of the lead).
+        assert differs[restamped].any(axis=1).all()
+        assert not differs[~restamped].any(axis=None)
+        moved = _differs(before[activity], now[activity])
+        assert moved.sum() > restamped.sum() and _in_next_interval(now.loc[moved, activity], second_night).all()
+    # Every kind of change happens.
+    assert all(n > 0 for kind, n in last["changed_by_kind"].items() if kind != "company_fix"), last
+    crm_before, crm_after = first_night["crm"], second_night["crm"].iloc[:len(first_night["crm"])]
+    progressed = (crm_before["Status"] != crm_after["Status"]) | (crm_before["Stage__c"] != crm_after["Stage__c"])
+    assert progressed.sum() > 0
+
+
+def test_next_night_adds_new_leads_some_of_known_people_in_the_next_interval(first_night, second_night):
+    last = second_night["manifest"]["last_night"]
+    total_new = sum(last["new"].values())
+    assert total_new == len(second_night["truth"]) - len(first_night["truth"])
+    assert abs(total_new - 0.003 * len(first_night["truth"])) <= 1
+    for name, id_col, created in (("crm", "Id", "CreatedDate"), ("marketing", "hs_object_id", "createdate"),
+                                  ("events", "Badge ID", "Scanned At")):
+        added = second_night[name].iloc[len(first_night[name]):]
+        assert len(added) == last["new"][name]
+        assert not added[id_col].isin(first_night[name][id_col]).any()
+        assert _in_next_interval(added[created], second_night).all()
+    t1, t2 = first_night["truth"], second_night["truth"]
+    old = t2.set_index(["source_system", "source_id"]).index.isin(t1.set_index(["source_system", "source_id"]).index)
+    new = t2[~old]
+    assert len(new) == total_new and new["planted_invalid"].isna().all()
+    known = new["person_id"].isin(t1["person_id"])
+    assert (known == new["is_duplicate"]).all()
+    assert known.sum() == last["new_duplicates"] and 0.15 < known.mean() < 0.35
+    assert not new.loc[~known, "true_email"].isin(t1["true_email"]).any()
+
+
+def test_next_night_touches_and_outcomes_are_appended_in_the_next_interval(first_night, second_night):
+    last = second_night["manifest"]["last_night"]
+    before, after = first_night["touches"], second_night["touches"]
+    pd.testing.assert_frame_equal(after.iloc[:len(before)], before)
+    added = after.iloc[len(before):]
+    assert len(added) == last["new_touches"]
+    assert 0.02 * len(first_night["truth"]) < added[["system", "lead_id"]].drop_duplicates().shape[0]
+    assert _in_next_interval(added["ts"], second_night).all() and added["ts"].is_monotonic_increasing
+    leads = second_night["truth"].set_index(["source_system", "source_id"]).index
+    assert pd.Index(list(added[["system", "lead_id"]].itertuples(index=False, name=None))).isin(leads).all()
+    o1, o2 = first_night["outcomes"], second_night["outcomes"]
+    pd.testing.assert_frame_equal(o2.iloc[:len(o1)], o1)
+    new = o2.iloc[len(o1):]
+    assert len(new) == last["new_outcomes"] >= 1
+    assert _in_next_interval(new["closed_at"], second_night).all()
+    # The deal's lead shows it closed, and the truth knows.
+    t = second_night["truth"].set_index(["source_system", "source_id"])
+    for row in new.itertuples():
+        truth = t.loc[(row.source_system, row.source_id)]
+        assert truth["outcome"] == row.outcome
+        assert truth["stage"] == ("customer" if row.outcome == "won" else "opportunity")
+    pd.testing.assert_frame_equal(second_night["owners"], first_night["owners"])
+
+
+def test_next_night_is_deterministic_for_a_seed_and_chains(first_night, tmp_path):
+    a = next_night(first_night["dir"], out=tmp_path / "a", seed=5)
+    b = next_night(first_night["dir"], out=tmp_path / "b", seed=5)
+    assert a["last_night"] == b["last_night"]
+    ca, cb = _content(tmp_path / "a"), _content(tmp_path / "b")
+    for key in ca:
+        assert (ca[key] == cb[key]) if not hasattr(ca[key], "equals") else ca[key].equals(cb[key]), key
+    next_night(first_night["dir"], out=tmp_path / "c", seed=6)
+    assert _content(tmp_path / "c")["crm.db"] != ca["crm.db"]
+    # A third night follows the second, in place.
+    third = next_night(tmp_path / "a")
+    assert third["night"] == 3 and pd.Timestamp(third["now"]) == first_night["now"] + pd.Timedelta(days=2)
+    assert third["counts"]["leads"] > a["counts"]["leads"]
+
+
+def test_next_night_from_the_command_line(first_night, tmp_path):
+    from slowburn.cli import main
+    assert main(["sample", "--next-night", str(first_night["dir"]), "--out", str(tmp_path / "n2"),
+                 "--changed", "0.03", "--new", "0"]) == 0
+    m = json.loads((tmp_path / "n2" / "manifest.json").read_text())
+    assert m["night"] == 2 and m["files"]["crm"] == str((tmp_path / "n2" / "crm.db").resolve())
+    changed = sum(m["last_night"]["changed"].values())
+    assert abs(changed - 0.03 * (m["counts"]["crm"] + m["counts"]["marketing"])) <= 2
+    assert sum(m["last_night"]["new"].values()) == 0
+    assert json.loads((first_night["dir"] / "manifest.json").read_text()).get("night") is None  # left as it was
+
+
+def test_two_nights_through_the_pipeline_land_only_what_changed(tmp_path):
+    """Night 2 on the same warehouse pulls the changed and new rows, all valid, and both ledgers balance."""
+    from slowburn.pipeline import RunContext, run_all
+    folder = tmp_path / "sample"
+    first = generate(folder, 500, seed=4, now=NOW)
+    home = tmp_path / "home"
+    night1 = RunContext(logical_date=NOW_TS_UTC, sources_path=first["files"]["sources"], home=home)
+    run_all(night1)
+    before = {n: pd.read_parquet(folder / f) for n, f in (("marketing", "marketing_leads.parquet"),
+                                                         ("truth", "truth.parquet"))}
+    with sqlite3.connect(folder / "crm.db") as con:
+        before["crm"] = pd.read_sql('SELECT * FROM "Lead"', con)
+    second = next_night(folder)
+    night2 = RunContext(logical_date=NOW_TS_UTC + pd.Timedelta(days=1), sources_path=second["files"]["sources"],
+                        home=home)
+    run_all(night2)
+    wh = night2.warehouse()
+    ledger = wh.read_table("run_ledger").set_index("run_id")
+    assert ledger["invariant_ok"].astype(bool).all() and len(ledger) == 2
+    # What night 2 should land: changed and new lead rows (plus the event rows whose scan time cannot be
+    # read, which a watermark cannot leave behind and validation quarantines again).
+    truth = pd.read_parquet(folder / "truth.parquet")
+    key = truth["source_system"] + ":" + truth["source_id"]
+    old_key = before["truth"]["source_system"] + ":" + before["truth"]["source_id"]
+    with sqlite3.connect(folder / "crm.db") as con:
+        crm = pd.read_sql('SELECT * FROM "Lead"', con)
+    marketing = pd.read_parquet(folder / "marketing_leads.parquet")
+    changed = set("salesforce:" + crm.iloc[:len(before["crm"])].loc[
+        crm["LastModifiedDate"].iloc[:len(before["crm"])] != before["crm"]["LastModifiedDate"], "Id"])
+    changed |= set("hubspot:" + marketing.iloc[:len(before["marketing"])].loc[
+        marketing["lastmodifieddate"].iloc[:len(before["marketing"])] != before["marketing"]["lastmodifieddate"],
+        "hs_object_id"])
+    new = set(key[~key.isin(old_key)])
+    unreadable = set(key[(truth["source_system"] == "event_list")
+                         & (truth["planted_invalid"] == "unparseable_created_date")])
+    assert len(changed) == sum(second["last_night"]["changed"].values()) > 0 and new
+    landed = wh.read("SELECT source_system || ':' || source_id AS k FROM landed_leads WHERE run_id = :r",
+                     r=night2.run_id)["k"]
+    assert set(landed) == changed | new | unreadable and len(landed) == len(set(landed))
+    quarantined = set(wh.read("SELECT DISTINCT source_system || ':' || source_id AS k FROM quarantine "
+                              "WHERE run_id = :r AND entity = 'leads'", r=night2.run_id)["k"])
+    assert quarantined == unreadable, "every changed and new row is contract-valid"
+    touches = wh.read("SELECT COUNT(*) AS n FROM touches WHERE run_id = :r", r=night2.run_id)["n"].iloc[0]
+    assert touches == second["last_night"]["new_touches"]
+    linked = set(wh.read("SELECT source_system || ':' || source_id AS k FROM lead_links")["k"])
+    assert (changed | new) <= linked

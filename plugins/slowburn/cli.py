@@ -56,8 +56,17 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_sample(args) -> int:
-    from slowburn.sample import generate
-    manifest = generate(args.out, n_leads=args.leads, seed=args.seed,
+    from slowburn.sample import generate, next_night
+    if args.next_night:
+        manifest = next_night(args.next_night, changed_fraction=args.changed, new_fraction=args.new,
+                              seed=args.seed, out=args.out)
+        print(json.dumps(manifest["last_night"], indent=2, default=str))
+        print(f"night {manifest['night']} written to {manifest['out_dir']}: run it with --logical-date "
+              f"{pd.Timestamp(manifest['now']).strftime('%Y-%m-%d')} (sources file: {manifest['files']['sources']})")
+        return 0
+    if not args.out:
+        raise UsageError("give --out FOLDER for a new sample, or --next-night FOLDER for the next night of one")
+    manifest = generate(args.out, n_leads=args.leads, seed=0 if args.seed is None else args.seed,
                         now=pd.Timestamp(args.now).to_pydatetime() if args.now else None)
     print(json.dumps(manifest["counts"], indent=2, default=str))
     print(f"sample sources written to {Path(args.out).resolve()} (sources file: {manifest['files']['sources']})")
@@ -244,11 +253,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("sample", help="write realistic sample sources with planted truth")
-    p.add_argument("--out", required=True)
+    p = sub.add_parser("sample", help="write realistic sample sources with planted truth, or their next night")
+    p.add_argument("--out", help="folder to write (with --next-night: a copy to write the next night into "
+                                 "instead of changing FOLDER in place)")
     p.add_argument("--leads", type=int, default=5000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, help="random seed (default 0; with --next-night: the sample's own)")
     p.add_argument("--now", help="timestamps are generated up to this moment (default: today, UTC)")
+    p.add_argument("--next-night", metavar="FOLDER",
+                   help="move a generated sample one day on: changed, new and touched leads dated in the next "
+                        "data interval, so the run at the next logical date pulls only them")
+    p.add_argument("--changed", type=float, default=0.01,
+                   help="with --next-night: share of CRM and marketing leads that change (default 0.01)")
+    p.add_argument("--new", type=float, default=0.003,
+                   help="with --next-night: new leads as a share of the existing ones (default 0.003)")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("run", help="run the whole nightly pipeline without Airflow")

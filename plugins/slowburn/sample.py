@@ -23,7 +23,9 @@ Everything is vectorised with numpy/pandas/pyarrow; only small subsets (typos, n
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import sqlite3
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -39,7 +41,7 @@ from unidecode import unidecode
 
 from slowburn import contracts as C
 
-__all__ = ["generate", "VALUE_MAPS", "SYSTEMS", "SOURCE_NAMES"]
+__all__ = ["generate", "next_night", "VALUE_MAPS", "SYSTEMS", "SOURCE_NAMES"]
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
@@ -363,6 +365,27 @@ def _digits_format(d: pd.Series, template: str) -> pd.Series:
     return out
 
 
+def _format_phones(rng, e164: np.ndarray, country: np.ndarray, avoid: np.ndarray | None = None) -> np.ndarray:
+    """E.164 numbers laid out in one of the ways people type them in their country (other than `avoid`)."""
+    n = len(e164)
+    out = np.full(n, None, dtype=object)
+    u = rng.random(n)
+    for code in COUNTRIES:
+        m = np.flatnonzero(country == code)
+        if not len(m):
+            continue
+        fmts = _PHONE_FORMATS[code]
+        digits = _s(e164[m]).str.slice(1 + len(_DIAL[code]))
+        laid = np.array([_digits_format(digits, f).to_numpy(dtype=object, na_value=None) for f in fmts], dtype=object)
+        fi = (u[m] * len(fmts)).astype(int)
+        col = np.arange(len(m))
+        chosen = laid[fi, col]
+        if avoid is not None:
+            chosen = np.where(chosen == avoid[m], laid[(fi + 1) % len(fmts), col], chosen)
+        out[m] = chosen
+    return out
+
+
 def _rows_of(frame: pd.DataFrame, column: str, rows: np.ndarray) -> pd.Series:
     return frame[column].iloc[rows].reset_index(drop=True).astype(STR)
 
@@ -414,6 +437,27 @@ def _ts(ms: np.ndarray) -> pd.Series:
     ms = np.asarray(ms, dtype=np.int64)
     out = pd.Series(ms.astype("datetime64[ms]")).dt.tz_localize("UTC")
     return out.mask(ms < 0)
+
+
+def _national_numbers(rng, cc: np.ndarray, area_city: np.ndarray) -> np.ndarray:
+    """National significant numbers per country index; US numbers mostly use the city's area code."""
+    n = len(cc)
+    out = np.zeros(n, dtype=np.int64)
+    us = cc == 0
+    area_rand = np.array(_US_AREA_CODES, dtype=object)[rng.integers(0, len(_US_AREA_CODES), us.sum())]
+    area = np.where(rng.random(us.sum()) < 0.7, area_city, area_rand).astype(np.int64)
+    exch = rng.integers(200, 1000, us.sum())
+    exch = np.where(exch % 100 == 11, exch + 1, exch)
+    out[us] = area * 10**7 + exch * 10**4 + rng.integers(0, 10_000, us.sum())
+    # Mobile ranges that phonenumbers accepts as valid for each country.
+    for ci, prefixes, rest in ((1, [74, 75, 77, 78], 10**8),
+                               (2, [151, 152, 157, 159, 160, 162, 170, 171, 172, 175, 176, 177, 179], 10**8),
+                               (3, [60, 61, 62, 64, 65, 66, 67, 68, 73, 74, 75, 76, 77, 78], 10**7),
+                               (4, [40, 41, 42, 43, 46], 10**7)):
+        m = cc == ci
+        pre = np.array(prefixes, dtype=np.int64)[rng.integers(0, len(prefixes), m.sum())]
+        out[m] = pre * rest + rng.integers(0, rest, m.sum())
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -634,25 +678,7 @@ class _Generator:
             self.pp["ln"][k] = last.index(l_)
 
     def _nsn(self, cc: np.ndarray, comp: np.ndarray) -> np.ndarray:
-        rng = self.rng
-        n = len(cc)
-        out = np.zeros(n, dtype=np.int64)
-        us = cc == 0
-        area_city = self.comp["area"][comp[us]]
-        area_rand = np.array(_US_AREA_CODES, dtype=object)[rng.integers(0, len(_US_AREA_CODES), us.sum())]
-        area = np.where(rng.random(us.sum()) < 0.7, area_city, area_rand).astype(np.int64)
-        exch = rng.integers(200, 1000, us.sum())
-        exch = np.where(exch % 100 == 11, exch + 1, exch)
-        out[us] = area * 10**7 + exch * 10**4 + rng.integers(0, 10_000, us.sum())
-        # Mobile ranges that phonenumbers accepts as valid for each country.
-        for ci, prefixes, rest in ((1, [74, 75, 77, 78], 10**8),
-                                   (2, [151, 152, 157, 159, 160, 162, 170, 171, 172, 175, 176, 177, 179], 10**8),
-                                   (3, [60, 61, 62, 64, 65, 66, 67, 68, 73, 74, 75, 76, 77, 78], 10**7),
-                                   (4, [40, 41, 42, 43, 46], 10**7)):
-            m = cc == ci
-            pre = np.array(prefixes, dtype=np.int64)[rng.integers(0, len(prefixes), m.sum())]
-            out[m] = pre * rest + rng.integers(0, rest, m.sum())
-        return out
+        return _national_numbers(self.rng, cc, self.comp["area"][comp[cc == 0]])
 
     # ------------------------------------------------------------------ owners
     def _owners(self):
@@ -1630,6 +1656,885 @@ class _Generator:
         finally:
             con.close()
         return path
+
+
+# ---------------------------------------------------------------------------------------------
+# The next night: what changes in the sources in one day
+# ---------------------------------------------------------------------------------------------
+SECOND = 1000
+# How an existing CRM or marketing lead changes overnight; deals won or lost are drawn apart.
+TITLE, PHONE, PROGRESS, OWNER, COMPANY, OUTCOME = range(6)
+_CHANGE_KINDS = ("title", "phone", "progression", "owner", "company_fix", "outcome")
+_CHANGE_SHARE = np.array([0.22, 0.15, 0.35, 0.18, 0.10])
+_STAGE_RANK = {s: i for i, s in enumerate(("inquiry", "mql", "sql", "opportunity", "customer"))}
+# A rep works the lead one step further: (next status, the least stage that status implies).
+_PROGRESS = {"new": ("working", "mql"), "nurturing": ("working", "mql"), "working": ("qualified", "sql"),
+             "qualified": ("qualified", "opportunity")}
+# The lead columns a night changes, as each source names them.
+_LEAD_COLUMNS = {
+    SF: {"title": "Title", "phone": "Phone", "company": "Company", "owner": "OwnerId", "status": "Status",
+         "stage": "Stage__c", "modified": "LastModifiedDate", "activity": "LastActivityDate"},
+    HS: {"title": "jobtitle", "phone": "phone", "company": "company", "owner": "hubspot_owner_id",
+         "status": "hs_lead_status", "stage": "lifecyclestage", "modified": "lastmodifieddate",
+         "activity": "notes_last_updated"},
+}
+_TERRITORIES = ("NA-West", "NA-East", "EMEA", "APAC")
+_COUNTRY_TERRITORIES = {"US": (0, 1), "GB": (2,), "DE": (2,), "FR": (2,), "AU": (3,)}
+_SUFFIX_RE = re.compile(r",?\s+(?:" + "|".join(sorted({re.escape(s) for v in _SUFFIXES.values() for s in v if s}
+                                                       | {re.escape(s) for s in _LONG_SUFFIX.values()},
+                                                       key=len, reverse=True)) + r")$")
+_STR_TYPES = {pa.large_string(): STR, pa.string(): STR}.get
+
+
+def _ms_of(values) -> np.ndarray:
+    """Epoch milliseconds of a UTC timestamp column (Series or Arrow), -1 where null (the inverse of _ts)."""
+    arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
+    ms = arr.cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64())
+    return np.array(pc.fill_null(ms, -1).to_numpy(), dtype=np.int64)
+
+
+def _column_np(table: pa.Table, name: str) -> np.ndarray:
+    """A column as a writable numpy array: text as objects (None for null), times as epoch ms (-1 for null)."""
+    col = table.column(name)
+    if pa.types.is_timestamp(col.type):
+        return _ms_of(col)
+    return np.array(col.to_numpy(zero_copy_only=False))
+
+
+def _set_column(table: pa.Table, name: str, values: np.ndarray) -> pa.Table:
+    """`table` with column `name` replaced by `values` (as _column_np gives them), in the column's type."""
+    field = table.schema.field(name)
+    if pa.types.is_timestamp(field.type):
+        arr = pa.array(values, type=pa.int64(), mask=values < 0).cast(field.type)
+    else:
+        arr = pa.array(values, type=field.type, from_pandas=True)
+    return table.set_column(table.schema.get_field_index(name), field, arr)
+
+
+def _take(values, rows: np.ndarray):
+    return values.iloc[rows].reset_index(drop=True) if isinstance(values, pd.Series) else _s(values[rows])
+
+
+def next_night(folder: str | Path, changed_fraction: float = 0.01, new_fraction: float = 0.003,
+               seed: int | None = None, out: str | Path | None = None, touched_fraction: float = 0.03,
+               outcome_fraction: float = 0.0002) -> dict:
+    """Write the following night's sources into `folder` (or into a copy at `out`); return the manifest.
+
+    Everything new lands in the next data interval (now, now + 1 day], so a run at logical date
+    now + 1 day pulls exactly this night's delta: about `changed_fraction` of the CRM and marketing
+    leads change (title, phone, status and stage one step on, a new owner, a company name cleaned up,
+    a few deals won or lost), `new_fraction` new leads arrive in all three lead sources (a quarter
+    of them people already known, so dedupe has work), `touched_fraction` of the leads get touches,
+    outcomes.csv gains the new outcomes, owners stay as they are. The truth file gets the new rows
+    (their person_id) and the changed rows' status, stage, owner, outcome and touch counts; the
+    manifest moves `now` on a day and counts the night in `last_night`. Deterministic for the
+    folder's contents and `seed` (default: the sample's own seed and night number). Vectorised.
+    """
+    src = Path(folder)
+    manifest = json.loads((src / "manifest.json").read_text(encoding="utf-8"))
+    dest = src
+    if out is not None and Path(out).resolve() != src.resolve():
+        dest = Path(out)
+        if dest.exists() and any(dest.iterdir()):
+            raise FileExistsError(f"{dest} is not empty; next_night copies the sources into a new folder")
+        shutil.copytree(src, dest, dirs_exist_ok=True)
+    for name, value in (("changed_fraction", changed_fraction), ("new_fraction", new_fraction),
+                        ("touched_fraction", touched_fraction), ("outcome_fraction", outcome_fraction)):
+        if not 0 <= value <= 1:
+            raise ValueError(f"{name} must be between 0 and 1, not {value}")
+    night = _NextNight(dest, manifest, seed, changed_fraction, new_fraction, touched_fraction, outcome_fraction)
+    return night.run()
+
+
+class _NextNight:
+    def __init__(self, folder: Path, manifest: dict, seed, changed, new, touched, outcomes):
+        self.dir = folder
+        self.manifest = manifest
+        self.night = int(manifest.get("night", 1)) + 1
+        self.seed = int(manifest["seed"] if seed is None else seed)
+        self.rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.night, 24_111_963]))
+        self.now = int(pd.Timestamp(manifest["now"]).value // 1_000_000)
+        self.end = self.now + DAY
+        self.fractions = {"changed": changed, "new": new, "touched": touched, "outcomes": outcomes}
+        self.pools = name_pools()
+
+    def run(self) -> dict:
+        self._load()
+        self._change()
+        self._new_leads()
+        self._touches()
+        self._write()
+        return self._write_manifest()
+
+    # ------------------------------------------------------------------ read
+    def _load(self):
+        # The truth stays an Arrow table: columns are taken out as numpy arrays when needed and the
+        # changed ones put back (a pandas round trip of every column costs seconds at 1M rows).
+        self.truth = pq.read_table(self.dir / "truth.parquet")
+        self.N = self.truth.num_rows
+        system = self._np("source_system")
+        self.src = np.select([system == SYSTEMS[SF], system == SYSTEMS[HS]], [SF, HS], EV).astype(np.int8)
+        self.col = {c: self._np(c) for c in (
+            "status", "stage", "owner_id", "lead_source", "outcome", "true_company", "true_phone_e164",
+            "country_code", "source_id")}
+        self.valid = pc.is_null(self.truth.column("planted_invalid")).to_numpy()
+        self.person = self._np("person_id")
+        self.r = self._np("ripeness")
+        owners = pd.read_csv(self.dir / "owners.csv", dtype=str, keep_default_na=False)
+        active = owners["active"].str.lower().eq("true").to_numpy()
+        self.active_ids = owners["owner_id"].to_numpy(dtype=object)[active]
+        terr = owners["territory"].map({t_: i for i, t_ in enumerate(_TERRITORIES)}).to_numpy()
+        self.territory_of = dict(zip(owners["owner_id"], terr))
+        self.active_by_terr = [self.active_ids[terr[active] == i] for i in range(len(_TERRITORIES))]
+        self.marketing = pq.read_table(self.dir / "marketing_leads.parquet")
+
+    def _np(self, name: str) -> np.ndarray:
+        return _column_np(self.truth, name)
+
+    def _times(self, k: int, n: int = 1) -> np.ndarray:
+        """k (or k x n, sorted per row) moments in the next interval, at least a second after now."""
+        ms = self.now + SECOND + (self.rng.random((k, n)) * (DAY - SECOND)).astype(np.int64)
+        ms.sort(axis=1)
+        return ms[:, 0] if n == 1 else ms
+
+    def _territory(self, owner_ids: np.ndarray, country: np.ndarray) -> np.ndarray:
+        """The territory of the lead's owner, else one its country belongs to."""
+        rng = self.rng
+        terr = np.array([self.territory_of.get(o, -1) if o is not None else -1 for o in owner_ids], dtype=np.int64)
+        u = rng.random(len(terr))
+        for code, options in _COUNTRY_TERRITORIES.items():
+            m = (terr < 0) & (country == code)
+            terr[m] = np.array(options)[(u[m] * len(options)).astype(int)]
+        terr[terr < 0] = 0
+        return terr
+
+    def _new_owner(self, owner_ids: np.ndarray, country: np.ndarray) -> np.ndarray:
+        """An active owner in the lead's territory, other than its current one where there is a choice."""
+        terr = self._territory(owner_ids, country)
+        out = np.empty(len(terr), dtype=object)
+        u = self.rng.random(len(terr))
+        for i, act in enumerate(self.active_by_terr):
+            m = np.flatnonzero(terr == i)
+            if not len(m):
+                continue
+            act = act if len(act) else self.active_ids
+            pick = (u[m] * len(act)).astype(int)
+            same = act[pick] == owner_ids[m]
+            pick[same] = (pick[same] + 1) % len(act)
+            out[m] = act[pick]
+        same = np.flatnonzero(out == owner_ids)  # the territory's only active rep: someone from elsewhere
+        if len(same) and len(self.active_ids) > 1:
+            at = pd.Index(self.active_ids).get_indexer(out[same])
+            out[same] = self.active_ids[(at + 1) % len(self.active_ids)]
+        return out
+
+    # ------------------------------------------------------------------ changes to existing leads
+    def _change(self):
+        rng, N, src, col = self.rng, self.N, self.src, self.col
+        status, stage, person, r = col["status"], col["stage"], self.person, self.r
+        closed_people = np.isin(person, person[col["outcome"] != None])  # noqa: E711
+        owner_ok = np.isin(col["owner_id"], self.active_ids)
+        # People with a rep-created row keep their owners: a new owner could turn a row into (or out
+        # of) a duplicate-for-credit, and the truth says which rows are.
+        self.has_rep_row = np.isin(person, person[col["lead_source"] == "rep_created"])
+        deal_ready = (self.valid & (src != EV) & owner_ok & np.isin(status, ["working", "qualified"])
+                      & np.isin(stage, ["mql", "sql", "opportunity"]) & ~closed_people)
+        k_out = int(round(self.fractions["outcomes"] * N))
+        k_out = max(1, k_out) if self.fractions["outcomes"] > 0 and self.fractions["changed"] > 0 else 0
+        won_rows = _choose(rng, np.flatnonzero(deal_ready), k_out, weights=r[deal_ready])
+        won_rows = won_rows[np.unique(person[won_rows], return_index=True)[1]]
+        is_out = np.zeros(N, bool)
+        is_out[won_rows] = True
+        picked = [won_rows]
+        for s in (SF, HS):
+            k = int(round(self.fractions["changed"] * (src == s).sum())) - int((src[won_rows] == s).sum())
+            cand = np.flatnonzero((src == s) & self.valid & ~is_out)
+            picked.append(_choose(rng, cand, k, weights=1 + 2 * r[cand]))
+        rows = np.sort(np.concatenate(picked))
+        self.changed = rows
+        cur = self._current(rows)
+        k = len(rows)
+        kind = _cat(rng, _CHANGE_SHARE, k).astype(np.int8)
+        kind[is_out[rows]] = OUTCOME
+        # A lead a rep can move on: open, not yet at its last open stage, no deal closed.
+        open_ = (np.isin(status[rows], C.OPEN_STATUSES) & np.isin(stage[rows], ["inquiry", "mql", "sql", "opportunity"])
+                 & ~((status[rows] == "qualified") & (stage[rows] == "opportunity"))
+                 & (col["outcome"][rows] == None))  # noqa: E711
+        # A change that does not fit the lead (a closed lead moves no further, a clean name needs no
+        # fix, some owners stay) becomes a new title or phone.
+        plain = np.where(rng.random(k) < 0.6, TITLE, PHONE).astype(np.int8)
+        keep_owner = self.has_rep_row[rows]
+        misfit = (((kind == PROGRESS) & (~open_ | (~owner_ok[rows] & keep_owner)))
+                  | ((kind == COMPANY) & (cur["company"] == col["true_company"][rows]))
+                  | ((kind == OWNER) & keep_owner))
+        kind[misfit] = plain[misfit]
+        # When it happened: a rep's touch, the close, then the record's save.
+        when = self._times(k, 3)
+        touch_at, closed_at, modified = when[:, 0], when[:, 1], when[:, 2]
+        new = {c: cur[c].copy() for c in ("title", "phone", "company", "owner", "status", "stage")}
+        new_status, new_stage = status[rows].copy(), stage[rows].copy()
+        # Title: a new job title.
+        m = kind == TITLE
+        idx = rng.integers(0, len(_TITLES), k)
+        titles = np.array(_TITLES, dtype=object)
+        clash = titles[idx] == cur["title"]
+        idx[clash] = (idx[clash] + 1) % len(_TITLES)
+        new["title"][m] = titles[idx[m]]
+        # Phone: the same number as another rep types it.
+        m = np.flatnonzero(kind == PHONE)
+        if len(m):
+            new["phone"][m] = _format_phones(rng, col["true_phone_e164"][rows[m]], col["country_code"][rows[m]],
+                                             avoid=cur["phone"][m])
+        # Company: the typo or variant cleaned up to the real name.
+        m = kind == COMPANY
+        new["company"][m] = col["true_company"][rows[m]]
+        # Owner: reassigned (an orphan finds an owner); worked leads need an active owner.
+        m = (kind == OWNER) | (((kind == PROGRESS) | (kind == OUTCOME)) & ~owner_ok[rows])
+        m = np.flatnonzero(m)
+        new["owner"][m] = self._new_owner(cur["owner"][m], col["country_code"][rows[m]])
+        # Progression: status and stage one step on.
+        m = np.flatnonzero(kind == PROGRESS)
+        for i in m:
+            nxt, least = _PROGRESS[new_status[i]]
+            new_status[i] = nxt
+            stage_now = new_stage[i]
+            new_stage[i] = least if _STAGE_RANK.get(stage_now, 0) < _STAGE_RANK[least] else stage_now
+        # Outcomes: won (ripe leads likelier) or lost.
+        m = np.flatnonzero(kind == OUTCOME)
+        won = rng.random(len(m)) < 0.3 + 0.5 * r[rows[m]]
+        is_hs = src[rows[m]] == HS
+        new_status[m] = np.where(won, np.where(is_hs, "qualified", "converted"),
+                                 np.where(is_hs, "unqualified", "closed"))
+        new_stage[m] = np.where(won, "customer", "opportunity")
+        amount = np.round(rng.lognormal(np.log(24_000), 0.9, len(m)) / 50) * 50
+        self.new_outcomes = {"rows": rows[m], "won": won, "closed_at": closed_at[m], "amount": amount}
+        # Vendor values for the changed status and stage.
+        worked = np.isin(kind, [PROGRESS, OUTCOME])
+        for s, (smap, gmap) in ((SF, (_CRM_STATUS_OUT, _CRM_STAGE_OUT)), (HS, (_HS_STATUS_OUT, _HS_STAGE_OUT))):
+            mm = np.flatnonzero(worked & (src[rows] == s))
+            new["status"][mm] = [smap[v][0] for v in new_status[mm]]
+            new["stage"][mm] = [gmap[v][0] for v in new_stage[mm]]
+        new["modified"] = modified
+        self.change_new = new
+        self.change_kind = kind
+        # A worked lead was touched by its (new) owner: a call, or the meeting that closed the deal.
+        dnc = self._np("do_not_call")[rows]
+        ttype = np.where(kind == OUTCOME, TT["meeting"], np.where(dnc, TT["rep_email"], TT["call"]))
+        self.change_touches = {"row": rows[worked], "type": ttype[worked].astype(np.int8), "ts": touch_at[worked],
+                               "actor": new["owner"][worked]}
+        # The truth follows.
+        col["status"][rows], col["stage"][rows], col["owner_id"][rows] = new_status, new_stage, new["owner"]
+        outcome_rows = self.new_outcomes["rows"]
+        col["outcome"][outcome_rows] = np.where(won, "won", "lost")
+
+    def _current(self, rows: np.ndarray) -> dict:
+        """The changed rows' current vendor values, read from the CRM database and the marketing file."""
+        src, k = self.src, len(rows)
+        out = {c: np.full(k, None, dtype=object) for c in ("title", "phone", "company", "owner", "status", "stage")}
+        rownum = self._np("row_number")[rows]
+        sf = np.flatnonzero(src[rows] == SF)
+        cols = _LEAD_COLUMNS[SF]
+        con = sqlite3.connect(self.dir / "crm.db")
+        try:
+            con.execute("CREATE TEMP TABLE pick (id INTEGER PRIMARY KEY)")
+            con.executemany("INSERT INTO pick VALUES (?)", ((int(i),) for i in rownum[sf]))
+            names = ", ".join(f'"{cols[c]}"' for c in out)
+            got = con.execute(f'SELECT rowid, {names} FROM "Lead" WHERE rowid IN (SELECT id FROM pick)').fetchall()
+        finally:
+            con.close()
+        by_rowid = {g[0]: g[1:] for g in got}
+        if len(by_rowid) != len(sf):
+            raise ValueError(f"{self.dir / 'crm.db'}: {len(sf) - len(by_rowid)} rows of truth.parquet are not in "
+                             "the Lead table (was it edited by hand?)")
+        values = np.array([by_rowid[int(i)] for i in rownum[sf]], dtype=object).reshape(len(sf), len(out))
+        for j, c in enumerate(out):
+            out[c][sf] = values[:, j]
+        hs = np.flatnonzero(src[rows] == HS)
+        cols = _LEAD_COLUMNS[HS]
+        pos = pa.array(rownum[hs] - 1)
+        for c in out:
+            out[c][hs] = self.marketing.column(cols[c]).take(pos).to_numpy(zero_copy_only=False)
+        return out
+
+    # ------------------------------------------------------------------ new leads
+    def _new_leads(self):
+        rng, col, pools = self.rng, self.col, self.pools
+        k = int(round(self.fractions["new"] * self.N))
+        n_dup = int(round(0.25 * k))
+        n_new = k - n_dup
+        vi = np.flatnonzero(self.valid)
+        rep_rows = vi[np.unique(self.person[vi], return_index=True)[1]]  # each known person's first valid row
+        w = 1 + 2 * self.r[rep_rows]
+        dup_of = rep_rows[rng.choice(len(rep_rows), size=n_dup, p=w / w.sum())] if n_dup else np.empty(0, np.int64)
+        src = np.empty(k, dtype=np.int8)
+        same = rng.random(n_dup) < 0.4
+        src[:n_dup] = np.where(same, self.src[dup_of], _cat(rng, SOURCE_SHARE, n_dup))
+        src[n_dup:] = _cat(rng, SOURCE_SHARE, n_new)
+        # Who they are: known people as the truth knows them, new people at companies already in the data.
+        at = vi[rng.integers(0, len(vi), n_new)]
+        base = np.concatenate([dup_of, at])
+        country = col["country_code"][base]
+        cc = pd.Series(country).map({c: i for i, c in enumerate(COUNTRIES)}).to_numpy(dtype=np.int64)
+        first = np.empty(k, dtype=object)
+        last = np.empty(k, dtype=object)
+        email = np.empty(k, dtype=object)
+        e164 = np.empty(k, dtype=object)
+        for c, into in (("true_first_name", first), ("true_last_name", last), ("true_email", email),
+                        ("true_phone_e164", e164)):
+            into[:n_dup] = self._np(c)[dup_of]
+        nfc, nf = pools["n_common_first"], len(pools["first"])
+        nl, nreal, nacc = len(pools["last"]), pools["n_real_last"], pools["n_accented_last"]
+        zipf = 1.0 / np.arange(1, nfc + 1) ** 0.35
+        fn = rng.choice(nfc, size=n_new, p=zipf / zipf.sum())
+        acc = rng.random(n_new) < np.where(np.isin(cc[n_dup:], [2, 3]), 0.45, 0.08)
+        fn[acc] = nfc + rng.integers(0, nf - nfc, acc.sum())
+        u = rng.random(n_new)
+        ln = nreal + nacc + rng.integers(0, nl - nreal - nacc, n_new)
+        real = u < 0.2
+        zr = 1.0 / np.arange(1, nreal + 1) ** 0.8
+        ln[real] = rng.choice(nreal, size=real.sum(), p=zr / zr.sum())
+        acc_l = (u >= 0.2) & (u < 0.22)
+        ln[acc_l] = nreal + rng.integers(0, nacc, acc_l.sum())
+        first[n_dup:] = np.array(pools["first"], dtype=object)[fn]
+        last[n_dup:] = np.array(pools["last"], dtype=object)[ln]
+        company_id = self._np("company_id")[base]
+        sites = self._company_sites()
+        site = sites.reindex(company_id)
+        domain = site["domain"].to_numpy(dtype=object, na_value=None)
+        email[n_dup:] = self._new_emails(first[n_dup:], last[n_dup:], domain[n_dup:])
+        e164[n_dup:] = self._new_phones(cc[n_dup:])
+        ripeness = np.concatenate([self.r[dup_of], rng.beta(1.2, 4.2, n_new)])
+        person = np.concatenate([self.person[dup_of], self.person.max() + 1 + np.arange(n_new)])
+        opt_col = self._np("email_opt_out")
+        bounced_col = self._np("email_bounced")
+        optout = np.concatenate([opt_col[dup_of], rng.random(n_new) < 0.04])
+        bounced = np.concatenate([bounced_col[dup_of], rng.random(n_new) < 0.02])
+        dup = np.arange(k) < n_dup
+        # How the rows show them.
+        var = {}
+        shown_first = first.copy()
+        nick_idx = pd.Series(first).map({f: i for i, f in enumerate(pools["first"])}).to_numpy(dtype=float,
+                                                                                                  na_value=np.nan)
+        nick = np.empty(k, dtype=object)  # one tuple of nicknames per row (filled one by one: a 1-d array)
+        nick[:] = [pools["nicknames"][int(i)] if i == i else () for i in nick_idx]
+        sel = np.flatnonzero(dup & (np.array([len(x) for x in nick]) > 0) & (rng.random(k) < 0.18))
+        shown_first[sel] = [nick[i][int(v * len(nick[i]))] for i, v in zip(sel, rng.random(len(sel)))]
+        var["nickname"] = np.isin(np.arange(k), sel)
+        u = rng.random(k)
+        upper = (dup & (u < 0.05)) | ((src == EV) & (u < 0.12))
+        lower = dup & (u >= 0.05) & (u < 0.08)
+        sf_, sl_ = _s(shown_first), _s(last)
+        shown_first = sf_.mask(upper, _upper(sf_)).mask(lower, sf_.str.lower())
+        shown_last = sl_.mask(upper, _upper(sl_)).mask(lower, sl_.str.lower())
+        var["name_case"] = upper | lower
+        shown_email = _s(email)
+        gmail = shown_email.str.endswith("@gmail.com").to_numpy(dtype=bool, na_value=False)
+        plus = dup & gmail & (rng.random(k) < 0.3)
+        tags = _pick(_PLUS_TAGS, rng.integers(0, len(_PLUS_TAGS), k))
+        parts = shown_email.str.split("@", n=1)
+        shown_email = shown_email.mask(plus, parts.str[0] + "+" + tags + "@" + parts.str[1])
+        ecase = dup & (rng.random(k) < 0.05)
+        shown_email = shown_email.mask(ecase, shown_email.str.upper())
+        var["email_plus_tag"], var["email_case"] = plus, ecase
+        shown_phone = _s(_format_phones(rng, e164, country))
+        u = rng.random((4, k))
+        no_phone = (u[0] < np.select([src == SF, src == HS], [0.05, 0.15], 0.25)) | (dup & (u[1] < 0.10))
+        no_email = ((dup & (u[2] < 0.08)) | ((src == EV) & (u[3] < 0.4))) & ~no_phone
+        shown_phone = shown_phone.mask(no_phone)
+        shown_email = shown_email.mask(no_email)
+        var["phone_missing"], var["email_missing"] = dup & no_phone, dup & no_email
+        true_company = col["true_company"][base]
+        company = _s(true_company)
+        cu = rng.random(k)
+        cvar = np.where(cu < np.where(dup, 0.3, 0.05) + np.where(src == EV, 0.2, 0),
+                        1 + (rng.random(k) * 3).astype(int), 0)
+        stripped = company.str.replace(_SUFFIX_RE, "", regex=True)
+        company = (company.mask(cvar == 1, _upper(stripped)).mask(cvar == 2, company.str.lower())
+                   .mask(cvar == 3, stripped))
+        var["company_variant"] = (company != _s(true_company)).to_numpy(dtype=bool, na_value=False)
+        title = _pick(_TITLES, rng.integers(0, len(_TITLES), k)).mask(rng.random(k) < 0.05)
+        wv = rng.integers(0, 4, k)
+        dom = _s(site["website_domain"].to_numpy(dtype=object, na_value=None))
+        website = ("https://www." + dom).mask(wv == 1, "www." + dom).mask(wv == 2, "http://" + dom).mask(wv == 3, dom)
+        website = website.mask(rng.random(k) < 0.1)
+        addr_missing = rng.random(k) < np.where(src == HS, 0.3, 0.05)
+        address = {c: _s(site[c].to_numpy(dtype=object, na_value=None)).mask(addr_missing)
+                   for c in ("address", "city", "state", "zip")}
+        country_text = np.empty(k, dtype=object)
+        uc = rng.random(k)
+        for s in (SF, HS, EV):
+            for code, opts in _COUNTRY_TEXT[s].items():
+                m = (src == s) & (country == code)
+                country_text[m] = np.array(opts, dtype=object)[(uc[m] * len(opts)).astype(int)]
+        # Status, stage, lead source and owner of a lead that just arrived.
+        fresh_working = rng.random(k) < 0.15
+        status = np.where(fresh_working, "working", "new").astype(object)
+        ur = rng.random(k)
+        stage = np.where(fresh_working, np.where(ur < 0.2 + 0.6 * ripeness, "sql", "mql"),
+                         np.where((ripeness > 0.25) & (ur < 0.3 + 0.6 * ripeness), "mql", "inquiry")).astype(object)
+        cdf_cold, cdf_hot = np.cumsum(_COLD_SOURCE), np.cumsum(_HOT_SOURCE)
+        uu = rng.random(k)
+        ls = np.where(rng.random(k) < ripeness, np.searchsorted(cdf_hot, uu * cdf_hot[-1]),
+                      np.searchsorted(cdf_cold, uu * cdf_cold[-1]))
+        ls = np.minimum(ls, 6)
+        ls[dup & (ls == LS["rep_created"])] = LS["other"]  # a returning person is no credit grab
+        ls[(src == HS) & (ls == LS["rep_created"])] = LS["purchased_list"]
+        ls[src == EV] = LS["event"]
+        status[src == EV], stage[src == EV] = "new", "inquiry"
+        lead_source = np.array(C.LEAD_SOURCES, dtype=object)[ls]
+        purchased = (lead_source == "purchased_list") & (rng.random(k) < 0.5) & shown_phone.notna().to_numpy()
+        shown_email = shown_email.mask(purchased)
+        var["no_email_source"] = purchased | ((src == EV) & no_email)
+        owner = np.full(k, None, dtype=object)
+        has_owner = src != EV
+        base_owner = col["owner_id"][base]
+        owner[has_owner] = self._new_owner(base_owner[has_owner], country[has_owner])
+        created = self._times(k)
+        modified = np.minimum(created + (rng.random(k) * 15 * MINUTE).astype(np.int64), self.end)
+        creation_touch = np.isin(lead_source, ["form_fill", "target_page", "email", "event"])
+        dnc = (src == SF) & (rng.random(k) < 0.03)
+        optout_flag = optout & (src != EV) & ((src != SF) | (rng.random(k) < 0.9))
+        # Ids and positions after the rows already in each source.
+        ids = np.empty(k, dtype=object)
+        row_number = np.zeros(k, dtype=np.int64)
+        for s in (SF, HS, EV):
+            m = np.flatnonzero(src == s)
+            m = m[np.argsort(created[m], kind="stable")]
+            row_number[m] = int((self.src == s).sum()) + 1 + np.arange(len(m))
+            ids[m] = self._new_ids(s, len(m))
+        self.new = {
+            "src": src, "ids": ids, "row_number": row_number, "person": person, "dup": dup, "ripeness": ripeness,
+            "first": shown_first, "last": shown_last, "email": shown_email, "phone": shown_phone,
+            "company": company, "title": title, "website": website, **address, "country": _s(country_text),
+            "owner": owner, "status": status, "stage": stage, "lead_source": lead_source, "created": created,
+            "modified": modified, "activity": np.where(creation_touch, created, -1), "optout_flag": optout_flag,
+            "dnc": dnc, "creation_touch": creation_touch,
+        }
+        # Truth rows for them.
+        existing = np.bincount(self.person, minlength=int(person.max(initial=0)) + 1)
+        within = pd.Series(person).groupby(person).cumcount().to_numpy()
+        names = np.array(SOURCE_NAMES, dtype=object)[src]
+        vtxt = _s(np.full(k, "", dtype=object))
+        for key, flag in var.items():
+            vtxt = vtxt + _s(np.where(flag, key + ";", ""))
+        vtxt = vtxt.str.rstrip(";").replace("", pd.NA)
+        converted = np.zeros(k, bool)
+        converted[:n_dup] = self._np("converted")[dup_of]
+        open_ = np.isin(status, C.OPEN_STATUSES)
+        nat = np.full(k, -1, dtype=np.int64)
+        self.new_truth = pd.DataFrame({
+            "source_system": _pick(SYSTEMS, src), "source_name": _s(names), "source_id": _s(ids),
+            "row_number": row_number, "row_key": _s(names) + ":" + _s(row_number.astype(str)),
+            "person_id": person, "company_id": company_id, "is_duplicate": dup,
+            "dup_rank": np.where(dup, existing[person] + within, within), "duplicate_for_credit": np.zeros(k, bool),
+            "variations": vtxt, "planted_invalid": _s(np.full(k, None, dtype=object)),
+            "duplicate_source_id_of": _s(np.full(k, None, dtype=object)),
+            "planted_orphaned": open_ & ~has_owner, "orphan_reason": _s(np.full(k, None, dtype=object)),
+            "planted_stale": np.zeros(k, bool), "planted_false_qualified": np.zeros(k, bool),
+            "status_outdated": np.zeros(k, bool), "ripeness": ripeness, "converted": converted,
+            "outcome": _s(np.full(k, None, dtype=object)), "closed_at": _ts(nat), "amount": np.full(k, np.nan),
+            "fast_response": np.zeros(k, bool), "n_touches": np.zeros(k, np.int64),
+            "n_rep_touches": np.zeros(k, np.int64), "first_rep_touch_at": _ts(nat), "last_touch_at": _ts(nat),
+            "created_at": _ts(created), "status": _s(status), "stage": _s(stage), "lead_source": _s(lead_source),
+            "owner_id": _s(owner), "email_opt_out": optout, "email_opt_out_flag": optout_flag,
+            "email_bounced": bounced, "do_not_call": dnc, "country_code": _s(country),
+            "true_first_name": _s(first), "true_last_name": _s(last), "true_email": _s(email).str.lower(),
+            "true_phone_e164": _s(e164), "true_company": _s(true_company),
+        })
+
+    def _company_sites(self) -> pd.DataFrame:
+        """Per company: the web domain and address its marketing rows show (the first one given)."""
+        hs = np.flatnonzero(self.src == HS)
+        order = hs[np.argsort(self._np("row_number")[hs], kind="stable")]
+        frame = self.marketing.select(["website", "address", "city", "state", "zip"]).to_pandas(
+            types_mapper=_STR_TYPES)
+        frame["company_id"] = self._np("company_id")[order]
+        dom = frame["website"].str.replace(r"^(https?://)?(www\.)?", "", regex=True).str.lower()
+        frame["website_domain"] = dom
+        frame["domain"] = dom
+        return frame.drop(columns="website").groupby("company_id").first()
+
+    def _new_emails(self, first: np.ndarray, last: np.ndarray, domain: np.ndarray) -> np.ndarray:
+        """Addresses for new people, none equal (after gmail canonicalisation) to a known person's."""
+        rng, n = self.rng, len(first)
+        f = _s([_ascii_key(x) or "x" for x in first])
+        l_ = _s([_ascii_key(x) or "x" for x in last])
+        free = (rng.random(n) < 0.35) | pd.isna(domain)
+        fdom = _pick(_FREE_DOMAINS, _cat(rng, _FREE_SHARE, n))
+        num = _s(rng.integers(1, 100, n).astype(str)).str.zfill(2)
+        pat = rng.integers(0, 3, n)
+        local = (f + "." + l_).mask(pat == 1, f.str.slice(0, 1) + l_).mask(pat == 2, f + l_ + num)
+        dom = _s(domain).mask(free, fdom)
+        known = pc.unique(pc.replace_substring(pc.utf8_lower(self.truth.column("true_email")), ".", "")
+                          .combine_chunks()).drop_null()
+        for _ in range(10):
+            key = (local + "@" + dom).str.lower().str.replace(".", "", regex=False)
+            clash = (pc.is_in(pa.array(key).cast(known.type), value_set=known).to_numpy(zero_copy_only=False)
+                     | key.duplicated().to_numpy())
+            if not clash.any():
+                break
+            local = local.mask(clash, local + _s(rng.integers(2, 10_000, n).astype(str)))
+        return (local + "@" + dom).str.lower().to_numpy(dtype=object)
+
+    def _new_phones(self, cc: np.ndarray) -> np.ndarray:
+        """E.164 numbers for new people, none a known person's."""
+        rng, n = self.rng, len(cc)
+        dial = np.array([_DIAL[c] for c in COUNTRIES], dtype=object)[cc]
+        known = pc.unique(self.truth.column("true_phone_e164").combine_chunks()).drop_null()
+        out = np.empty(n, dtype=object)
+        todo = np.arange(n)
+        for _ in range(10):
+            area = np.array(_US_AREA_CODES, dtype=object)[rng.integers(0, len(_US_AREA_CODES), (cc[todo] == 0).sum())]
+            nsn = _national_numbers(rng, cc[todo], area)
+            out[todo] = ("+" + _s(dial[todo]) + _s(nsn.astype(str))).to_numpy(dtype=object)
+            s = _s(out)
+            clash = (pc.is_in(pa.array(s).cast(known.type), value_set=known).to_numpy(zero_copy_only=False)
+                     | s.duplicated().to_numpy())
+            todo = np.flatnonzero(clash)
+            if not len(todo):
+                break
+        return out
+
+    def _new_ids(self, s: int, n: int) -> np.ndarray:
+        rng = self.rng
+        if not n:
+            return np.empty(0, dtype=object)
+        if s == SF:
+            con = sqlite3.connect(self.dir / "crm.db")
+            try:
+                top = con.execute('SELECT MAX(substr("Id", 1, 15)) FROM "Lead"').fetchone()[0]
+            finally:
+                con.close()
+            alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+            num = 0
+            for ch in top[6:15]:
+                num = num * 62 + alphabet.index(ch)
+            return _sf_ids("00Q", num + np.cumsum(rng.integers(1, 30, n)))
+        if s == HS:
+            ids = pc.cast(self.marketing.column("hs_object_id"), pa.int64())
+            top = pc.max(ids).as_py() or 1_000_000
+            return (top + np.cumsum(rng.integers(1, 200, n))).astype(str).astype(object)
+        day = np.datetime64(self.end - 1, "ms").astype("datetime64[D]").astype(str).replace("-", "")[2:]
+        return (_s(np.full(n, f"RMEET{day}-", dtype=object)) + _s((1 + np.arange(n)).astype(str)).str.zfill(5)
+                ).to_numpy(dtype=object)
+
+    # ------------------------------------------------------------------ touches
+    def _touches(self):
+        """New touches: the worked leads' rep touches, new leads' first touch, and a few percent of all
+        leads touched again (a cold/hot mixture by ripeness, like the first night's)."""
+        rng, N = self.rng, self.N
+        nw = self.new
+        k_new = len(nw["src"])
+        # Truth arrays over old + new rows.
+        r = np.concatenate([self.r, nw["ripeness"]])
+        owner = np.concatenate([self.col["owner_id"], nw["owner"]])
+        status = np.concatenate([self.col["status"], nw["status"]])
+        src = np.concatenate([self.src, nw["src"]])
+        dnc = np.concatenate([self._np("do_not_call"), nw["dnc"]])
+        opt = np.concatenate([self._np("email_opt_out"), self.new_truth["email_opt_out"].to_numpy()])
+        bounced = np.concatenate([self._np("email_bounced"), self.new_truth["email_bounced"].to_numpy()])
+        valid = np.concatenate([self.valid, np.ones(k_new, bool)])
+        k = int(round(self.fractions["touched"] * N))
+        cand = np.flatnonzero(valid[:N])
+        picked = _choose(rng, cand, k, weights=0.3 + r[cand])
+        n_each = 1 + np.minimum(rng.poisson(2 * r[picked]), 3)
+        row = np.repeat(picked, n_each)
+        cold = np.zeros(len(C.TOUCH_TYPES))
+        hot = np.zeros(len(C.TOUCH_TYPES))
+        for name, p in _COLD_TOUCH.items():
+            cold[TT[name]] = p
+        for name, p in _HOT_TOUCH.items():
+            hot[TT[name]] = p
+        cdf_c, cdf_h = np.cumsum(cold) / cold.sum(), np.cumsum(hot) / hot.sum()
+        u = rng.random(len(row))
+        typ = np.where(rng.random(len(row)) < r[row], np.searchsorted(cdf_h, u, side="right"),
+                       np.searchsorted(cdf_c, u, side="right"))
+        typ = np.minimum(typ, len(C.TOUCH_TYPES) - 1).astype(np.int8)
+        to_marketing = np.arange(len(C.TOUCH_TYPES), dtype=np.int8)
+        to_marketing[TT["call"]], to_marketing[TT["rep_email"]] = TT["page_view"], TT["email_open"]
+        to_marketing[TT["meeting"]] = TT["email_click"]
+        worked = (src[row] != EV) & np.isin(owner[row], self.active_ids) & (status[row] != "new")
+        typ = np.where(worked, typ, to_marketing[typ]).astype(np.int8)
+        typ[(typ == TT["call"]) & dnc[row]] = TT["rep_email"]
+        ts = self._times(len(row))
+        # The new leads' first touch: what brought them in.
+        nr = np.flatnonzero(nw["creation_touch"])
+        ls = nw["lead_source"][nr]
+        first_typ = np.select([ls == "form_fill", ls == "target_page", ls == "email"],
+                              [TT["form_fill"], np.where(rng.random(len(nr)) < 0.4, TT["pricing_page_view"],
+                                                         TT["page_view"]), TT["email_click"]],
+                              TT["event_attended"]).astype(np.int8)
+        ct = self.change_touches
+        row = np.concatenate([row, ct["row"], N + nr])
+        typ = np.concatenate([typ, ct["type"], first_typ])
+        ts = np.concatenate([ts, ct["ts"], nw["created"][nr]])
+        email_t = np.isin(typ, [TT["email_open"], TT["email_click"]])
+        typ[email_t & bounced[row]] = TT["email_bounce"]
+        typ[np.isin(typ, [TT["email_open"], TT["email_click"], TT["email_bounce"]]) & opt[row]] = TT["page_view"]
+        rep = np.isin(typ, [TT["call"], TT["rep_email"], TT["meeting"]])
+        actor = np.where(rep, owner[row], "marketing").astype(object)
+        camp = self._campaigns(typ, ts, event_first=np.r_[np.zeros(len(row) - len(nr), bool),
+                                                           nw["src"][nr] == EV])
+        order = np.lexsort((row, ts))
+        self.touch = {"row": row[order], "type": typ[order], "ts": ts[order], "actor": actor[order],
+                      "camp": camp[order], "src": src[row[order]]}
+        # Truth: touch counts, last touch, first rep touch; a touched lead is no longer idle.
+        total = N + k_new
+        n = np.bincount(row, minlength=total)
+        n_rep = np.bincount(row[rep], minlength=total)
+        last = np.full(total, -1, dtype=np.int64)
+        np.maximum.at(last, row, ts)
+        first_rep = np.full(total, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(first_rep, row[rep], ts[rep])
+        self.touch_stats = {"n": n, "n_rep": n_rep, "last": last,
+                            "first_rep": np.where(first_rep == np.iinfo(np.int64).max, -1, first_rep)}
+
+    def _campaigns(self, typ: np.ndarray, ts: np.ndarray, event_first: np.ndarray) -> np.ndarray:
+        rng, n = self.rng, len(typ)
+        month = np.datetime_as_string(ts.astype("datetime64[ms]").astype("datetime64[M]"))
+        out = np.full(n, None, dtype=object)
+        email_t = np.isin(typ, [TT["email_open"], TT["email_click"], TT["email_bounce"], TT["unsubscribe"]])
+        series = np.array(_EMAIL_SERIES, dtype=object)[rng.integers(0, len(_EMAIL_SERIES), n)]
+        out[email_t] = series[email_t] + " " + month[email_t].astype(object)
+        m = typ == TT["form_fill"]
+        out[m] = np.array(_FORMS, dtype=object)[rng.integers(0, len(_FORMS), m.sum())]
+        m = np.flatnonzero(np.isin(typ, [TT["page_view"], TT["pricing_page_view"]]))
+        utm = np.array(_UTMS, dtype=object)[rng.integers(0, len(_UTMS), len(m))]
+        out[m] = np.where(rng.random(len(m)) < 0.4, None, utm)
+        out[typ == TT["demo_request"]] = "Website - Book a Demo"
+        m = typ == TT["event_attended"]
+        out[m] = "Webinar " + month[m].astype(object)
+        day = str(np.datetime64(self.end - 1, "ms").astype("datetime64[D]"))
+        out[m & event_first] = f"RevOps Meetup {day}"
+        return out
+
+    # ------------------------------------------------------------------ write
+    def _write(self):
+        self._write_crm()
+        self._write_marketing()
+        self._write_events()
+        self._write_touches()
+        self._write_outcomes()
+        self._write_truth()
+
+    def _new_frame(self, rows: np.ndarray, columns: dict) -> pd.DataFrame:
+        """The new rows `rows` as a frame: output column -> key of self.new."""
+        return pd.DataFrame({out: _take(self.new[key], rows) for out, key in columns.items()})
+
+    def _touched_of(self, s: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row numbers of the source's existing rows touched tonight, and their last touch."""
+        last = self.touch_stats["last"][:self.N]
+        m = np.flatnonzero((last >= 0) & (self.src == s))
+        return self._np("row_number")[m], last[m]
+
+    def _changed_of(self, s: int):
+        m = np.flatnonzero(self.src[self.changed] == s)
+        return m, self._np("row_number")[self.changed[m]]
+
+    def _write_crm(self):
+        path = self.dir / "crm.db"
+        m, rowid = self._changed_of(SF)
+        new, cols = self.change_new, _LEAD_COLUMNS[SF]
+        con = sqlite3.connect(path)
+        try:
+            columns = [r[1] for r in con.execute('PRAGMA table_info("Lead")')]
+            sets = ("title", "phone", "company", "owner", "status", "stage")
+            sql = (f'UPDATE "Lead" SET {", ".join(f"{chr(34)}{cols[c]}{chr(34)} = ?" for c in sets)}, '
+                   f'"{cols["modified"]}" = ? WHERE rowid = ?')
+            modified = _sf_time(new["modified"][m]).to_numpy(dtype=object, na_value=None)
+            con.executemany(sql, zip(*[new[c][m] for c in sets], modified, (int(i) for i in rowid)))
+            # The CRM keeps its last activity date up to date without counting it as a change of the lead.
+            touched, last = self._touched_of(SF)
+            con.executemany(f'UPDATE "Lead" SET "{cols["activity"]}" = ? WHERE rowid = ?',
+                            zip(_sf_time(last).to_numpy(dtype=object, na_value=None), (int(i) for i in touched)))
+            nw = self.new
+            rows = np.flatnonzero(nw["src"] == SF)
+            rows = rows[np.argsort(nw["row_number"][rows])]
+            frame = self._new_frame(rows, {
+                "Id": "ids", "FirstName": "first", "LastName": "last", "Email": "email", "Phone": "phone",
+                "Company": "company", "Title": "title", "Website": "website", "Street": "address", "City": "city",
+                "State": "state", "PostalCode": "zip", "Country": "country", "OwnerId": "owner"})
+            frame["Status"] = _s([_CRM_STATUS_OUT[v][0] for v in nw["status"][rows]])
+            frame["Stage__c"] = _s([_CRM_STAGE_OUT[v][0] for v in nw["stage"][rows]])
+            frame["LeadSource"] = _s([_CRM_SOURCE_OUT[v][0] for v in nw["lead_source"][rows]])
+            frame["CreatedDate"] = _sf_time(nw["created"][rows])
+            frame["LastModifiedDate"] = _sf_time(nw["modified"][rows])
+            frame["LastActivityDate"] = _sf_time(nw["activity"][rows])
+            frame["HasOptedOutOfEmail"] = nw["optout_flag"][rows].astype(np.int64)
+            frame["DoNotCall"] = nw["dnc"][rows].astype(np.int64)
+            frame = frame[columns]
+            if len(frame):
+                cells = [pa.array(frame[c]).to_pylist() for c in columns]
+                con.executemany(f'INSERT INTO "Lead" VALUES ({", ".join("?" * len(columns))})', zip(*cells))
+            con.commit()
+        finally:
+            con.close()
+
+    def _write_marketing(self):
+        table, cols, new = self.marketing, _LEAD_COLUMNS[HS], self.change_new
+        metadata = table.schema.metadata
+        m, rownum = self._changed_of(HS)
+        pos = rownum - 1
+        for c in ("title", "phone", "company", "owner", "status", "stage", "modified"):
+            values = _column_np(table, cols[c])
+            values[pos] = new[c][m]
+            table = _set_column(table, cols[c], values)
+        touched, last = self._touched_of(HS)
+        activity = _column_np(table, cols["activity"])
+        activity[touched - 1] = last
+        table = _set_column(table, cols["activity"], activity)
+        nw = self.new
+        rows = np.flatnonzero(nw["src"] == HS)
+        rows = rows[np.argsort(nw["row_number"][rows])]
+        add = self._new_frame(rows, {
+            "hs_object_id": "ids", "firstname": "first", "lastname": "last", "email": "email", "phone": "phone",
+            "company": "company", "jobtitle": "title", "website": "website", "address": "address", "city": "city",
+            "state": "state", "zip": "zip", "country": "country", "hubspot_owner_id": "owner"})
+        add["hs_lead_status"] = _s([_HS_STATUS_OUT[v][0] for v in nw["status"][rows]])
+        add["lifecyclestage"] = _s([_HS_STAGE_OUT[v][0] for v in nw["stage"][rows]])
+        add["hs_analytics_source"] = _s([_HS_SOURCE_OUT[v][0] for v in nw["lead_source"][rows]])
+        add["createdate"] = _ts(nw["created"][rows])
+        add["lastmodifieddate"] = _ts(nw["modified"][rows])
+        add["notes_last_updated"] = _ts(nw["activity"][rows])
+        add["hs_email_optout"] = nw["optout_flag"][rows]
+        table = table.replace_schema_metadata(None)
+        added = pa.Table.from_pandas(add, schema=table.schema, preserve_index=False).replace_schema_metadata(None)
+        out = pa.concat_tables([table, added]).replace_schema_metadata(metadata)
+        pq.write_table(out, self.dir / "marketing_leads.parquet")
+        self.marketing = None
+
+    def _write_events(self):
+        nw = self.new
+        rows = np.flatnonzero(nw["src"] == EV)
+        rows = rows[np.argsort(nw["row_number"][rows])]
+        if not len(rows):
+            return
+        scanned = _s(np.datetime_as_string(nw["created"][rows].astype("datetime64[ms]").astype("datetime64[s]"),
+                                           unit="s")).str.replace("T", " ", regex=False)
+        frame = self._new_frame(rows, {
+            "Badge ID": "ids", "First Name": "first", "Last Name": "last", "E-mail": "email", "Telephone": "phone",
+            "Organisation": "company", "Job Title": "title", "Country": "country"})
+        frame["Scanned At"] = scanned
+        with open(self.dir / "event_list.csv", "a", encoding="latin-1", errors="strict", newline="") as fh:
+            frame.to_csv(fh, index=False, header=False, lineterminator="\n")
+
+    def _write_touches(self):
+        path = self.dir / "touches.parquet"
+        tt, N, nw = self.touch, self.N, self.new
+        source_id = np.concatenate([self.col["source_id"], nw["ids"]])
+        old = pq.ParquetFile(path)
+        schema = old.schema_arrow
+        table = pa.table({
+            "system": pa.array(np.array(SYSTEMS, dtype=object)[tt["src"]], type=pa.string()),
+            "lead_id": pa.array(source_id[tt["row"]], type=pa.string()),
+            "event": pa.array(np.array(C.TOUCH_TYPES, dtype=object)[tt["type"]], type=pa.string()),
+            "medium": pa.array(np.array([TOUCH_MEDIUM[t_] for t_ in C.TOUCH_TYPES], dtype=object)[tt["type"]],
+                               type=pa.string()),
+            "campaign": pa.array(tt["camp"], type=pa.string()),
+            "ts": pa.array(tt["ts"].astype("datetime64[ms]"), type=pa.timestamp("ms", tz="UTC")),
+            "actor": pa.array(tt["actor"], type=pa.string()),
+        }, schema=schema)
+        tmp = path.with_name(path.name + ".tmp")
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for batch in old.iter_batches(batch_size=1_000_000):
+                writer.write_table(pa.Table.from_batches([batch], schema=schema))
+            writer.write_table(table)
+        old.close()
+        os.replace(tmp, path)
+
+    def _write_outcomes(self):
+        o = self.new_outcomes
+        if not len(o["rows"]):
+            return
+        order = np.lexsort((o["rows"], o["closed_at"]))
+        rows = o["rows"][order]
+        frame = pd.DataFrame({
+            "source_system": np.array(SYSTEMS, dtype=object)[self.src[rows]], "source_id": self.col["source_id"][rows],
+            "outcome": np.where(o["won"][order], "won", "lost"), "closed_at": _iso_z(o["closed_at"][order]),
+            "amount": o["amount"][order],
+        })
+        with open(self.dir / "outcomes.csv", "a", encoding="utf-8", newline="") as fh:
+            frame.to_csv(fh, index=False, header=False, lineterminator="\n", float_format="%.2f")
+
+    def _write_truth(self):
+        """The truth with the night in it: the changed rows' status, stage, owner and outcome, the new
+        rows, touch counts, and staleness at the new now; rows in source order as before."""
+        col, rows, o = self.col, self.changed, self.new_outcomes
+        tab = self.truth
+        metadata = tab.schema.metadata
+        put = {c: col[c] for c in ("status", "stage", "owner_id", "outcome")}
+        put["closed_at"] = self._np("closed_at")
+        put["closed_at"][o["rows"]] = o["closed_at"]
+        put["amount"] = self._np("amount").copy()
+        put["amount"][o["rows"]] = o["amount"]
+        put["converted"] = self._np("converted") | np.isin(self.person, self.person[o["rows"][o["won"]]])
+        open_ = np.isin(col["status"][rows], C.OPEN_STATUSES)
+        owned = np.isin(col["owner_id"][rows], self.active_ids)
+        put["planted_orphaned"] = self._np("planted_orphaned").copy()
+        put["planted_orphaned"][rows] = open_ & ~owned
+        put["orphan_reason"] = self._np("orphan_reason")
+        put["orphan_reason"][rows[owned]] = None
+        put["status_outdated"] = self._np("status_outdated").copy()
+        put["status_outdated"][rows] = (col["outcome"][rows] != None) & open_  # noqa: E711
+        for name, values in put.items():
+            tab = _set_column(tab, name, values)
+        new = pa.Table.from_pandas(self.new_truth, schema=tab.schema.remove_metadata(), preserve_index=False)
+        both = pa.concat_tables([tab.replace_schema_metadata(None), new.replace_schema_metadata(None)])
+        self.truth = tab = None
+        st = self.touch_stats
+        for c, key in (("n_touches", "n"), ("n_rep_touches", "n_rep")):
+            both = _set_column(both, c, _column_np(both, c) + st[key])
+        last = np.maximum(_column_np(both, "last_touch_at"), st["last"])
+        first_rep = _column_np(both, "first_rep_touch_at")
+        both = _set_column(both, "last_touch_at", last)
+        both = _set_column(both, "first_rep_touch_at", np.where(first_rep >= 0, first_rep, st["first_rep"]))
+        # Stale as the unclosed flag defines it, at the new now: open and no activity for 45 days.
+        idle_since = np.where(last >= 0, last, _column_np(both, "created_at"))
+        stale = np.isin(_column_np(both, "status"), C.OPEN_STATUSES) & (idle_since < self.end - 45 * DAY)
+        both = _set_column(both, "planted_stale", stale)
+        src = np.concatenate([self.src, self.new["src"]])
+        both = both.take(pa.array(np.lexsort((_column_np(both, "row_number"), src))))
+        person = _column_np(both, "person_id")
+        converted = _column_np(both, "converted")
+        self.truth_counts = {
+            "people": len(np.unique(person)), "duplicates": int(_column_np(both, "is_duplicate").sum()),
+            "orphaned": int(_column_np(both, "planted_orphaned").sum()), "stale": int(stale.sum()),
+            "converted_people": len(np.unique(person[converted])),
+            "crm": int((src == SF).sum()), "marketing": int((src == HS).sum()), "events": int((src == EV).sum()),
+        }
+        pq.write_table(both.replace_schema_metadata(metadata), self.dir / "truth.parquet")
+
+    def _write_manifest(self) -> dict:
+        m = self.manifest
+        nw, kind, o = self.new, self.change_kind, self.new_outcomes
+        counts = dict(m["counts"])
+        k_new = len(nw["src"])
+        counts.update(self.truth_counts)
+        counts["leads"] = int(counts["leads"]) + k_new
+        counts["touches"] = int(counts["touches"]) + len(self.touch["ts"])
+        counts["outcomes"] = int(counts["outcomes"]) + len(o["rows"])
+        counts["won"] = int(counts["won"]) + int(o["won"].sum())
+        counts["lost"] = int(counts["lost"]) + int((~o["won"]).sum())
+        changed_src = self.src[self.changed]
+        new_src = nw["src"]
+        m.update({
+            "out_dir": str(self.dir.resolve()),
+            "files": {k: str((self.dir / Path(v).name).resolve()) for k, v in m["files"].items()},
+            "counts": counts, "night": self.night,
+            "now": pd.Timestamp(self.end, unit="ms", tz="UTC").isoformat(),
+            "last_night": {
+                "seed": self.seed, "fractions": self.fractions,
+                "interval": [pd.Timestamp(self.now, unit="ms", tz="UTC").isoformat(),
+                             pd.Timestamp(self.end, unit="ms", tz="UTC").isoformat()],
+                "changed": {SOURCE_NAMES[s]: int((changed_src == s).sum()) for s in (SF, HS)},
+                "changed_by_kind": {name: int((kind == i).sum()) for i, name in enumerate(_CHANGE_KINDS)},
+                "new": {SOURCE_NAMES[s]: int((new_src == s).sum()) for s in (SF, HS, EV)},
+                "new_duplicates": int(nw["dup"].sum()),
+                "new_touches": len(self.touch["ts"]), "new_outcomes": len(o["rows"]),
+            },
+        })
+        (self.dir / "manifest.json").write_text(json.dumps(m, indent=2) + "\n", encoding="utf-8")
+        return m
 
 
 def _typo(s: str, a: float, b: float) -> str:
