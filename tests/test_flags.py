@@ -136,3 +136,27 @@ def test_a_night_with_no_valid_leads_flags_nothing_and_still_loads(tmp_path):
     result = run_all(ctx)
     assert result["flag"]["lead_flags"] == 0 and result["load"]["quarantined_leads"] == 4
     assert len(ctx.warehouse().read_table("quarantine")) >= 4
+
+
+def test_orphaned_keeps_the_rep_it_suggested_while_that_rep_is_active():
+    """An open orphaned flag suggests the same rep every night (its row is not rewritten), until that rep leaves."""
+    import json
+
+    from slowburn.flags import orphaned
+
+    owners = pd.DataFrame({"owner_id": ["O1", "O2", "O3"], "active": [True, True, True], "deactivated_at": pd.NaT,
+                           "territory": "NA-East", "daily_capacity": 10})
+    golden = pd.DataFrame({"golden_id": [f"g{i}" for i in range(4)], "owner_id": None, "status": "new",
+                           "country_code": "US"})
+    first = orphaned(golden, owners)
+    made = {g: json.loads(e)["suggested_owner_id"] for g, e in zip(first.golden_id, first.evidence)}
+    # A new orphan sorted first shifts the round-robin; the earlier suggestions stand.
+    more = pd.concat([golden.head(1).assign(golden_id="a0"), golden], ignore_index=True)
+    again = orphaned(more, owners, previous=first).set_index("golden_id")
+    assert {g: json.loads(again.loc[g, "evidence"])["suggested_owner_id"] for g in made} == made
+    assert (again.loc[list(made), "suggested_action"] == first.set_index("golden_id").suggested_action).all()
+    # The suggested rep of g0 leaves: g0 gets another active rep.
+    gone = made["g0"]
+    left = owners.assign(active=owners.owner_id != gone)
+    moved = orphaned(more, left, previous=first).set_index("golden_id")
+    assert json.loads(moved.loc["g0", "evidence"])["suggested_owner_id"] not in (gone, None)

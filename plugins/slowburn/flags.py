@@ -48,8 +48,13 @@ class FlagConfig:
 LIFECYCLE_COLUMNS = ["status", "opened_at", "closed_at", "first_run_id", "last_seen_run_id"]
 
 
-def orphaned(golden: pd.DataFrame, owners: pd.DataFrame) -> pd.DataFrame:
-    """Open leads with no owner, an owner we do not know, or an owner who left."""
+def orphaned(golden: pd.DataFrame, owners: pd.DataFrame, previous: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Open leads with no owner, an owner we do not know, or an owner who left.
+
+    The suggested rep comes from the routing round-robin; a suggestion an earlier night made
+    (`previous`: the open flags, evidence carrying suggested_owner_id) stands while that rep is
+    active, so an open flag does not suggest someone else every night.
+    """
     open_lead = golden["status"].isin(OPEN_STATUSES) | golden["status"].isna()
     known = golden["owner_id"].isin(owners["owner_id"])
     active = golden["owner_id"].isin(active_owners(owners)["owner_id"])
@@ -59,13 +64,22 @@ def orphaned(golden: pd.DataFrame, owners: pd.DataFrame) -> pd.DataFrame:
     why = np.where(hit["owner_id"].isna(), "no owner",
                    np.where(~known[hit.index], "owner not in the owners table", "owner is deactivated"))
     suggested = assign_owners(hit, owners)["owner_id"].to_numpy()
+    if previous is not None and len(previous):
+        before = previous[previous["flag"] == "orphaned"]
+        made = {g: json.loads(e).get("suggested_owner_id") for g, e in zip(before["golden_id"], before["evidence"])
+                if isinstance(e, str) and e.startswith("{")}
+        still = set(active_owners(owners)["owner_id"])
+        kept = np.array([made.get(g) in still for g in hit["golden_id"]], dtype=bool)
+        suggested = np.where(kept, np.array([made.get(g) for g in hit["golden_id"]], dtype=object), suggested)
     names = dict(zip(owners["owner_id"], owners["name"])) if "name" in owners else {}
     return pd.DataFrame({
         "golden_id": hit["golden_id"].to_numpy(),
         "flag": "orphaned",
         "severity": "high",
         "owner_id": hit["owner_id"].to_numpy(),
-        "evidence": [json.dumps({"owner_id": None if pd.isna(o) else o, "why": w}) for o, w in zip(hit["owner_id"], why)],
+        "evidence": [json.dumps({"owner_id": None if pd.isna(o) else o, "why": w,
+                                 "suggested_owner_id": s if isinstance(s, str) else None})
+                     for o, w, s in zip(hit["owner_id"], why, suggested)],
         "reason": [f"open lead with {w}" + ("" if pd.isna(o) else f" ({o})") for o, w in zip(hit["owner_id"], why)],
         "suggested_action": [f"reassign to {names.get(s) or s}" + (f" ({s})" if names.get(s) else "")
                              if isinstance(s, str) else "reassign: no active rep available" for s in suggested],
@@ -417,12 +431,14 @@ def dropped_followup(golden: pd.DataFrame, facts: pd.DataFrame, now: pd.Timestam
 def flag_leads(golden: pd.DataFrame, scores: pd.DataFrame, owners: pd.DataFrame, now: pd.Timestamp,
                cfg: FlagConfig = FlagConfig(), touches: pd.DataFrame | None = None,
                outcomes: pd.DataFrame | None = None, sales_queue: pd.DataFrame | None = None,
-               nurture_queue: pd.DataFrame | None = None, routing: RoutingConfig | None = None) -> pd.DataFrame:
+               nurture_queue: pd.DataFrame | None = None, routing: RoutingConfig | None = None,
+               previous: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every flag rule over the golden leads. The touch rules (worked_not_closed, stage_inflation,
     dropped_followup) run when `touches` (golden_id, touch_type, occurred_at: the whole history) is
     given; stale_status when `outcomes` (golden_id, outcome, closed_at) is; sla_breach when tonight's
-    queues (slowburn.route output) are, with the routing calendar that set their deadlines."""
-    frames = [orphaned(golden, owners), unclosed(golden, scores, now, cfg), duplicate_for_credit(golden)]
+    queues (slowburn.route output) are, with the routing calendar that set their deadlines.
+    `previous`: the open flags before tonight (see orphaned)."""
+    frames = [orphaned(golden, owners, previous), unclosed(golden, scores, now, cfg), duplicate_for_credit(golden)]
     if touches is not None:
         facts = touch_facts(touches, cfg)
         frames += [worked_not_closed(golden, facts, cfg), stage_inflation(golden, facts, cfg),

@@ -620,11 +620,10 @@ def flag(ctx: RunContext) -> dict:
     only the rows that changed.
     Thresholds: FlagConfig defaults, overridden by the YAML mapping at $SLOWBURN_FLAGS_CONFIG if set.
     """
-    import sqlalchemy as sa
     import yaml
 
     from slowburn import warehouse as warehouse_module
-    from slowburn.flags import LIFECYCLE_COLUMNS, REP_TOUCHES, FlagConfig, flag_leads, track_flags
+    from slowburn.flags import REP_TOUCHES, FlagConfig, flag_leads, track_flags
 
     cfg_path = os.environ.get("SLOWBURN_FLAGS_CONFIG")
     cfg = FlagConfig.from_mapping(yaml.safe_load(Path(cfg_path).read_text(encoding="utf-8")) if cfg_path else None)
@@ -644,23 +643,14 @@ def flag(ctx: RunContext) -> dict:
                                                on=["source_system", "source_id"])
     from slowburn.ripeness import load_config
     from slowburn.route import RoutingConfig
-    current = flag_leads(golden, ctx.read("lead_scores"), owners, ctx.as_of, cfg, touches=history,
-                         outcomes=outcomes, sales_queue=ctx.read("sales_queue"),
-                         nurture_queue=ctx.read("nurture_queue"), routing=RoutingConfig.from_config(load_config()))
-
-    # Warehouses made before the lifecycle columns: add them (ADD COLUMN is cheap on both dialects).
-    have = {c["name"] for c in sa.inspect(wh.engine).get_columns("lead_flags")}
-    ts = "TEXT" if wh.dialect == "sqlite" else "TIMESTAMP WITH TIME ZONE"
-    with wh.engine.begin() as conn:
-        for col in LIFECYCLE_COLUMNS:
-            if col not in have:
-                conn.exec_driver_sql(f"ALTER TABLE lead_flags ADD COLUMN {col} "
-                                     f"{ts if col.endswith('_at') else 'TEXT'}")
     # The previous record is the open flags in the warehouse (closed ones are history no run changes).
     # The first attempt keeps what it read in the run folder, so a re-run of a loaded night closes and
     # opens the same flags.
     if ctx.path("previous_lead_flags").exists():
         previous = ctx.read("previous_lead_flags")
+    elif (loaded := previous_state(ctx, "lead_flags")) is not None:
+        previous = loaded[loaded["status"] == "open"].drop(columns=["run_id"], errors="ignore")
+        ctx.write("previous_lead_flags", previous)
     else:
         previous = wh.read_typed(f"SELECT * FROM lead_flags WHERE {warehouse_module.SCOPE['lead_flags']}",
                                  datetime_columns=("opened_at", "closed_at"))
@@ -671,6 +661,11 @@ def flag(ctx: RunContext) -> dict:
             previous["opened_at"] = previous["opened_at"].fillna(opened)
         previous = previous.drop(columns=["run_id", "row_digest"], errors="ignore")
         ctx.write("previous_lead_flags", previous)
+    current = flag_leads(golden, ctx.read("lead_scores"), owners, ctx.as_of, cfg, touches=history,
+                         outcomes=outcomes, sales_queue=ctx.read("sales_queue"),
+                         nurture_queue=ctx.read("nurture_queue"), routing=RoutingConfig.from_config(load_config()),
+                         previous=previous)
+
     record = track_flags(previous, current, ctx.as_of, ctx.run_id, keep_closed=False)
     ctx.write("lead_flags", record)
     is_open = record["status"] == "open"

@@ -359,8 +359,11 @@ def route(golden: pd.DataFrame, scores: pd.DataFrame, owners: pd.DataFrame, now:
     tomorrow = now_ns + DAY_NS
     next_touch = np.where((due == nat) | (due <= now_ns), tomorrow, due)
     prev_next = _ns(pn["next_touch_at"])[rest_mask]
-    keep_plan = (prev_next != nat) & (prev_next > now_ns)
-    next_touch = np.where(keep_plan, prev_next, next_touch)  # a touch already planned for later stands
+    # A planned touch stands until a newer touch moves the lead's due date past it. One that came due
+    # and was not sent keeps its date: it is overdue since then (email tools send what is due), and
+    # the row does not change every night it waits.
+    keep_plan = (prev_next != nat) & ((prev_next > now_ns) | (due == nat) | (due <= prev_next))
+    next_touch = np.where(keep_plan, prev_next, next_touch)
     missed_at = np.where(missed_now[rest_mask], respond_prev[rest_mask],
                          np.where(held[rest_mask], missed_before[rest_mask], nat))
     missed_owner = np.where(missed_now[rest_mask], ps["owner_id"].to_numpy(dtype=object)[rest_mask],
