@@ -41,7 +41,8 @@ WRITTEN_BY = {
     **{n: "normalise" for n in ("normalised_leads", "normalised_touches", "lead_problems", "touch_problems",
                                 "owners", "outcomes")},
     **{n: "validate" for n in ("valid_leads", "valid_touches", "quarantine")},
-    **{n: "dedupe" for n in ("current_leads", "lead_links", "golden_leads", "dedupe_review", "golden_merges")},
+    **{n: "dedupe" for n in ("current_leads", "lead_links", "golden_leads", "dedupe_review", "golden_merges",
+                             "golden_changes")},
     **{n: "score" for n in ("lead_scores", "touches")},
     **{n: "route" for n in ("sales_queue", "nurture_queue")},
     "lead_flags": "flag",
@@ -461,6 +462,11 @@ def dedupe(ctx: RunContext) -> dict:
     ctx.write("golden_leads", result.golden)
     ctx.write("dedupe_review", result.review)
     ctx.write("golden_merges", result.merges.astype({"survivor": "string", "absorbed": "string"}))
+    # Records tonight changed or removed: the score step explains only leads whose inputs changed.
+    ctx.write("golden_changes", pd.DataFrame({
+        "golden_id": pd.array(sorted(result.changed_golden_ids) + sorted(result.removed_golden_ids), dtype="string"),
+        "change": pd.array(["changed"] * len(result.changed_golden_ids) + ["removed"] * len(result.removed_golden_ids),
+                           dtype="string")}))
     if result.model is not None:
         ctx.write_json("dedupe_model", result.model)
     ctx.write_json("dedupe_report", result.report)
@@ -486,12 +492,17 @@ def score(ctx: RunContext) -> dict:
     # File drops without a watermark re-send old events: count each event once.
     history = (pd.concat([earlier, touches[earlier.columns]], ignore_index=True).drop_duplicates(key)
                if len(earlier) else touches[earlier.columns])
+    previous = _previous_scores(ctx, wh)
+    tonight_touched = _golden_id_of_touches(touches, links)
+    changed_inputs = None
+    if previous is not None and ctx.path("golden_changes").exists():
+        changed_inputs = set(ctx.read("golden_changes")["golden_id"].dropna()) | set(tonight_touched.dropna())
     scores, info = score_leads(golden, links, history, _outcome_history(ctx, wh), cfg, ctx.as_of,
-                               home=ctx.artifacts, previous=_previous_scores(ctx, wh))
+                               home=ctx.artifacts, previous=previous, changed_inputs=changed_inputs)
     scores["scored_at"] = ctx.as_of
     ctx.write("lead_scores", scores)
     ctx.write_json("scoring", info)
-    touched = touches.assign(golden_id=_golden_id_of_touches(touches, links))
+    touched = touches.assign(golden_id=tonight_touched)
     ctx.write("touches", touched)
     return {"scored": len(scores), "tiers": scores["tier"].value_counts().to_dict(),
             "scorer": info["scorer"], "model_version": info["model_version"],
@@ -499,6 +510,7 @@ def score(ctx: RunContext) -> dict:
             "history_closed_leads": info["history_closed_leads"],
             "history_conversions": info["history_conversions"],
             "reasons_explained": info["reasons_explained"], "reasons_carried": info["reasons_carried"],
+            "reasons_aged": info.get("reasons_aged", 0),
             "touches_linked": int(touched["golden_id"].notna().sum()),
             "touches_unlinked": int(touched["golden_id"].isna().sum())}
 
@@ -508,7 +520,8 @@ def _previous_scores(ctx: RunContext, wh) -> pd.DataFrame | None:
     keeps its reasons (score_leads), so only changed leads are explained. None before the first load."""
     previous = previous_state(ctx, "lead_scores")
     if previous is None:
-        previous = wh.read("SELECT golden_id, score, tier, probability, reasons, model_version FROM lead_scores")
+        previous = wh.read_typed("SELECT golden_id, score, tier, probability, reasons, model_version, scored_at "
+                                 "FROM lead_scores", datetime_columns=("scored_at",))
     return previous if len(previous) else None
 
 

@@ -140,3 +140,41 @@ def test_retrained_on_age_outcome_growth_or_config_change_not_on_one_new_outcome
     # A back-fill of an earlier night never reuses a model that saw later outcomes.
     back = night(-1, 1499)
     assert back["trained"] and "no stored model trained at or before" in back["retrain_reason"]
+
+
+def test_a_lead_whose_inputs_did_not_change_keeps_its_reasons_plus_a_time_factor(world, tmp_path):
+    """A month later with no new activity, scores decay: the untouched leads are not explained again but
+    carry their reasons plus "days passed since …", and still sum to the score; the leads whose inputs
+    changed are explained afresh, exactly as a full run explains them."""
+    from slowburn.ripeness.reasons import TIME_FACTOR
+
+    cfg = _fast(load_config(DEFAULT), "lightgbm", "isotonic")
+    golden, links, touches, outcomes = world
+    night1, _ = score_leads(golden, links, touches, outcomes, cfg, NOW, home=tmp_path)
+    previous = night1.assign(scored_at=NOW)
+    later = NOW + pd.Timedelta(days=30)
+    g2, l2, t2, o2 = _night2(world)
+    changed = set(g2["golden_id"].iloc[100:1600:150]) | {"g-new"}
+    full, _ = score_leads(g2, l2, t2, o2, cfg, later, home=tmp_path)
+    tonight, info = score_leads(g2, l2, t2, o2, cfg, later, home=tmp_path, previous=previous,
+                                changed_inputs=changed)
+    pd.testing.assert_frame_equal(tonight.drop(columns="reasons"), full.drop(columns="reasons"))
+    assert info["reasons_aged"] > 0 and info["reasons_explained"] <= len(changed)
+    for row in tonight.itertuples():
+        assert _sum(row.reasons) == pytest.approx(row.score, abs=0.05)  # every lead's reasons sum to its score
+    by_id = tonight.set_index("golden_id")
+    aged = [g for g in by_id.index if TIME_FACTOR in by_id.loc[g, "reasons"]]
+    assert len(aged) == info["reasons_aged"] and not set(aged) & changed
+    first = night1.set_index("golden_id")
+    g = aged[0]
+    kept = [f for f in json.loads(by_id.loc[g, "reasons"]) if not f["factor"].startswith(TIME_FACTOR)]
+    assert kept == json.loads(first.loc[g, "reasons"])  # the earlier explanation, untouched
+    assert f"({NOW:%Y-%m-%d})" in by_id.loc[g, "reasons"]
+    fresh = full.set_index("golden_id")
+    for g in changed & set(by_id.index):
+        assert by_id.loc[g, "reasons"] == fresh.loc[g, "reasons"]
+    # Another night later the time factor is replaced, not stacked, and keeps its date.
+    again, _ = score_leads(g2, l2, t2, o2, cfg, later + pd.Timedelta(days=30), home=tmp_path,
+                           previous=tonight.assign(scored_at=later), changed_inputs=set())
+    text = again.set_index("golden_id").loc[g := aged[0], "reasons"]
+    assert text.count(TIME_FACTOR) in (0, 1) and (TIME_FACTOR not in text or f"({NOW:%Y-%m-%d})" in text)

@@ -31,13 +31,15 @@ MIN_CALIBRATION_ROWS = 30
 
 def score_leads(golden: pd.DataFrame, links: pd.DataFrame, touches: pd.DataFrame, outcomes: pd.DataFrame | None,
                 cfg: RipenessConfig, as_of: pd.Timestamp, home: str | Path | None = None,
-                previous: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
+                previous: pd.DataFrame | None = None, changed_inputs=None) -> tuple[pd.DataFrame, dict]:
     """lead_scores rows for every golden lead, and what scored them.
 
     touches: the whole touch history (source_system, lead_source_id, touch_type, occurred_at[, campaign, value]).
     outcomes: won/lost history (source_system, source_id, outcome, closed_at); None or empty means none.
     home: where models are stored (<home>/models); None keeps the learnt models in memory only.
     previous: the previous run's scores (golden_id, score, tier, model_version, reasons, ...), or None.
+    changed_inputs: golden ids whose record or touches changed since `previous` (None: unknown); the
+    others' score moved only with time, and they keep their reasons plus a time factor (carry_plan).
 
     Every lead's score, tier and probability are computed afresh (they decay with time). Reasons
     cost far more (TreeSHAP for the trees), so with `previous` they are computed only for leads that
@@ -109,7 +111,7 @@ def score_leads(golden: pd.DataFrame, links: pd.DataFrame, touches: pd.DataFrame
     if ok:
         rules = rules_scores(reasons=False)
     else:
-        rules = _with_reasons(rules_scores, previous, info)
+        rules = _with_reasons(rules_scores, previous, info, changed_inputs)
         if card_ok:
             info["fingerprint"] = card_digest  # what the scoring scorecard was trained on
     clock("rules model")
@@ -125,7 +127,7 @@ def score_leads(golden: pd.DataFrame, links: pd.DataFrame, touches: pd.DataFrame
         if info["trained"]:
             clock("train and backtest")
         pred = _with_reasons(lambda at=slice(None), reasons=True: model.score(X.iloc[at], reasons=reasons),
-                             previous, info)
+                             previous, info, changed_inputs)
         clock("predictive model")
         for c in ("score", "tier", "probability", "reasons", "model_version"):
             out[c] = pred[c]
@@ -173,27 +175,36 @@ def _learnt(folder, entry, why, digest, tiers, cfg, train, what):
     return train(), True, why, digest
 
 
-def _with_reasons(scores, previous, info) -> pd.DataFrame:
+def _with_reasons(scores, previous, info, changed_inputs=None) -> pd.DataFrame:
     """Scores for every lead, reasons computed only where carry_plan says so (all without `previous`).
 
     scores(at, reasons) scores the leads at positions `at` (a slice: all). Explained leads take the
     score columns of their explained run too, so their reasons sum to exactly those.
     """
-    from slowburn.ripeness.reasons import carry_plan, with_carried
+    from slowburn.ripeness.reasons import aged_reasons, carry_plan, with_carried
 
     if previous is None:
         out = scores()
         info.update(reasons_explained=len(out), reasons_carried=0)
         return out
     out = scores(reasons=False)
-    explained, carried_from = carry_plan(out.index, out["score"], out["tier"], out["model_version"], previous)
+    unchanged = None if changed_inputs is None else ~out.index.isin(changed_inputs)
+    explained, carried_from, aged = carry_plan(out.index, out["score"], out["tier"], out["model_version"],
+                                               previous, unchanged)
     fresh = scores(explained) if len(explained) else out.iloc[:0]
     for col in fresh.columns.drop("reasons"):
         values = out[col].to_numpy(copy=True)
         values[explained] = fresh[col].to_numpy()
         out[col] = values
-    out["reasons"] = with_carried(fresh["reasons"], explained, carried_from, previous)
-    info.update(reasons_explained=int(len(explained)), reasons_carried=int(len(out) - len(explained)))
+    reasons = with_carried(fresh["reasons"], explained, carried_from, previous)
+    if aged.any():
+        reasons = reasons.to_numpy(dtype=object)
+        since = (pd.to_datetime(previous["scored_at"], utc=True).dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
+                 [carried_from[aged]] if "scored_at" in previous else np.full(int(aged.sum()), "the last run"))
+        reasons[aged] = aged_reasons(reasons[aged], out["score"].to_numpy()[aged], since)
+    out["reasons"] = pd.array(reasons, dtype="string") if aged.any() else reasons
+    info.update(reasons_explained=int(len(explained)), reasons_carried=int(len(out) - len(explained)),
+                reasons_aged=int(aged.sum()))
     return out
 
 

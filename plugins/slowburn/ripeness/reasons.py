@@ -86,30 +86,59 @@ def integerize(real: np.ndarray, target: np.ndarray) -> np.ndarray:
     return base
 
 
-def carry_plan(golden_ids, score, tier, model_version, previous: pd.DataFrame | None
-               ) -> tuple[np.ndarray, np.ndarray]:
+def carry_plan(golden_ids, score, tier, model_version, previous: pd.DataFrame | None,
+               unchanged_inputs=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Which leads need fresh reasons, and where the others' come from.
 
-    Returns (positions to explain, and per lead the row of `previous` whose reasons it keeps, -1
-    when it is explained). A lead keeps its previous reasons when it was scored before with the
-    same score, tier and model_version: they explain that same rounded score from the same model.
+    Returns (positions to explain, per lead the row of `previous` whose reasons it keeps or -1, and a
+    mask of the carried leads whose score moved only because time passed). A lead keeps its previous
+    reasons when it was scored before by the same model_version and its inputs did not change
+    (`unchanged_inputs`, a boolean per lead: no new touch, no change to its record): when its score
+    moved all the same, only days passed, and its reasons gain one factor for the time since they
+    were computed (aged_reasons), so they still sum to the score. Without `unchanged_inputs`, a lead
+    keeps its reasons when its score and tier are the same (they explain that same rounded score). Decay moves a fifth of the scores every night; explaining them afresh would
+    cost TreeSHAP for each, and say no more.
     """
     from slowburn.ripeness.features import _arrow, _index_in
 
     n = len(golden_ids)
     if previous is None or not len(previous) or not n:
-        return np.arange(n), np.full(n, -1, dtype=np.int64)
+        return np.arange(n), np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=bool)
     row = _index_in(_arrow(golden_ids), _arrow(previous["golden_id"]))
     at = np.maximum(row, 0)
 
     def prev(col, dtype=object):
         return pd.Series(previous[col]).to_numpy(dtype=dtype, na_value=np.nan if dtype is float else None)[at]
 
-    keep = ((row >= 0) & (prev("score", float) == np.asarray(score, dtype=float))
-            & (prev("tier") == np.asarray(tier, dtype=object))
-            & (prev("model_version") == np.asarray(model_version, dtype=object))
-            & previous["reasons"].notna().to_numpy()[at])  # never the texts themselves: a GB at 1M leads
-    return np.flatnonzero(~keep), np.where(keep, row, -1)
+    known = ((row >= 0) & (prev("model_version") == np.asarray(model_version, dtype=object))
+             & previous["reasons"].notna().to_numpy()[at])  # never the texts themselves: a GB at 1M leads
+    same = (prev("score", float) == np.asarray(score, dtype=float)) & (prev("tier") == np.asarray(tier, dtype=object))
+    if unchanged_inputs is None:  # what changed is unknown: the same score and tier say the same thing
+        keep, aged = known & same, np.zeros(n, dtype=bool)
+    else:  # a lead with new activity or a changed record is explained afresh, even at the same score
+        keep = known & np.asarray(unchanged_inputs, dtype=bool)
+        aged = keep & ~same
+    return np.flatnonzero(~keep), np.where(keep, row, -1), aged
+
+
+TIME_FACTOR = "days passed since these reasons were computed"
+
+
+def aged_reasons(reasons, scores, since) -> list[str]:
+    """Carried reasons with one factor for the time since they were computed, so they sum to the score.
+
+    An earlier time factor is replaced (its date kept), not stacked: the factor is always the score
+    now minus what the other factors explain.
+    """
+    out = []
+    for text, score, day in zip(reasons, scores, since):
+        factors = json.loads(text)
+        kept = [f for f in factors if not str(f.get("factor", "")).startswith(TIME_FACTOR)]
+        old = next((f["factor"] for f in factors if str(f.get("factor", "")).startswith(TIME_FACTOR)), None)
+        label = old or f"{TIME_FACTOR} ({day})"
+        points = round(float(score) - sum(float(f["points"]) for f in kept), 1)
+        out.append(json.dumps(kept + [{"factor": label, "points": points}]))
+    return out
 
 
 def with_carried(fresh, explained: np.ndarray, carried_from: np.ndarray,
