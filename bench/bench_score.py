@@ -317,19 +317,16 @@ def night_two(golden, links, touches, outcomes, as_of, seed: int, changed: float
 
 def _stored_previous(scores, work: Path, as_of):
     """Night 1's scores in a SQLite warehouse, and the pipeline's own read of them back (timed)."""
-    from types import SimpleNamespace
-
     import pandas as pd
     import sqlalchemy as sa
 
-    from slowburn.pipeline import _previous_scores
     from slowburn.warehouse import Warehouse
 
     db = work / "incremental-warehouse.db"
     db.unlink(missing_ok=True)
     wh = Warehouse(f"sqlite:///{db}")
     wh.ensure_schema()
-    run1, run2 = f"{as_of:%Y-%m-%dT%H%M%S}", f"{as_of + pd.Timedelta(days=1):%Y-%m-%dT%H%M%S}"
+    run1 = f"{as_of:%Y-%m-%dT%H%M%S}"
     cols = [c["name"] for c in sa.inspect(wh.engine).get_columns("run_ledger")]
     ledger = pd.DataFrame([{c: 0 for c in cols}]).assign(run_id=run1, logical_date=as_of.isoformat(), status="success")
     rows = scores[["golden_id", "score", "tier", "probability", "reasons", "model_version", "touches",
@@ -339,10 +336,12 @@ def _stored_previous(scores, work: Path, as_of):
         wh._insert(conn, "run_ledger", ledger)
         wh._insert(conn, "lead_scores", rows)
     started = time.perf_counter()
-    wh.read("SELECT golden_id, score, tier, probability, model_version FROM lead_scores WHERE run_id = :r", r=run1)
+    wh.read("SELECT golden_id, score, tier, probability, model_version FROM lead_scores")
     without = round(time.perf_counter() - started, 2)
     started = time.perf_counter()
-    previous = _previous_scores(SimpleNamespace(run_id=run2), wh)
+    # what the score step reads when the previous run's folder is gone (pipeline._previous_scores)
+    previous = wh.read_state("lead_scores", ["golden_id", "score", "tier", "probability", "reasons",
+                                             "model_version", "scored_at"])
     return previous, {"with_reasons_s": round(time.perf_counter() - started, 2), "without_reasons_s": without}
 
 

@@ -345,21 +345,25 @@ def _loaded_output(ctx: RunContext, run: pd.Series, name: str, columns: list[str
         return None
 
 
-def previous_state(ctx: RunContext, table: str) -> pd.DataFrame | None:
-    """A state table as the previous loaded run left it, read from that run's attempt folder.
+def previous_state(ctx: RunContext, table: str, columns: list[str] | None = None, where: str = "",
+                   **params) -> pd.DataFrame:
+    """A state table as the previous loaded run left it.
 
-    Reading a million rows from Parquet takes a second; from the warehouse, ten or more. None when
-    the folder cannot be proved to hold what was loaded (see _loaded_runs, _loaded_output) or is
-    gone: callers then read the warehouse, which stays the truth.
+    From that run's attempt folder when it provably holds what was loaded (see _loaded_runs,
+    _loaded_output): a million rows from Parquet take a second, from the warehouse ten or more.
+    Otherwise from the warehouse, which stays the truth (`where`, `params`: the warehouse read's filter,
+    e.g. to leave out a loaded night's own rows on its re-run).
     """
     runs = _loaded_runs(ctx)
-    if runs is None or runs.empty:
-        return None
-    frame = _loaded_output(ctx, runs.iloc[-1], table)
-    if frame is not None:
-        log.info("%s: %d rows from run %s's folder (the copy its load wrote)", table, len(frame),
-                 runs["run_id"].iloc[-1])
-    return frame
+    if runs is not None and not runs.empty:
+        frame = _loaded_output(ctx, runs.iloc[-1], table, columns)
+        if frame is not None:
+            log.info("%s: %d rows from run %s's folder (the copy its load wrote)", table, len(frame),
+                     runs["run_id"].iloc[-1])
+            return frame
+    wh = ctx.warehouse()
+    wh.ensure_schema()
+    return wh.read_state(table, columns, where, **params)
 
 
 def earlier_touches(ctx: RunContext, columns: list[str], types: list[str] | None = None) -> pd.DataFrame:
@@ -367,21 +371,21 @@ def earlier_touches(ctx: RunContext, columns: list[str], types: list[str] | None
     copy (millions of rows read from Parquet in seconds), else from the warehouse."""
     runs = _loaded_runs(ctx)
     frames = [] if runs is not None else None
-    for _, run in (runs.iterrows() if runs is not None else ()):
+    for _, run in runs.iterrows() if runs is not None else ():
         frame = _loaded_output(ctx, run, "touches", columns)
         if frame is None:
             frames = None
             break
-        frames.append(frame[frame["touch_type"].isin(types)] if types is not None else frame)
-    if frames is not None:
-        log.info("touch history: %d rows from %d earlier runs' folders", sum(map(len, frames)), len(frames))
-        typed = [f.astype({"occurred_at": "datetime64[ns, UTC]"}) for f in frames if len(f)]
-        return (pd.concat(typed, ignore_index=True) if typed else
-                pd.DataFrame({c: pd.Series(dtype="datetime64[ns, UTC]" if c == "occurred_at" else "string")
-                              for c in columns}))
-    only = f" AND touch_type IN ({', '.join(repr(t) for t in types)})" if types is not None else ""
-    return ctx.warehouse().read_typed(f"SELECT {', '.join(columns)} FROM touches WHERE run_id <> :run_id{only}",
-                                      datetime_columns=("occurred_at",), run_id=ctx.run_id)
+        if len(frame):
+            frames.append(frame[frame["touch_type"].isin(types)] if types is not None else frame)
+    if frames is None:
+        only = f"touch_type IN ({', '.join(repr(t) for t in types)}) AND " if types is not None else ""
+        return ctx.warehouse().read_state("touches", columns, f"{only}run_id <> :run_id", run_id=ctx.run_id)
+    log.info("touch history: %d rows from %d earlier runs' folders", sum(map(len, frames)), len(runs))
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype="datetime64[ns, UTC]" if c == "occurred_at" else "string")
+                             for c in columns})
+    return pd.concat([f.astype({"occurred_at": "datetime64[ns, UTC]"}) for f in frames], ignore_index=True)
 
 
 def _publish_data_docs(ctx: RunContext, url: str) -> str:
@@ -405,13 +409,7 @@ def current_leads(ctx: RunContext) -> pd.DataFrame:
     """
     today = ctx.read("valid_leads").assign(run_id=ctx.run_id)
     contracts.check(today, contracts.NORMALISED_LEADS, step="dedupe")
-    earlier = previous_state(ctx, "current_leads")
-    if earlier is None:
-        wh = ctx.warehouse()
-        earlier = wh.read_typed("SELECT * FROM current_leads WHERE run_id <> :run_id",
-                                datetime_columns=("created_at", "updated_at", "last_activity_at"),
-                                bool_columns=("email_opt_out", "do_not_call"), run_id=ctx.run_id)
-        earlier = earlier.drop(columns=["row_digest"], errors="ignore")
+    earlier = previous_state(ctx, "current_leads", where="run_id <> :run_id", run_id=ctx.run_id)
     if earlier.empty:
         return today
     keys = ["source_system", "source_id"]
@@ -423,23 +421,13 @@ def current_leads(ctx: RunContext) -> pd.DataFrame:
 
 def previous_links(ctx: RunContext) -> pd.DataFrame:
     """The lead_links state as the previous run left it: which golden record every earlier row is in."""
-    cached = previous_state(ctx, "lead_links")
-    if cached is not None:
-        return cached
-    wh = ctx.warehouse()
-    wh.ensure_schema()
-    return wh.read("SELECT * FROM lead_links").drop(columns=["row_digest"], errors="ignore")
+    return previous_state(ctx, "lead_links")
 
 
-def _previous_golden(ctx: RunContext, wh) -> pd.DataFrame | None:
+def _previous_golden(ctx: RunContext) -> pd.DataFrame | None:
     """The golden_leads state as the previous run left it, so dedupe re-survives only the records
     tonight touched; None on the first night (dedupe then survives every record)."""
     golden = previous_state(ctx, "golden_leads")
-    if golden is None:
-        wh.ensure_schema()
-        golden = wh.read_typed("SELECT * FROM golden_leads",
-                               datetime_columns=("created_at", "updated_at", "last_activity_at"),
-                               bool_columns=("email_opt_out", "do_not_call")).drop(columns=["row_digest"])
     return golden if len(golden) else None
 
 
@@ -455,7 +443,7 @@ def dedupe(ctx: RunContext) -> dict:
 
     leads = current_leads(ctx)
     result = dedupe_leads(leads, previous_links(ctx), load_config(),
-                          previous_golden=_previous_golden(ctx, ctx.warehouse()), run_id=ctx.run_id,
+                          previous_golden=_previous_golden(ctx), run_id=ctx.run_id,
                           model_dir=ctx.models_dir / "dedupe", run_dir=ctx.scratch_dir)
     ctx.write("current_leads", leads)
     ctx.write("lead_links", result.links)
@@ -492,7 +480,7 @@ def score(ctx: RunContext) -> dict:
     # File drops without a watermark re-send old events: count each event once.
     history = (pd.concat([earlier, touches[earlier.columns]], ignore_index=True).drop_duplicates(key)
                if len(earlier) else touches[earlier.columns])
-    previous = _previous_scores(ctx, wh)
+    previous = _previous_scores(ctx)
     tonight_touched = _golden_id_of_touches(touches, links)
     changed_inputs = None
     if previous is not None and ctx.path("golden_changes").exists():
@@ -515,13 +503,11 @@ def score(ctx: RunContext) -> dict:
             "touches_unlinked": int(touched["golden_id"].isna().sum())}
 
 
-def _previous_scores(ctx: RunContext, wh) -> pd.DataFrame | None:
+def _previous_scores(ctx: RunContext) -> pd.DataFrame | None:
     """The scores as the previous loaded run left them: a lead whose score, tier and model are unchanged
     keeps its reasons (score_leads), so only changed leads are explained. None before the first load."""
-    previous = previous_state(ctx, "lead_scores")
-    if previous is None:
-        previous = wh.read_typed("SELECT golden_id, score, tier, probability, reasons, model_version, scored_at "
-                                 "FROM lead_scores", datetime_columns=("scored_at",))
+    previous = previous_state(ctx, "lead_scores", ["golden_id", "score", "tier", "probability", "reasons",
+                                                   "model_version", "scored_at"])
     return previous if len(previous) else None
 
 
@@ -661,18 +647,14 @@ def flag(ctx: RunContext) -> dict:
     # opens the same flags.
     if ctx.path("previous_lead_flags").exists():
         previous = ctx.read("previous_lead_flags")
-    elif (loaded := previous_state(ctx, "lead_flags")) is not None:
-        previous = loaded[loaded["status"] == "open"].drop(columns=["run_id"], errors="ignore")
-        ctx.write("previous_lead_flags", previous)
     else:
-        previous = wh.read_typed(f"SELECT * FROM lead_flags WHERE {warehouse_module.SCOPE['lead_flags']}",
-                                 datetime_columns=("opened_at", "closed_at"))
-        if "status" in previous:  # rows from before the lifecycle columns count as opened by their run
+        previous = previous_state(ctx, "lead_flags", where=warehouse_module.SCOPE["lead_flags"])
+        if "run_id" in previous:  # warehouse rows from before the lifecycle columns count as opened by their run
             previous["status"] = previous["status"].fillna("open")
             previous["first_run_id"] = previous["first_run_id"].fillna(previous["run_id"])
             opened = pd.to_datetime(previous["run_id"], format="%Y-%m-%dT%H%M%S", errors="coerce", utc=True)
             previous["opened_at"] = previous["opened_at"].fillna(opened)
-        previous = previous.drop(columns=["run_id", "row_digest"], errors="ignore")
+        previous = previous[previous["status"] == "open"].drop(columns=["run_id"], errors="ignore")
         ctx.write("previous_lead_flags", previous)
     current = flag_leads(golden, ctx.read("lead_scores"), owners, ctx.as_of, cfg, touches=history,
                          outcomes=outcomes, sales_queue=ctx.read("sales_queue"),

@@ -456,10 +456,7 @@ class Warehouse:
     def _record_score_history(self, conn, run_id, frame, both, written, rerun, columns) -> None:
         """score_history gains a row for a lead only when its score or tier differs from its last one."""
         if rerun:  # the state already holds this run: compare with the history before it
-            prev = pd.read_sql(sa.text(
-                "SELECT h.golden_id, h.score, h.tier FROM score_history h JOIN (SELECT golden_id, MAX(run_id) "
-                "AS last FROM score_history WHERE run_id < :r GROUP BY golden_id) l ON h.golden_id = l.golden_id "
-                "AND h.run_id = l.last"), conn, params={"r": run_id})
+            prev = pd.read_sql(sa.text(sql_text("scores_at.sql").format(cmp="<")), conn, params={"run_id": run_id})
             cand = frame[["golden_id", "score", "tier"]].merge(prev, on="golden_id", how="left", suffixes=("", "_old"))
             pos = np.arange(len(frame))
         else:
@@ -502,6 +499,20 @@ class Warehouse:
             if col in frame:
                 frame[col] = frame[col].astype("boolean")
         return frame
+
+    def scores_at(self, run_id: str) -> pd.DataFrame:
+        """golden_id, score, tier of every lead scored by `run_id`, as of that run (from score_history)."""
+        return self.read(sql_text("scores_at.sql").format(cmp="<="), run_id=run_id)
+
+    def read_state(self, table: str, columns: list[str] | None = None, where: str = "", **params) -> pd.DataFrame:
+        """A table's rows typed as the schema declares them (timestamps, booleans), without row_digest."""
+        from slowburn import schema
+
+        declared = schema.metadata.tables[table].columns
+        names = columns or [c.name for c in declared if c.name != "row_digest"]
+        return self.read_typed(f"SELECT {', '.join(names)} FROM {table}" + (f" WHERE {where}" if where else ""),
+                               datetime_columns=[c.name for c in declared if c.type is schema.TS],
+                               bool_columns=[c.name for c in declared if c.type is schema.BOOL], **params)
 
     def flags_at(self, run_id: str, columns: str = "*") -> pd.DataFrame:
         """lead_flags as a run left them: the flags open after it and those it closed, status as of then.

@@ -153,13 +153,13 @@ def test_previous_golden_read_back_from_the_warehouse(night1, tmp_path):
     records compare equal: only what tonight touched is reported changed."""
     ctx = RunContext(logical_date=NOW, sources_path=tmp_path / "sources.yaml", home=tmp_path)
     wh = Warehouse(ctx.warehouse_url)
-    assert _previous_golden(ctx, wh) is None   # the first night: every record is survived
+    assert _previous_golden(ctx) is None   # the first night: every record is survived
     first = night1["result"]
     ledger = {"logical_date": NOW, "status": "success", "landed_leads": 0, "linked_leads": 0, "quarantined_leads": 0,
               "golden_leads": len(first.golden), "landed_touches": 0, "quarantined_touches": 0, "sales_queue": 0,
               "nurture_queue": 0, "lead_flags": 0, "invariant_ok": True, "step_counts": "{}"}
     wh.replace_run("r1", {"golden_leads": first.golden}, ledger)
-    stored = _previous_golden(ctx, wh)
+    stored = _previous_golden(ctx)
     assert len(stored) == len(first.golden)
     tonight = pd.concat([night1["rows"], night1["later"].head(5).assign(run_id="r2")], ignore_index=True)
     from_wh, in_memory = run(night1, tonight, stored), run(night1, tonight, first.golden)

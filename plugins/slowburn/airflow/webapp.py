@@ -443,9 +443,7 @@ def create_app(warehouse_url: str | None = None, home: str | Path | None = None,
         key = (run_id, str(stamp["finished_at"].iloc[0]))
         if state.get("actions_key") != key:
             flags = wh.flags_at(run_id, "golden_id, flag, severity, owner_id, status, reason, suggested_action")
-            scores = wh.read("SELECT h.golden_id, h.score FROM score_history h JOIN (SELECT golden_id, MAX(run_id) "
-                             "AS last FROM score_history WHERE run_id <= :r GROUP BY golden_id) l "
-                             "ON h.golden_id = l.golden_id AND h.run_id = l.last", r=run_id)
+            scores = wh.scores_at(run_id)[["golden_id", "score"]]
             queue = (wh.read_typed("SELECT golden_id, owner_id, score, respond_by FROM sales_queue",
                                    datetime_columns=("respond_by",)) if run_id == latest_run() else None)
             actions = next_actions(flags, scores, queue)

@@ -87,9 +87,7 @@ def load_review_frames(wh, as_of: pd.Timestamp, weeks_of_history: int = 12) -> d
     # at a run are those first raised by then and not closed by then (a closed row keeps its closing run).
     scores = wh.read_typed("SELECT golden_id, score, tier, rep_touches, last_touch_at FROM lead_scores",
                            datetime_columns=("last_touch_at",))
-    before = (wh.read("SELECT h.golden_id, h.score AS score_week_ago FROM score_history h JOIN (SELECT golden_id, "
-                      "MAX(run_id) AS last FROM score_history WHERE run_id <= :r GROUP BY golden_id) l "
-                      "ON h.golden_id = l.golden_id AND h.run_id = l.last", r=prior)
+    before = (wh.scores_at(prior)[["golden_id", "score"]].rename(columns={"score": "score_week_ago"})
               if prior else pd.DataFrame(columns=["golden_id", "score_week_ago"]))
     owners = wh.read_typed("SELECT owner_id, name, team, active, deactivated_at FROM owners WHERE run_id = :r",
                            datetime_columns=("deactivated_at",), bool_columns=("active",), r=latest)
