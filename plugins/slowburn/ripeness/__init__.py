@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from slowburn.ripeness.config import RipenessConfig, RipenessConfigError, load_config, parse_config
 from slowburn.ripeness.features import lead_attributes, link_touches, touch_features
@@ -196,13 +198,15 @@ def _with_reasons(scores, previous, info, changed_inputs=None) -> pd.DataFrame:
         values = out[col].to_numpy(copy=True)
         values[explained] = fresh[col].to_numpy()
         out[col] = values
-    reasons = with_carried(fresh["reasons"], explained, carried_from, previous)
-    if aged.any():
-        reasons = reasons.to_numpy(dtype=object)
-        since = (pd.to_datetime(previous["scored_at"], utc=True).dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
-                 [carried_from[aged]] if "scored_at" in previous else np.full(int(aged.sum()), "the last run"))
-        reasons[aged] = aged_reasons(reasons[aged], out["score"].to_numpy()[aged], since)
-    out["reasons"] = pd.array(reasons, dtype="string") if aged.any() else reasons
+    aged_texts = None
+    if aged.any():  # only the aged leads' texts become Python strings; the others stay in Arrow
+        at = np.flatnonzero(aged)
+        rows = carried_from[at]
+        since = (pd.to_datetime(previous["scored_at"].iloc[rows], utc=True).dt.strftime("%Y-%m-%d")
+                 .to_numpy(dtype=object) if "scored_at" in previous else np.full(len(at), "the last run"))
+        texts = pa.array(previous["reasons"].iloc[rows].to_numpy(dtype=object), type=pa.large_string()).to_pylist()
+        aged_texts = (at, aged_reasons(texts, out["score"].to_numpy()[at], since))
+    out["reasons"] = with_carried(fresh["reasons"], explained, carried_from, previous, aged_texts)
     info.update(reasons_explained=int(len(explained)), reasons_carried=int(len(out) - len(explained)),
                 reasons_aged=int(aged.sum()))
     return out
