@@ -248,3 +248,39 @@ def test_score_history_keeps_a_row_only_when_score_or_tier_moves(warehouse):
     assert history.values.tolist() == [["r1", "g0", 10], ["r1", "g1", 50], ["r1", "g2", 80], ["r2", "g1", 55]]
     current = warehouse.read_table("lead_scores").set_index("golden_id")
     assert current.run_id.to_dict() == {"g0": "r1", "g1": "r2", "g2": "r1"}
+
+
+def test_kept_digests_are_used_only_when_their_checksum_is_the_tables(warehouse):
+    """A load may take the previous state's digests from the copy the last load kept (no million-row read),
+    but only while the table's row count and digest checksum match it: a row changed behind the load's
+    back is still found and rewritten."""
+    from slowburn.warehouse import StateDigests
+
+    kept = {}
+    reads = []
+    sa.event.listen(warehouse.engine, "before_cursor_execute",
+                    lambda *a: reads.append(a[2]) if "row_digest FROM golden_leads" in a[2] else None)
+
+    def load(run, frame, digests=True):
+        states = StateDigests(kept.get, kept.__setitem__) if digests else None
+        return warehouse.replace_run(run, {"golden_leads": frame}, _ledger(), digests=states)["golden_leads"]
+
+    first = _golden(["g-1", "g-2", "g-3"])
+    load("r1", first)
+    assert set(kept["golden_leads"]["golden_id"]) == {"g-1", "g-2", "g-3"}
+    reads.clear()
+    second = _golden(["g-1", "g-2", "g-3", "g-4"], company="Acme")
+    assert load("r2", second) == {"inserted": 1, "updated": 0, "deleted": 0, "unchanged": 3}
+    assert reads == []  # the kept digests matched the table: it was not read
+    # Someone edits a row outside the load (its digest no longer matches the values the load would write).
+    with warehouse.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE golden_leads SET company = 'Edited', row_digest = row_digest + 1 "
+                             "WHERE golden_id = 'g-2'")
+    assert load("r3", second) == {"inserted": 0, "updated": 1, "deleted": 0, "unchanged": 3}
+    assert reads, "a copy whose checksum is not the table's must not be trusted"
+    company = warehouse.read("SELECT golden_id, company FROM golden_leads ORDER BY golden_id")
+    assert company["company"].tolist() == second.sort_values("golden_id")["company"].tolist()
+    # Without a kept copy (an older version's folder) the table is read, with the same result.
+    reads.clear()
+    assert load("r4", second.iloc[1:], digests=False) == {"inserted": 0, "updated": 0, "deleted": 1, "unchanged": 3}
+    assert reads

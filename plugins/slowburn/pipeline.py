@@ -739,13 +739,27 @@ def load(ctx: RunContext) -> dict:
         **{name: ctx.rows(name) for name in ("golden_leads", "sales_queue", "nurture_queue", "lead_flags")},
         "step_counts": json.dumps(read_step_counts(ctx), default=str),
     }
-    written = ctx.warehouse().replace_run(ctx.run_id, frames, ledger, token=ctx.token)
+    written = ctx.warehouse().replace_run(ctx.run_id, frames, ledger, token=ctx.token, digests=_state_digests(ctx))
     log.info("load: run %s attempt %s committed: %d landed = %d linked + %d quarantined; %d scored = %d golden "
              "= %d queued + %d not queued", ctx.run_id, ctx.attempt, counts["landed_leads"], counts["linked_leads"],
              counts["quarantined_leads"], counts["scored_leads"], ledger["golden_leads"], counts["queued_leads"],
              counts["not_queued_leads"])
     return {**{k: v for k, v in ledger.items() if k not in ("step_counts", "attempt_token")},
             "rows_written": written}
+
+
+def _state_digests(ctx: RunContext):
+    """The previous load's state digests from its attempt folder (read only if the ledger's token proves
+    it is the loaded copy, and used only if the table's checksum agrees); tonight's are kept in ours."""
+    from slowburn.warehouse import StateDigests
+
+    runs = _loaded_runs(ctx)
+    last = runs.iloc[-1] if runs is not None and not runs.empty else None
+
+    def previous(table):
+        return None if last is None else _loaded_output(ctx, last, f"{table}_digests")
+
+    return StateDigests(previous, lambda table, frame: ctx.write(f"{table}_digests", frame))
 
 
 def summarize(ctx: RunContext) -> dict:

@@ -284,7 +284,7 @@ class Warehouse:
                 "run_ledger rows, or leave history as it is")
 
     def replace_run(self, run_id: str, frames: dict[str, pd.DataFrame | Callable[[], pd.DataFrame]],
-                    ledger: dict, token: str | None = None) -> dict:
+                    ledger: dict, token: str | None = None, digests: "StateDigests | None" = None) -> dict:
         """Replace everything `run_id` wrote with `frames` and its ledger row, all or nothing.
 
         A frame may be given as a function that reads it: tables are then read, inserted and freed one
@@ -292,6 +292,8 @@ class Warehouse:
         With `token` (the attempt's), the transaction first proves that this attempt holds the run lock
         and that no newer run or newer attempt has loaded, then releases the lock as it commits; a
         concurrent load waits on the lock row and then fails with a named error, never a mix.
+        With `digests`, the state tables' stored digests are taken from its copy when that copy provably
+        matches the table (StateDigests), and tonight's are handed to it to keep.
         """
         self.ensure_schema()
         columns = self._columns()
@@ -302,7 +304,7 @@ class Warehouse:
             with self.engine.begin() as conn:
                 if token is not None:
                     self._claim_load(conn, run_id, token, ledger.get("attempt"))
-                written = self._replace(conn, run_id, frames, ledger, columns)
+                written = self._replace(conn, run_id, frames, ledger, columns, digests)
                 if token is not None:
                     conn.execute(sa.text("DELETE FROM run_lock WHERE lock_name = :name AND token = :token"),
                                  {"name": LOCK_NAME, "token": token})
@@ -333,7 +335,7 @@ class Warehouse:
             raise RunSuperseded(f"run {run_id}: attempt {loaded} is already loaded; attempt {attempt} is older "
                                 "and does not replace it")
 
-    def _replace(self, conn, run_id, frames, ledger, columns) -> dict:
+    def _replace(self, conn, run_id, frames, ledger, columns, digests=None) -> dict:
         """Write the run; returns rows written per table ({table: {inserted, updated, deleted}})."""
         rerun = conn.execute(sa.text("SELECT 1 FROM run_ledger WHERE run_id = :run_id"),
                              {"run_id": run_id}).first() is not None
@@ -346,7 +348,7 @@ class Warehouse:
         for table, source in frames.items():
             frame = source() if callable(source) else source
             if table in STATE_KEYS:
-                written[table] = self._sync_state(conn, run_id, table, frame, columns, rerun)
+                written[table] = self._sync_state(conn, run_id, table, frame, columns, rerun, digests)
             else:
                 frame = frame.assign(run_id=run_id)
                 self._insert(conn, table, self._stored(table, frame, columns))
@@ -377,7 +379,8 @@ class Warehouse:
             log.warning("load: %s has no column(s) %s; their values are not stored", table, dropped)
         return frame[cols]
 
-    def _sync_state(self, conn, run_id: str, table: str, frame: pd.DataFrame, columns, rerun: bool) -> dict:
+    def _sync_state(self, conn, run_id: str, table: str, frame: pd.DataFrame, columns, rerun: bool,
+                    digests: "StateDigests | None" = None) -> dict:
         """Make `table` equal `frame` by key, writing only new and changed rows and deleting gone keys."""
         keys = list(STATE_KEYS[table])
         if table not in OWN_RUN_ID or "run_id" not in frame.columns:
@@ -390,11 +393,17 @@ class Warehouse:
         digest = row_digest(frame, [c for c in frame.columns if c not in ignored])
         extra = ", score, tier" if table == "lead_scores" else ""
         # coerce_float=False: a NULL digest must not turn the column into float64, which rounds 64-bit ints.
-        where = f" WHERE {SCOPE[table]}" if table in SCOPE else ""
-        old = pd.read_sql(sa.text(f"SELECT {', '.join(keys)}, row_digest{extra} FROM {table}{where}"), conn,
-                          coerce_float=False)
-        old["row_digest"] = pd.array(old["row_digest"].tolist(), dtype="Int64")
+        whole = table not in SCOPE and table not in UPSERT_ONLY  # the table equals the frame after the load
+        old = self._kept_digests(conn, table, digests) if whole and digests is not None else None
+        if old is None:
+            where = f" WHERE {SCOPE[table]}" if table in SCOPE else ""
+            old = pd.read_sql(sa.text(f"SELECT {', '.join(keys)}, row_digest{extra} FROM {table}{where}"), conn,
+                              coerce_float=False)
+            old["row_digest"] = pd.array(old["row_digest"].tolist(), dtype="Int64")
         mine = frame[keys].astype("string").assign(_digest=digest, _pos=np.arange(len(frame)))
+        if whole and digests is not None:
+            digests.keep(table, mine[keys].assign(row_digest=digest, **{
+                c: frame[c].to_numpy() for c in extra.replace(",", " ").split()}))
         both = mine.merge(old.astype({k: "string" for k in keys}), on=keys, how="outer", indicator=True)
         is_new = (both["_merge"] == "left_only").to_numpy()
         matched = (both["_merge"] == "both").to_numpy()
@@ -405,15 +414,40 @@ class Warehouse:
                                              absent=both.loc[is_new, keys], columns=columns)
         if table == "lead_scores":
             self._record_score_history(conn, run_id, frame, both, is_new | changed, rerun, columns)
-        # A scoped table may hold a new key out of scope (a flag this run closed, loaded again): replace it.
-        removed = both.loc[changed | gone | (is_new & (table in SCOPE)), keys]
-        if len(removed):
-            self._delete_keys(conn, table, keys, removed)
         rows = np.sort(both.loc[is_new | changed, "_pos"].to_numpy(dtype=np.int64))
         out = frame.iloc[rows].assign(row_digest=digest[rows])
-        self._insert(conn, table, out)
+        if self.dialect == "sqlite":
+            # Changed rows are updated in place by key (an upsert), which also replaces a new key a scoped
+            # table holds out of scope (a flag this run closed, loaded again); deleting them first cost
+            # as much as writing them.
+            if gone.any():
+                self._delete_keys(conn, table, keys, both.loc[gone, keys])
+            missing = [c for c in columns[table] if c not in out.columns]  # NULL, as a fresh insert leaves them
+            self._insert(conn, table, out.assign(**dict.fromkeys(missing)), upsert_keys=keys)
+        else:
+            # A scoped table may hold a new key out of scope (a flag this run closed, loaded again): replace it.
+            removed = both.loc[changed | gone | (is_new & (table in SCOPE)), keys]
+            if len(removed):
+                self._delete_keys(conn, table, keys, removed)
+            self._insert(conn, table, out)
         return {"inserted": int(is_new.sum()), "updated": int(changed.sum()), "deleted": int(gone.sum()),
                 "unchanged": int(matched.sum() - changed.sum())}
+
+    def _kept_digests(self, conn, table: str, digests: "StateDigests") -> pd.DataFrame | None:
+        """The copy's keys and digests for `table` when its row count and digest checksum are the table's;
+        else None (the table is read). Reading a million digests through the driver costs ~3 s a table;
+        the checksum, one aggregate in the database, a fraction of that."""
+        kept = digests.previous(table)
+        if kept is None:
+            return None
+        stored = conn.execute(sa.text(f"SELECT COUNT(*), SUM(row_digest % {DIGEST_CHECK_MODULUS}), "
+                                      f"COUNT(row_digest) FROM {table}")).first()
+        mine = digest_checksum(kept["row_digest"].to_numpy(dtype=np.int64))
+        if (int(stored[0]), int(stored[1] or 0), int(stored[2])) != (len(kept), mine, len(kept)):
+            log.info("load: %s: the kept digests (%d rows) are not the table's (%d rows); reading the table",
+                     table, len(kept), int(stored[0]))
+            return None
+        return kept.assign(row_digest=kept["row_digest"].astype("Int64"))
 
     def _keys_table(self, conn, keys: list[str], frame: pd.DataFrame) -> str:
         """A temporary table holding `frame`'s keys, for deletes and lookups by key in one statement."""
@@ -473,10 +507,15 @@ class Warehouse:
         insp = sa.inspect(self.engine)
         return {t: [c["name"] for c in insp.get_columns(t)] for t in RUN_TABLES + STATE_TABLES + ("run_ledger",)}
 
-    def _insert(self, conn, table: str, frame: pd.DataFrame, chunk_rows: int = 100_000) -> None:
-        """Insert in chunks: Python row tuples cost ~10x the frame's memory, so never build them all."""
+    def _insert(self, conn, table: str, frame: pd.DataFrame, chunk_rows: int = 100_000,
+                upsert_keys: list[str] | None = None) -> None:
+        """Insert in chunks: Python row tuples cost ~10x the frame's memory, so never build them all.
+        With upsert_keys (SQLite), a row whose key exists replaces that row's other columns."""
         placeholders = ", ".join("?" for _ in frame.columns)
         sql = f"INSERT INTO {table} ({', '.join(frame.columns)}) VALUES ({placeholders})"
+        if upsert_keys:
+            updates = ", ".join(f"{c} = excluded.{c}" for c in frame.columns if c not in upsert_keys)
+            sql += f" ON CONFLICT ({', '.join(upsert_keys)}) DO UPDATE SET {updates}"
         for start in range(0, len(frame), chunk_rows):
             chunk = frame.iloc[start:start + chunk_rows]
             if self.dialect == "postgresql":
@@ -584,6 +623,23 @@ def row_digest(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     return np.asarray(hashed, dtype=np.uint64).view(np.int64)
 
 
+DIGEST_CHECK_MODULUS = 1_000_003  # a prime: sums of a million residues fit in 64 bits in every database
+
+
+def digest_checksum(digests: np.ndarray) -> int:
+    """Sum of the digests' residues as SQLite and PostgreSQL compute `row_digest % m` (sign of the dividend)."""
+    return int(np.fmod(np.asarray(digests, dtype=np.int64), DIGEST_CHECK_MODULUS).sum())
+
+
+class StateDigests:
+    """Where a load finds the state tables' keys and digests as the previous load left them, and keeps
+    tonight's: `previous(table)` returns a frame (keys, row_digest[, score, tier]) or None, `keep(table,
+    frame)` stores tonight's. The load trusts a copy only when its checksum is the table's."""
+
+    def __init__(self, previous: Callable[[str], pd.DataFrame | None], keep: Callable[[str, pd.DataFrame], None]):
+        self.previous, self.keep = previous, keep
+
+
 def _check_keys(table: str, frame: pd.DataFrame, keys: list[str]) -> None:
     """A state frame has one row per key: a null or repeated key is a broken step, named with an example."""
     null = frame[keys].isna().any(axis=1)
@@ -599,8 +655,21 @@ def _check_keys(table: str, frame: pd.DataFrame, keys: list[str]) -> None:
 
 
 def _sqlite_pragmas(dbapi_conn, _record):
+    """WAL once per database (it is persistent). Switching to it needs the write lock and SQLite does not
+    wait for that with its busy timeout, so steps starting together on a new warehouse retry it."""
+    import sqlite3
+    import time
+
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
+    deadline = time.monotonic() + 60
+    while cur.execute("PRAGMA journal_mode").fetchone()[0].lower() not in ("wal", "memory"):
+        try:
+            if cur.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal" and time.monotonic() > deadline:
+                break  # e.g. a read-only or network file system: run without WAL rather than not at all
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
 
