@@ -122,9 +122,14 @@ def _with_carried(survived: pd.DataFrame, previous: pd.DataFrame | None, previou
         return survived, found, fresh
     ids = pa.chunked_array([pa.array(previous["golden_id"]).take(pa.array(carried)), pa.array(survived["golden_id"])])
     order = pc.sort_indices(ids).to_numpy()
-    both = pd.concat([previous[survived.columns], survived], ignore_index=True)  # Arrow columns: no copy
     where = np.r_[carried, len(previous) + np.arange(len(survived))][order]
-    return both.take(where).reset_index(drop=True), found[order], fresh[order]
+    # In Arrow: the frames' columns are Arrow-backed, so the concatenation copies nothing and one
+    # take per column builds the result (a pandas take of the same costs several times more).
+    first = pa.Table.from_pandas(previous[survived.columns], preserve_index=False)
+    second = pa.Table.from_pandas(survived, preserve_index=False).cast(first.schema)
+    both = pa.concat_tables([first, second]).take(pa.array(where))
+    out = both.to_pandas(types_mapper={pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}.get)
+    return out.astype(survived.dtypes.to_dict()), found[order], fresh[order]
 
 
 def golden_changes(golden: pd.DataFrame, previous: pd.DataFrame | None, found: np.ndarray, survived: np.ndarray,
@@ -140,7 +145,11 @@ def golden_changes(golden: pd.DataFrame, previous: pd.DataFrame | None, found: n
     changed = ~has
     at = np.maximum(found, 0)
     for col in ("merged_from", "review_reason"):  # this run's annotations, on every record
-        changed |= has & ~same_values(golden[col], previous[col].iloc[at])
+        # Only where either side holds a value (a few records): two nulls are the same.
+        held = golden[col].notna().to_numpy() | previous[col].notna().to_numpy()[at]
+        rows = np.flatnonzero(has & held)
+        if len(rows):
+            changed[rows] |= ~same_values(golden[col].iloc[rows], previous[col].iloc[at[rows]])
     rows = np.flatnonzero(survived & has & ~changed)
     for col in golden.columns:
         if len(rows):
