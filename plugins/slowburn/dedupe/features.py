@@ -168,13 +168,20 @@ def variants_table(first_name_norm: pd.Series) -> pd.DataFrame:
                          "first_name_variants": [list(name_variants(k)) for k in names]})
 
 
-def profile(feats: pd.DataFrame) -> dict:
-    """Null rate and distinct ratio per matching column: the snapshot a trained model is checked against."""
+def profile(feats: pd.DataFrame, codes: dict | None = None) -> dict:
+    """Null rate and distinct ratio per matching column: the snapshot a trained model is checked against.
+
+    From per-column codes (pd.factorize: -1 for null, 0..k-1 for k distinct values), shared through
+    `codes` with linkage's blocking keys so that each column is hashed once."""
+    codes = {} if codes is None else codes
     n = max(len(feats), 1)
     stats = {}
     for c in FEATURE_COLUMNS:
-        s = feats[c]
-        nonnull = s.dropna()
-        stats[c] = {"null_rate": round(1 - len(nonnull) / n, 4),
-                    "distinct_ratio": round(nonnull.nunique() / max(len(nonnull), 1), 4)}
+        if c not in codes:
+            codes[c] = pd.factorize(feats[c])[0]
+        code = codes[c]
+        nonnull = int((code >= 0).sum())
+        distinct = int(code.max()) + 1 if nonnull else 0
+        stats[c] = {"null_rate": round(1 - nonnull / n, 4),
+                    "distinct_ratio": round(distinct / max(nonnull, 1), 4)}
     return {"rows": int(len(feats)), "columns": stats}

@@ -44,7 +44,7 @@ EDGE_COLUMNS = ["a", "b", "probability", "match_weight", "rule"]
 
 
 # ---------------------------------------------------------------------------------------- deterministic
-def deterministic_edges(feats: pd.DataFrame, new: np.ndarray, rules: list[dict]) -> pd.DataFrame:
+def deterministic_edges(feats: pd.DataFrame, new: np.ndarray, rules: list[dict], codes: dict | None = None) -> pd.DataFrame:
     """Edges (a, b) between rows equal and non-null on all columns of a rule; at least one side is new.
 
     Each new row is linked to one anchor per key (the key's first existing row, else its first
@@ -55,19 +55,20 @@ def deterministic_edges(feats: pd.DataFrame, new: np.ndarray, rules: list[dict])
         cols = [c for c in rule["columns"] if c in feats.columns]
         if len(cols) != len(rule["columns"]):
             continue
-        keyed = feats[cols].notna().all(axis=1).to_numpy()
+        key = rule_key(feats, cols, codes)
+        keyed = key >= 0
         if not keyed.any():
             continue
         rows = np.flatnonzero(keyed)
-        codes = feats.loc[keyed, cols].groupby(cols, sort=False).ngroup().to_numpy()
+        group = key[keyed]
         is_new = new[rows]
         # Anchor: existing rows sort first, then by position.
-        order = np.lexsort((rows, is_new, codes))
-        c_sorted = codes[order]
+        order = np.lexsort((rows, is_new, group))
+        c_sorted = group[order]
         first = np.r_[True, c_sorted[1:] != c_sorted[:-1]]
-        anchor_of_code = np.empty(codes.max() + 1, dtype=np.int64)
+        anchor_of_code = np.empty(group.max() + 1, dtype=np.int64)
         anchor_of_code[c_sorted[first]] = rows[order][first]
-        anchors = anchor_of_code[codes]
+        anchors = anchor_of_code[group]
         take = is_new & (anchors != rows)
         if take.any():
             frames.append(pd.DataFrame({"a": anchors[take], "b": rows[take], "probability": 1.0,
@@ -601,7 +602,8 @@ def link(feats: pd.DataFrame, new: np.ndarray | None, cfg: DedupeConfig, *, mode
     n = len(feats)
     new = np.ones(n, dtype=bool) if new is None else np.asarray(new, dtype=bool)
     started = time.perf_counter()
-    det = deterministic_edges(feats, new, cfg.raw["deterministic_rules"])
+    codes: dict = {}  # per-column codes (rule_key), shared by the pre-pass, the plan and the profile
+    det = deterministic_edges(feats, new, cfg.raw["deterministic_rules"], codes)
     report: dict = {"rows": n, "new_rows": int(new.sum()), "deterministic_edges": len(det),
                     "thresholds": {"match_probability": cfg.match_probability,
                                    "review_probability": cfg.review_probability}}
@@ -609,7 +611,6 @@ def link(feats: pd.DataFrame, new: np.ndarray | None, cfg: DedupeConfig, *, mode
     if n < 2 or not new.any():
         return LinkResult(det, empty, "deterministic_only", None, {**report, "reason": "nothing to link"})
 
-    codes: dict = {}
     the_plan = plan(feats, cfg, codes)
     active = the_plan["active_columns"]
     report["plan"] = {k: the_plan[k] for k in ("comparisons", "skipped_comparisons", "blocking_rules",
@@ -624,7 +625,7 @@ def link(feats: pd.DataFrame, new: np.ndarray | None, cfg: DedupeConfig, *, mode
         return LinkResult(det, empty, "deterministic_only", None, {**report, "reason": reason})
     settings = settings_for(the_plan, cfg)
     fp = fingerprint(settings)
-    prof = profile(feats)
+    prof = profile(feats, codes)
     from slowburn import storage
     store = ModelStore(storage.location(model_dir)) if model_dir else None
     saved = store.load() if store else None
