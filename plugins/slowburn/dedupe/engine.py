@@ -83,11 +83,20 @@ def _align_previous(leads: pd.DataFrame, previous: pd.DataFrame | None) -> pd.Da
                      on=["source_system", "source_id"])[cols].reset_index(drop=True)
 
 
+def _strings(values) -> pa.Array:
+    """Ids as one Arrow string array: Arrow-backed columns as they are, Python strings converted."""
+    if isinstance(getattr(values, "dtype", None), pd.StringDtype) and values.dtype.storage == "pyarrow":
+        arr = pa.array(values.array)
+    else:
+        arr = pa.array(np.asarray(values, dtype=object), type=pa.string(), from_pandas=True)
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    return arr.cast(pa.string())
+
+
 def positions(values, unique_values) -> np.ndarray:
     """Per value, its position in `unique_values` (-1 if absent): an Arrow hash lookup, several times
     quicker than Index.get_indexer on a million ids held as Python strings."""
-    found = pc.index_in(pa.array(np.asarray(values, dtype=object), type=pa.string()),
-                        value_set=pa.array(np.asarray(unique_values, dtype=object), type=pa.string()))
+    found = pc.index_in(_strings(values), value_set=_strings(unique_values))
     return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
@@ -109,8 +118,8 @@ def affected_records(gid: np.ndarray, codes: np.ndarray, golden_ids: pd.Index, n
     affected = np.zeros(n_golden, bool)
     affected[codes[moved]] = True
     left = pd.unique(before[moved & pd.notna(before)])      # records a row moved out of
-    hit = golden_ids.get_indexer(left)
-    affected[hit[hit >= 0]] = True
+    if len(left):
+        affected |= pc.is_in(_strings(golden_ids), value_set=_strings(left)).to_numpy(zero_copy_only=False)
     counts = np.bincount(codes, minlength=n_golden)
     had = previous["source_count"].to_numpy()[np.maximum(found, 0)]
     affected |= (found < 0) | (counts != had)               # e.g. a row no longer among the leads
@@ -124,7 +133,7 @@ def _with_carried(survived: pd.DataFrame, previous: pd.DataFrame | None, previou
     re-survived. One Arrow take builds it: the carried bulk is never copied twice."""
     if previous is None:
         return survived, np.full(len(survived), -1, dtype=np.int64), np.ones(len(survived), bool)
-    found = np.concatenate([carried, previous_ids.get_indexer(survived["golden_id"])])
+    found = np.concatenate([carried, positions(survived["golden_id"], previous_ids)])
     fresh = np.r_[np.zeros(len(carried), bool), np.ones(len(survived), bool)]
     if not len(carried):
         return survived, found, fresh

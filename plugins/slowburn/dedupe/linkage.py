@@ -203,22 +203,25 @@ def rule_key(feats: pd.DataFrame, cols: list[str], codes: dict | None = None) ->
     """Per row, a group number for its values on `cols` (-1 where any is null): rows a blocking rule
     on `cols` pairs have the same number.
 
-    Integer codes per column (pd.factorize, shared through `codes`) rather than a groupby on text:
-    every rule of a million rows is keyed in well under a second.
+    Integer codes per column (pd.factorize) rather than a groupby on text, kept in `codes` (by column,
+    and by rule) so that each column and each rule is hashed once however many callers ask.
     """
     codes = {} if codes is None else codes
+    rule = tuple(cols)
+    if rule in codes:
+        return codes[rule]
     for c in cols:
         if c not in codes:
             codes[c] = pd.factorize(feats[c])[0]
     keep = np.logical_and.reduce([codes[c] >= 0 for c in cols])
     out = np.full(len(feats), -1, dtype=np.int64)
-    if not keep.any():
-        return out
-    key = np.zeros(int(keep.sum()), dtype=np.int64)
-    for c in cols:
-        part = codes[c][keep].astype(np.int64)
-        key = pd.factorize(key * (int(part.max()) + 1) + part)[0].astype(np.int64)  # stays below n: no overflow
-    out[keep] = key
+    if keep.any():
+        key = codes[cols[0]][keep].astype(np.int64)
+        for c in cols[1:]:
+            part = codes[c][keep].astype(np.int64)
+            key = pd.factorize(key * (int(part.max()) + 1) + part)[0].astype(np.int64)  # stays below n: no overflow
+        out[keep] = key
+    codes[rule] = out
     return out
 
 
