@@ -203,11 +203,10 @@ def dedupe_leads(leads: pd.DataFrame, previous_links: pd.DataFrame | None = None
                             pd.DataFrame(), {"rows": 0, "mode": "empty"}, removed_golden_ids=gone,
                             changed_links=np.zeros(0, bool))
     prev = _align_previous(leads, previous_links)
-    same_landing = (prev["row_key"].astype("string").to_numpy(dtype=object, na_value=None)
-                    == leads["row_key"].astype("string").to_numpy(dtype=object, na_value=None))
+    # Compared in Arrow (two nulls are the same), not as a million Python strings.
+    same_landing = same_values(prev["row_key"].astype("string"), leads["row_key"].astype("string"))
     if "run_id" in leads and "run_id" in prev:
-        same_landing &= (prev["run_id"].astype("string").to_numpy(dtype=object, na_value=None)
-                         == leads["run_id"].astype("string").to_numpy(dtype=object, na_value=None))
+        same_landing &= same_values(prev["run_id"].astype("string"), leads["run_id"].astype("string"))
     tonight = (leads["run_id"].astype("string") == run_id).fillna(False).to_numpy() if (
         run_id and "run_id" in leads) else np.zeros(n, bool)
     existing = prev["golden_id"].notna().to_numpy() & same_landing & ~tonight

@@ -527,7 +527,7 @@ def _register_tf(con, linker, db_api, feats: pd.DataFrame, col: str) -> None:
 
 
 def _splink(feats, new, cfg, settings, the_plan, model, mode, why, retrain, store, fp, prof, run_dir, report,
-            codes=None):
+            codes=None, all_rows=False):
     """Train (or reuse) the Splink model on DuckDB and score tonight's candidate pairs.
 
     With a saved model and earlier rows, DuckDB gets tonight's rows and only the earlier rows that
@@ -537,7 +537,7 @@ def _splink(feats, new, cfg, settings, the_plan, model, mode, why, retrain, stor
     from splink import DuckDBAPI, Linker
 
     n = len(feats)
-    subset = model is not None and not new.all()
+    subset = model is not None and not new.all() and not all_rows
     if subset:
         rows = np.flatnonzero(new | blocking_neighbours(feats, new, the_plan["blocking_rules"], codes))
         report["rows_loaded"] = int(len(rows))
@@ -600,8 +600,11 @@ def _splink(feats, new, cfg, settings, the_plan, model, mode, why, retrain, stor
 
 
 def link(feats: pd.DataFrame, new: np.ndarray | None, cfg: DedupeConfig, *, model_dir: Path | None = None,
-         run_dir: Path | None = None, retrain: bool = False) -> LinkResult:
-    """Scored pairs among `new` rows and between new and existing rows of `feats` (all rows if new is None)."""
+         run_dir: Path | None = None, retrain: bool = False, all_rows: bool = False) -> LinkResult:
+    """Scored pairs among `new` rows and between new and existing rows of `feats` (all rows if new is None).
+
+    all_rows: give DuckDB every row even when a saved model needs only tonight's and their blocking
+    neighbours (the same pairs, more slowly: for checking that it is the same)."""
     n = len(feats)
     new = np.ones(n, dtype=bool) if new is None else np.asarray(new, dtype=bool)
     started = time.perf_counter()
@@ -660,7 +663,7 @@ def link(feats: pd.DataFrame, new: np.ndarray | None, cfg: DedupeConfig, *, mode
 
     try:
         frames, model, mode = _splink(feats, new, cfg, settings, the_plan, model, mode, why, retrain, store, fp,
-                                      prof, run_dir, report, codes)
+                                      prof, run_dir, report, codes, all_rows)
     except Exception as exc:  # noqa: BLE001 - the deterministic links are still right; say why Splink did not run
         reason = f"Splink failed ({type(exc).__name__}: {exc}); deterministic linkage only"
         log.error("dedupe: %s", reason, exc_info=True)
