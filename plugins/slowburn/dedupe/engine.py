@@ -133,12 +133,11 @@ def _with_carried(survived: pd.DataFrame, previous: pd.DataFrame | None, previou
     re-survived. One Arrow take builds it: the carried bulk is never copied twice."""
     if previous is None:
         return survived, np.full(len(survived), -1, dtype=np.int64), np.ones(len(survived), bool)
-    found = np.concatenate([carried, positions(survived["golden_id"], previous_ids)])
-    fresh = np.r_[np.zeros(len(carried), bool), np.ones(len(survived), bool)]
     if not len(carried):
-        return survived, found, fresh
-    ids = pa.chunked_array([pa.array(previous["golden_id"]).take(pa.array(carried)), pa.array(survived["golden_id"])])
-    order = pc.sort_indices(ids).to_numpy()
+        return survived, positions(survived["golden_id"], previous_ids), np.ones(len(survived), bool)
+    order = _merged_order(previous["golden_id"], carried, survived["golden_id"])
+    found = np.concatenate([carried, positions(survived["golden_id"], previous_ids)])[order]
+    fresh = np.r_[np.zeros(len(carried), bool), np.ones(len(survived), bool)][order]
     where = np.r_[carried, len(previous) + np.arange(len(survived))][order]
     # In Arrow: the frames' columns are Arrow-backed, so the concatenation copies nothing and one
     # take per column builds the result (a pandas take of the same costs several times more).
@@ -146,7 +145,30 @@ def _with_carried(survived: pd.DataFrame, previous: pd.DataFrame | None, previou
     second = pa.Table.from_pandas(survived, preserve_index=False).cast(first.schema)
     both = pa.concat_tables([first, second]).take(pa.array(where))
     out = both.to_pandas(types_mapper={pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}.get)
-    return out.astype(survived.dtypes.to_dict()), found[order], fresh[order]
+    return out.astype(survived.dtypes.to_dict()), found, fresh
+
+
+def _sorted(ids: pa.Array) -> bool:
+    return len(ids) < 2 or pc.all(pc.less(ids.slice(0, len(ids) - 1), ids.slice(1))).as_py()
+
+
+def _merged_order(previous_ids: pd.Series, carried: np.ndarray, survived_ids: pd.Series) -> np.ndarray:
+    """The order that sorts previous_ids[carried] followed by survived_ids (distinct ids).
+
+    Both are already sorted when previous is a golden table this function built (sorted by
+    golden_id) and survived comes from survive_rules: then the survived ids are merged in by binary
+    search, instead of sorting a million strings again. Otherwise a plain sort."""
+    kept, new = _strings(previous_ids).take(pa.array(carried)), _strings(survived_ids)
+    if not (_sorted(kept) and _sorted(new)):
+        return pc.sort_indices(pa.chunked_array([kept, new])).to_numpy()
+    slot = np.searchsorted(kept.to_numpy(zero_copy_only=False), new.to_numpy(zero_copy_only=False))
+    at_new = slot + np.arange(len(new))               # each survived id's place in the merged order
+    is_new = np.zeros(len(kept) + len(new), bool)
+    is_new[at_new] = True
+    order = np.empty(len(is_new), dtype=np.int64)
+    order[~is_new] = np.arange(len(kept))
+    order[is_new] = len(kept) + np.arange(len(new))
+    return order
 
 
 def golden_changes(golden: pd.DataFrame, previous: pd.DataFrame | None, found: np.ndarray, survived: np.ndarray,
