@@ -151,14 +151,31 @@ def website_domain(website: pd.Series) -> pd.Series:
     return _series(pc.if_else(pc.match_substring(host, "."), host, None)).set_axis(website.index)
 
 
-def street_key(street: pd.Series) -> pd.Series:
-    """Lowercase ASCII words and numbers, street types abbreviated: '12, Main Street' -> '12 main st'."""
+def _street_key_one(v: str) -> str | None:
     from unidecode import unidecode
+    words = re.findall(r"[a-z0-9]+", unidecode(v).lower())
+    return " ".join(STREET_ABBREVIATIONS.get(w, w) for w in words) or None
 
-    def one(v: str) -> str | None:
-        words = re.findall(r"[a-z0-9]+", unidecode(v).lower())
-        return " ".join(STREET_ABBREVIATIONS.get(w, w) for w in words) or None
-    return _per_unique(street, one)
+
+def street_key(street: pd.Series) -> pd.Series:
+    """Lowercase ASCII words and numbers, street types abbreviated: '12, Main Street' -> '12 main st'.
+
+    Per distinct street; ASCII ones (nearly all) in Arrow, the rest transliterated by unidecode in Python."""
+    coded = pc.dictionary_encode(_arrow(street))
+    uniq = coded.dictionary
+    words = pc.split_pattern(pc.utf8_trim(pc.replace_substring_regex(pc.ascii_lower(uniq), r"[^a-z0-9]+", " "), " "), " ")
+    flat = pc.list_flatten(words)
+    short = pc.index_in(flat, value_set=pa.array(list(STREET_ABBREVIATIONS), type=flat.type))
+    flat = pc.if_else(pc.is_null(short), flat, pc.take(pa.array(list(STREET_ABBREVIATIONS.values()), type=flat.type), short))
+    joined = pc.binary_join(pa.LargeListArray.from_arrays(words.offsets, flat) if pa.types.is_large_list(words.type)
+                            else pa.ListArray.from_arrays(words.offsets, flat), pa.scalar(" ", flat.type))
+    keys = pc.if_else(pc.equal(joined, ""), pa.nulls(len(joined), joined.type), joined).to_numpy(zero_copy_only=False)
+    keys = keys.astype(object)
+    other = np.flatnonzero(~pc.string_is_ascii(uniq).to_numpy(zero_copy_only=False))
+    for i in other:
+        keys[i] = _street_key_one(uniq[int(i)].as_py())
+    out = pc.take(pa.array(keys, type=pa.large_string(), from_pandas=True), coded.indices)
+    return _series(out).set_axis(street.index)
 
 
 def variants_table(first_name_norm: pd.Series) -> pd.DataFrame:
