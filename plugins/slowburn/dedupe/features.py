@@ -108,9 +108,8 @@ def features(leads: pd.DataFrame) -> pd.DataFrame:
     out["phone_tail"] = phone.str.slice(-7).astype("string")
     out["website_domain"] = website_domain(_text(df, "website"))
     out["street_norm"] = street_key(_text(df, "street"))
-    out["city_norm"] = name_key(_text(df, "city"))
-    post = _text(df, "postcode").str.upper().str.replace(r"[^0-9A-Z]", "", regex=True)
-    out["postcode_norm"] = post.mask(post == "").astype("string")
+    out["city_norm"] = per_distinct(_text(df, "city"), name_key)
+    out["postcode_norm"] = per_distinct(_text(df, "postcode"), postcode_key)
     out["country_code"] = country
     return out.reset_index(drop=True)
 
@@ -131,6 +130,15 @@ def shared_line(phone: pd.Series, first: pd.Series, last: pd.Series) -> pd.Serie
 def _arrow(values: pd.Series) -> pa.Array:
     arr = pa.array(values.astype("string"), type=pa.large_string())
     return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def per_distinct(values: pd.Series, fn) -> pd.Series:
+    """fn (a value-by-value Series function, such as slowburn.normalize.name_key) on the distinct
+    values only, spread back to every row with an Arrow take: a million rows of a few thousand
+    cities are not mapped through a Python dict."""
+    coded = pc.dictionary_encode(_arrow(values))
+    keys = fn(_series(coded.dictionary))
+    return _series(pc.take(_arrow(keys), coded.indices)).set_axis(values.index)
 
 
 def _series(values) -> pd.Series:
@@ -155,6 +163,12 @@ def _street_key_one(v: str) -> str | None:
     from unidecode import unidecode
     words = re.findall(r"[a-z0-9]+", unidecode(v).lower())
     return " ".join(STREET_ABBREVIATIONS.get(w, w) for w in words) or None
+
+
+def postcode_key(postcode: pd.Series) -> pd.Series:
+    """Uppercase letters and digits only: 'sw1a 1aa' -> 'SW1A1AA'."""
+    post = postcode.str.upper().str.replace(r"[^0-9A-Z]", "", regex=True)
+    return post.mask(post == "").astype("string")
 
 
 def street_key(street: pd.Series) -> pd.Series:
