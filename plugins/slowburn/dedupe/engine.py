@@ -244,14 +244,13 @@ def dedupe_leads(leads: pd.DataFrame, previous_links: pd.DataFrame | None = None
     stage("linkage")
     # Clustering: existing golden records stay whole; the chaining guard checks the rest.
     prev_gid = prev["golden_id"].astype("string")
-    kept = np.full(n, -1, dtype=np.int64)
-    if existing.any():
-        kept[existing] = pd.factorize(prev_gid[existing])[0]
+    previous_codes = pd.factorize(prev_gid)   # one hashing of a million ids, for both uses below
+    kept = np.where(existing, previous_codes[0], -1).astype(np.int64)
     corporate = feats["email_domain"].where(feats["email_free"].eq(False).fillna(False))
     clusters = cluster(n, result.edges, corporate, kept, guard=bool(cfg.raw.get("chaining_guard", True)))
     member_key = member_keys(leads)
     gid, merges = assign_golden_ids(clusters.labels, member_key, prev_gid,
-                                    existing, leads["created_at"], salt=run_id or "")
+                                    existing, leads["created_at"], salt=run_id or "", previous_codes=previous_codes)
     codes, golden_ids = pd.factorize(gid)
     del feats
     stage("clustering")
