@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from slowburn.normalize import FREE_MAIL_DOMAINS, _per_unique, company_key, country_code, email_parts, name_key, phone_e164
+from slowburn.normalize import FREE_MAIL_DOMAINS, company_key, country_code, email_parts, name_key, phone_e164
 
 # Columns the linkage reads; `features()` guarantees every one exists (string dtype unless noted).
 FEATURE_COLUMNS = (
@@ -177,10 +177,12 @@ def street_key(street: pd.Series) -> pd.Series:
     Per distinct street; ASCII ones (nearly all) in Arrow, the rest transliterated by unidecode in Python."""
     coded = pc.dictionary_encode(_arrow(street))
     uniq = coded.dictionary
-    words = pc.split_pattern(pc.utf8_trim(pc.replace_substring_regex(pc.ascii_lower(uniq), r"[^a-z0-9]+", " "), " "), " ")
+    spaced = pc.replace_substring_regex(pc.ascii_lower(uniq), r"[^a-z0-9]+", " ")
+    words = pc.split_pattern(pc.utf8_trim(spaced, " "), " ")
     flat = pc.list_flatten(words)
-    short = pc.index_in(flat, value_set=pa.array(list(STREET_ABBREVIATIONS), type=flat.type))
-    flat = pc.if_else(pc.is_null(short), flat, pc.take(pa.array(list(STREET_ABBREVIATIONS.values()), type=flat.type), short))
+    long_, short_ = (pa.array(list(x), type=flat.type) for x in (STREET_ABBREVIATIONS, STREET_ABBREVIATIONS.values()))
+    found = pc.index_in(flat, value_set=long_)
+    flat = pc.if_else(pc.is_null(found), flat, pc.take(short_, found))
     joined = pc.binary_join(pa.LargeListArray.from_arrays(words.offsets, flat) if pa.types.is_large_list(words.type)
                             else pa.ListArray.from_arrays(words.offsets, flat), pa.scalar(" ", flat.type))
     keys = pc.if_else(pc.equal(joined, ""), pa.nulls(len(joined), joined.type), joined).to_numpy(zero_copy_only=False)

@@ -44,7 +44,8 @@ EDGE_COLUMNS = ["a", "b", "probability", "match_weight", "rule"]
 
 
 # ---------------------------------------------------------------------------------------- deterministic
-def deterministic_edges(feats: pd.DataFrame, new: np.ndarray, rules: list[dict], codes: dict | None = None) -> pd.DataFrame:
+def deterministic_edges(feats: pd.DataFrame, new: np.ndarray, rules: list[dict],
+                        codes: dict | None = None) -> pd.DataFrame:
     """Edges (a, b) between rows equal and non-null on all columns of a rule; at least one side is new.
 
     Each new row is linked to one anchor per key (the key's first existing row, else its first
