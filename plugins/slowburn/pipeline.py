@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from slowburn import atomic, contracts, storage
@@ -413,8 +414,16 @@ def current_leads(ctx: RunContext) -> pd.DataFrame:
     if earlier.empty:
         return today
     keys = ["source_system", "source_id"]
-    replaced = earlier.set_index(keys).index.isin(today.set_index(keys).index)
-    earlier = earlier[~replaced].astype({c: "string" for c in earlier.columns if earlier[c].dtype == object})
+    # Only rows whose source_id came again tonight can be replaced: the pair check (a MultiIndex
+    # over every earlier row costs seconds) runs on those few, and one take drops them.
+    maybe = earlier["source_id"].isin(today["source_id"].dropna()).to_numpy(dtype=bool, na_value=False)
+    if today["source_id"].isna().any():
+        maybe |= earlier["source_id"].isna().to_numpy()
+    maybe = np.flatnonzero(maybe)
+    replaced = np.zeros(len(earlier), bool)
+    replaced[maybe] = earlier.iloc[maybe].set_index(keys).index.isin(today.set_index(keys).index)
+    earlier = earlier.take(np.flatnonzero(~replaced)) if replaced.any() else earlier
+    earlier = earlier.astype({c: "string" for c in earlier.columns if earlier[c].dtype == object})
     return pd.concat([earlier, today[[c for c in today.columns if c in earlier.columns or c == "run_id"]]],
                      ignore_index=True)
 

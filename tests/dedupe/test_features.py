@@ -68,3 +68,18 @@ def test_website_domain_and_email_local_part():
     assert got.tolist() == ["acme.com", "foo.co.uk", pd.NA, pd.NA, "x.y", "ümlaut.de"]
     f = features(pd.DataFrame({"email": ["b.smith+x@acme.com", "nobody", None]}, index=[7, 8, 9]))
     assert f["email_local"].tolist() == ["b.smith", pd.NA, pd.NA]
+
+
+def test_street_city_and_postcode_keys_per_distinct_value_equal_the_per_value_functions():
+    """Street keys go through Arrow for ASCII streets and unidecode for the rest; city and postcode
+    keys are computed per distinct value and spread back: each must equal its value-by-value form."""
+    from slowburn.dedupe.features import _street_key_one, per_distinct, postcode_key, street_key
+    streets = pd.Series(["12, Main Street", "North  north STREET", "Hauptstraße 5", "Ünter-den-Linden 3", " - ", "",
+                         None, "12, Main Street", "Av. Road\tsuite 4", "ROAD"], dtype="string")
+    keys = [None if pd.isna(k) else k for k in street_key(streets)]
+    assert keys == [None if pd.isna(v) else _street_key_one(v) for v in streets]
+    assert keys[:2] == ["12 main st", "n n st"] and keys[4] is None
+    cities = pd.Series(["São Paulo", "sao paulo", None, "Köln", "", "São Paulo"], dtype="string")
+    pd.testing.assert_series_equal(per_distinct(cities, name_key), name_key(cities), check_names=False)
+    codes = pd.Series(["sw1a 1aa", "SW1A-1AA", " - ", None, "10115"], dtype="string")
+    pd.testing.assert_series_equal(per_distinct(codes, postcode_key), postcode_key(codes), check_names=False)

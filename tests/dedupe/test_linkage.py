@@ -156,3 +156,26 @@ def test_the_splink_model_can_live_on_object_storage(sample, s3, tmp_path):
     second = dedupe_leads(leads, None, load_config(), run_id="r1", model_dir=s3.location("models/dedupe"),
                           run_dir=tmp_path)
     assert second.report["mode"] == "splink_reused"  # read back from the bucket: there is no local copy
+
+
+def test_saved_model_scores_tonight_against_blocking_neighbours_only(sample, tmp_path):
+    """With a saved model, DuckDB gets tonight's rows and only the earlier rows that share a blocking
+    key with one of them, term frequencies still counted over every row: the pairs and their
+    probabilities are exactly those of loading every row."""
+    from slowburn.dedupe.features import features
+    from slowburn.dedupe.linkage import link
+    leads = sample["leads"].reset_index(drop=True)
+    created = pd.to_datetime(leads["created_at"], utc=True)
+    new = (created > created.quantile(0.85)).to_numpy()
+    cfg = load_config()
+    dedupe_leads(leads[~new].assign(run_id="r1"), None, cfg, run_id="r1", model_dir=tmp_path / "m", run_dir=tmp_path)
+    feats = features(leads)
+    some = link(feats, new, cfg, model_dir=tmp_path / "m", run_dir=tmp_path)
+    every = link(feats, new, cfg, model_dir=tmp_path / "m", run_dir=tmp_path, all_rows=True)
+    assert some.mode == every.mode == "splink_reused"
+    assert new.sum() < some.report["rows_loaded"] < len(leads)
+    assert "rows_loaded" not in every.report
+    assert len(some.edges[some.edges["rule"] == "splink"]) > 0
+    for mine, theirs in ((some.edges, every.edges), (some.review, every.review)):
+        pd.testing.assert_frame_equal(mine.sort_values(["a", "b", "rule"], ignore_index=True),
+                                      theirs.sort_values(["a", "b", "rule"], ignore_index=True))

@@ -70,11 +70,14 @@ def cluster(n: int, edges: pd.DataFrame, corporate_domain: pd.Series | np.ndarra
     empty = edges.iloc[0:0].assign(reason=pd.Series(dtype="object"))
     if not guard or not len(edges):
         return Clusters(labels, edges, empty, 0)
-    dom = pd.Series(np.asarray(corporate_domain, dtype=object)).astype("string")
-    has = dom.notna().to_numpy()
-    per = pd.DataFrame({"c": labels[has], "d": dom[has].to_numpy()}).drop_duplicates()
-    counts = per.groupby("c").size()
-    bad = counts.index[counts.to_numpy() > 1].to_numpy()
+    dom = (corporate_domain.astype("string").reset_index(drop=True) if isinstance(corporate_domain, pd.Series)
+           else pd.Series(np.asarray(corporate_domain, dtype=object)).astype("string"))
+    # Distinct corporate domains per component, on integer codes (no million Python strings).
+    dcode = pd.factorize(dom)[0].astype(np.int64)
+    has = dcode >= 0
+    width = int(dcode.max()) + 1 if has.any() else 1
+    pairs = np.unique(labels[has].astype(np.int64) * width + dcode[has])
+    bad = np.flatnonzero(np.bincount(pairs // width, minlength=int(labels.max()) + 1 if n else 0) > 1)
     if not len(bad):
         return Clusters(labels, edges, empty, 0)
     in_bad = np.isin(labels, bad)
@@ -94,9 +97,8 @@ def cluster(n: int, edges: pd.DataFrame, corporate_domain: pd.Series | np.ndarra
 
     domains: dict[int, frozenset] = {}
     rows_bad = np.flatnonzero(in_bad)
-    dom_arr = dom.to_numpy(dtype=object, na_value=None)
-    for r in rows_bad:
-        domains[r] = frozenset([dom_arr[r]]) if dom_arr[r] is not None else frozenset()
+    for r, d in zip(rows_bad, dom.iloc[rows_bad].to_numpy(dtype=object, na_value=None)):
+        domains[r] = frozenset([d]) if d is not None else frozenset()
 
     def union(x: int, y: int) -> None:
         rx, ry = find(x), find(y)
@@ -135,7 +137,8 @@ def cluster(n: int, edges: pd.DataFrame, corporate_domain: pd.Series | np.ndarra
 
 
 def assign_golden_ids(labels: np.ndarray, member_key: pd.Series, previous_id: pd.Series, existing: np.ndarray,
-                      created_at: pd.Series, salt: str = "") -> tuple[np.ndarray, pd.DataFrame]:
+                      created_at: pd.Series, salt: str = "",
+                      previous_codes: tuple[np.ndarray, pd.Index] | None = None) -> tuple[np.ndarray, pd.DataFrame]:
     """Golden id per row, and the merges of existing golden records (survivor, absorbed, rows moved).
 
     previous_id: the golden id each row had in the previous lead_links state (null if none).
@@ -143,12 +146,13 @@ def assign_golden_ids(labels: np.ndarray, member_key: pd.Series, previous_id: pd
 
     A component of existing rows of one record only (no new row reached it: the bulk of a night)
     keeps that id without further work, so the cost follows tonight's rows, not the state.
+    previous_codes: pd.factorize(previous_id), when the caller already has it.
     """
     n = len(labels)
     labels = np.asarray(labels, dtype=np.int64)
     existing = np.asarray(existing, bool)
     prev = previous_id.astype("string").reset_index(drop=True)
-    pcode, puniq = pd.factorize(prev)
+    pcode, puniq = pd.factorize(prev) if previous_codes is None else previous_codes
     comps = int(labels.max()) + 1 if n else 0
     opened = np.zeros(comps, bool)
     opened[labels[~existing | (pcode < 0)]] = True

@@ -83,6 +83,23 @@ def _align_previous(leads: pd.DataFrame, previous: pd.DataFrame | None) -> pd.Da
                      on=["source_system", "source_id"])[cols].reset_index(drop=True)
 
 
+def _strings(values) -> pa.Array:
+    """Ids as one Arrow string array: Arrow-backed columns as they are, Python strings converted."""
+    if isinstance(getattr(values, "dtype", None), pd.StringDtype) and values.dtype.storage == "pyarrow":
+        arr = pa.array(values.array)
+    else:
+        arr = pa.array(np.asarray(values, dtype=object), type=pa.string(), from_pandas=True)
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    return arr.cast(pa.string())
+
+
+def positions(values, unique_values) -> np.ndarray:
+    """Per value, its position in `unique_values` (-1 if absent): an Arrow hash lookup, several times
+    quicker than Index.get_indexer on a million ids held as Python strings."""
+    found = pc.index_in(_strings(values), value_set=_strings(unique_values))
+    return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 def affected_records(gid: np.ndarray, codes: np.ndarray, golden_ids: pd.Index, new: np.ndarray, prev_gid: pd.Series,
                      previous: pd.DataFrame | None, previous_ids: pd.Index | None) -> tuple[np.ndarray, np.ndarray]:
     """Per golden id (gid per row, its code in golden_ids): whether its record must be survived again,
@@ -95,14 +112,14 @@ def affected_records(gid: np.ndarray, codes: np.ndarray, golden_ids: pd.Index, n
     n_golden = len(golden_ids)
     if previous is None:
         return np.ones(n_golden, bool), np.full(n_golden, -1, dtype=np.int64)
-    found = previous_ids.get_indexer(golden_ids)
+    found = positions(golden_ids, previous_ids)
     before = prev_gid.to_numpy(dtype=object, na_value=None)
     moved = np.asarray(new, bool) | (before != gid)
     affected = np.zeros(n_golden, bool)
     affected[codes[moved]] = True
     left = pd.unique(before[moved & pd.notna(before)])      # records a row moved out of
-    hit = golden_ids.get_indexer(left)
-    affected[hit[hit >= 0]] = True
+    if len(left):
+        affected |= pc.is_in(_strings(golden_ids), value_set=_strings(left)).to_numpy(zero_copy_only=False)
     counts = np.bincount(codes, minlength=n_golden)
     had = previous["source_count"].to_numpy()[np.maximum(found, 0)]
     affected |= (found < 0) | (counts != had)               # e.g. a row no longer among the leads
@@ -116,15 +133,42 @@ def _with_carried(survived: pd.DataFrame, previous: pd.DataFrame | None, previou
     re-survived. One Arrow take builds it: the carried bulk is never copied twice."""
     if previous is None:
         return survived, np.full(len(survived), -1, dtype=np.int64), np.ones(len(survived), bool)
-    found = np.concatenate([carried, previous_ids.get_indexer(survived["golden_id"])])
-    fresh = np.r_[np.zeros(len(carried), bool), np.ones(len(survived), bool)]
     if not len(carried):
-        return survived, found, fresh
-    ids = pa.chunked_array([pa.array(previous["golden_id"]).take(pa.array(carried)), pa.array(survived["golden_id"])])
-    order = pc.sort_indices(ids).to_numpy()
-    both = pd.concat([previous[survived.columns], survived], ignore_index=True)  # Arrow columns: no copy
+        return survived, positions(survived["golden_id"], previous_ids), np.ones(len(survived), bool)
+    order = _merged_order(previous["golden_id"], carried, survived["golden_id"])
+    found = np.concatenate([carried, positions(survived["golden_id"], previous_ids)])[order]
+    fresh = np.r_[np.zeros(len(carried), bool), np.ones(len(survived), bool)][order]
     where = np.r_[carried, len(previous) + np.arange(len(survived))][order]
-    return both.take(where).reset_index(drop=True), found[order], fresh[order]
+    # In Arrow: the frames' columns are Arrow-backed, so the concatenation copies nothing and one
+    # take per column builds the result (a pandas take of the same costs several times more).
+    first = pa.Table.from_pandas(previous[survived.columns], preserve_index=False)
+    second = pa.Table.from_pandas(survived, preserve_index=False).cast(first.schema)
+    both = pa.concat_tables([first, second]).take(pa.array(where))
+    out = both.to_pandas(types_mapper={pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}.get)
+    return out.astype(survived.dtypes.to_dict()), found, fresh
+
+
+def _sorted(ids: pa.Array) -> bool:
+    return len(ids) < 2 or pc.all(pc.less(ids.slice(0, len(ids) - 1), ids.slice(1))).as_py()
+
+
+def _merged_order(previous_ids: pd.Series, carried: np.ndarray, survived_ids: pd.Series) -> np.ndarray:
+    """The order that sorts previous_ids[carried] followed by survived_ids (distinct ids).
+
+    Both are already sorted when previous is a golden table this function built (sorted by
+    golden_id) and survived comes from survive_rules: then the survived ids are merged in by binary
+    search, instead of sorting a million strings again. Otherwise a plain sort."""
+    kept, new = _strings(previous_ids).take(pa.array(carried)), _strings(survived_ids)
+    if not (_sorted(kept) and _sorted(new)):
+        return pc.sort_indices(pa.chunked_array([kept, new])).to_numpy()
+    slot = np.searchsorted(kept.to_numpy(zero_copy_only=False), new.to_numpy(zero_copy_only=False))
+    at_new = slot + np.arange(len(new))               # each survived id's place in the merged order
+    is_new = np.zeros(len(kept) + len(new), bool)
+    is_new[at_new] = True
+    order = np.empty(len(is_new), dtype=np.int64)
+    order[~is_new] = np.arange(len(kept))
+    order[is_new] = len(kept) + np.arange(len(new))
+    return order
 
 
 def golden_changes(golden: pd.DataFrame, previous: pd.DataFrame | None, found: np.ndarray, survived: np.ndarray,
@@ -140,7 +184,11 @@ def golden_changes(golden: pd.DataFrame, previous: pd.DataFrame | None, found: n
     changed = ~has
     at = np.maximum(found, 0)
     for col in ("merged_from", "review_reason"):  # this run's annotations, on every record
-        changed |= has & ~same_values(golden[col], previous[col].iloc[at])
+        # Only where either side holds a value (a few records): two nulls are the same.
+        held = golden[col].notna().to_numpy() | previous[col].notna().to_numpy()[at]
+        rows = np.flatnonzero(has & held)
+        if len(rows):
+            changed[rows] |= ~same_values(golden[col].iloc[rows], previous[col].iloc[at[rows]])
     rows = np.flatnonzero(survived & has & ~changed)
     for col in golden.columns:
         if len(rows):
@@ -177,11 +225,10 @@ def dedupe_leads(leads: pd.DataFrame, previous_links: pd.DataFrame | None = None
                             pd.DataFrame(), {"rows": 0, "mode": "empty"}, removed_golden_ids=gone,
                             changed_links=np.zeros(0, bool))
     prev = _align_previous(leads, previous_links)
-    same_landing = (prev["row_key"].astype("string").to_numpy(dtype=object, na_value=None)
-                    == leads["row_key"].astype("string").to_numpy(dtype=object, na_value=None))
+    # Compared in Arrow (two nulls are the same), not as a million Python strings.
+    same_landing = same_values(prev["row_key"].astype("string"), leads["row_key"].astype("string"))
     if "run_id" in leads and "run_id" in prev:
-        same_landing &= (prev["run_id"].astype("string").to_numpy(dtype=object, na_value=None)
-                         == leads["run_id"].astype("string").to_numpy(dtype=object, na_value=None))
+        same_landing &= same_values(prev["run_id"].astype("string"), leads["run_id"].astype("string"))
     tonight = (leads["run_id"].astype("string") == run_id).fillna(False).to_numpy() if (
         run_id and "run_id" in leads) else np.zeros(n, bool)
     existing = prev["golden_id"].notna().to_numpy() & same_landing & ~tonight
@@ -197,14 +244,13 @@ def dedupe_leads(leads: pd.DataFrame, previous_links: pd.DataFrame | None = None
     stage("linkage")
     # Clustering: existing golden records stay whole; the chaining guard checks the rest.
     prev_gid = prev["golden_id"].astype("string")
-    kept = np.full(n, -1, dtype=np.int64)
-    if existing.any():
-        kept[existing] = pd.factorize(prev_gid[existing])[0]
+    previous_codes = pd.factorize(prev_gid)   # one hashing of a million ids, for both uses below
+    kept = np.where(existing, previous_codes[0], -1).astype(np.int64)
     corporate = feats["email_domain"].where(feats["email_free"].eq(False).fillna(False))
     clusters = cluster(n, result.edges, corporate, kept, guard=bool(cfg.raw.get("chaining_guard", True)))
     member_key = member_keys(leads)
     gid, merges = assign_golden_ids(clusters.labels, member_key, prev_gid,
-                                    existing, leads["created_at"], salt=run_id or "")
+                                    existing, leads["created_at"], salt=run_id or "", previous_codes=previous_codes)
     codes, golden_ids = pd.factorize(gid)
     del feats
     stage("clustering")
@@ -218,7 +264,7 @@ def dedupe_leads(leads: pd.DataFrame, previous_links: pd.DataFrame | None = None
         review_frames.append(r)
         for side in ("a", "b"):
             idx = r[side].to_numpy()
-            other = member_key.to_numpy()[r["b" if side == "a" else "a"].to_numpy()]
+            other = member_key.iloc[r["b" if side == "a" else "a"].to_numpy()].to_numpy(dtype=object)
             text = [f"{w} (with {o}, p={p:.3f})" for w, o, p in zip(r["reason"], other, r["probability"])]
             fill = pd.Series(text, index=idx)
             fill = fill[~fill.index.duplicated()]
@@ -246,10 +292,11 @@ def dedupe_leads(leads: pd.DataFrame, previous_links: pd.DataFrame | None = None
     review = pd.DataFrame()
     if review_frames:
         rv = pd.concat(review_frames, ignore_index=True)
-        review = pd.DataFrame({"row_key_a": leads["row_key"].to_numpy()[rv["a"].to_numpy()],
-                               "key_a": member_key.to_numpy()[rv["a"].to_numpy()],
-                               "row_key_b": leads["row_key"].to_numpy()[rv["b"].to_numpy()],
-                               "key_b": member_key.to_numpy()[rv["b"].to_numpy()],
+
+        def at(col: pd.Series, side: str) -> np.ndarray:  # only the review rows leave Arrow
+            return col.iloc[rv[side].to_numpy()].to_numpy(dtype=object)
+        review = pd.DataFrame({"row_key_a": at(leads["row_key"], "a"), "key_a": at(member_key, "a"),
+                               "row_key_b": at(leads["row_key"], "b"), "key_b": at(member_key, "b"),
                                "golden_id_a": gid[rv["a"].to_numpy()], "golden_id_b": gid[rv["b"].to_numpy()],
                                "match_probability": rv["probability"].to_numpy(), "rule": rv["rule"].to_numpy(),
                                "reason": rv["reason"].to_numpy()}).astype({"match_probability": "float64"})

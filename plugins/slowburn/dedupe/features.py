@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from slowburn.normalize import FREE_MAIL_DOMAINS, _per_unique, company_key, country_code, email_parts, name_key, phone_e164
+from slowburn.normalize import FREE_MAIL_DOMAINS, company_key, country_code, email_parts, name_key, phone_e164
 
 # Columns the linkage reads; `features()` guarantees every one exists (string dtype unless noted).
 FEATURE_COLUMNS = (
@@ -108,9 +108,8 @@ def features(leads: pd.DataFrame) -> pd.DataFrame:
     out["phone_tail"] = phone.str.slice(-7).astype("string")
     out["website_domain"] = website_domain(_text(df, "website"))
     out["street_norm"] = street_key(_text(df, "street"))
-    out["city_norm"] = name_key(_text(df, "city"))
-    post = _text(df, "postcode").str.upper().str.replace(r"[^0-9A-Z]", "", regex=True)
-    out["postcode_norm"] = post.mask(post == "").astype("string")
+    out["city_norm"] = per_distinct(_text(df, "city"), name_key)
+    out["postcode_norm"] = per_distinct(_text(df, "postcode"), postcode_key)
     out["country_code"] = country
     return out.reset_index(drop=True)
 
@@ -133,6 +132,15 @@ def _arrow(values: pd.Series) -> pa.Array:
     return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
 
 
+def per_distinct(values: pd.Series, fn) -> pd.Series:
+    """fn (a value-by-value Series function, such as slowburn.normalize.name_key) on the distinct
+    values only, spread back to every row with an Arrow take: a million rows of a few thousand
+    cities are not mapped through a Python dict."""
+    coded = pc.dictionary_encode(_arrow(values))
+    keys = fn(_series(coded.dictionary))
+    return _series(pc.take(_arrow(keys), coded.indices)).set_axis(values.index)
+
+
 def _series(values) -> pd.Series:
     """An Arrow string result as a pandas string Series (no copy)."""
     if not isinstance(values, pa.ChunkedArray):
@@ -151,14 +159,39 @@ def website_domain(website: pd.Series) -> pd.Series:
     return _series(pc.if_else(pc.match_substring(host, "."), host, None)).set_axis(website.index)
 
 
-def street_key(street: pd.Series) -> pd.Series:
-    """Lowercase ASCII words and numbers, street types abbreviated: '12, Main Street' -> '12 main st'."""
+def _street_key_one(v: str) -> str | None:
     from unidecode import unidecode
+    words = re.findall(r"[a-z0-9]+", unidecode(v).lower())
+    return " ".join(STREET_ABBREVIATIONS.get(w, w) for w in words) or None
 
-    def one(v: str) -> str | None:
-        words = re.findall(r"[a-z0-9]+", unidecode(v).lower())
-        return " ".join(STREET_ABBREVIATIONS.get(w, w) for w in words) or None
-    return _per_unique(street, one)
+
+def postcode_key(postcode: pd.Series) -> pd.Series:
+    """Uppercase letters and digits only: 'sw1a 1aa' -> 'SW1A1AA'."""
+    post = postcode.str.upper().str.replace(r"[^0-9A-Z]", "", regex=True)
+    return post.mask(post == "").astype("string")
+
+
+def street_key(street: pd.Series) -> pd.Series:
+    """Lowercase ASCII words and numbers, street types abbreviated: '12, Main Street' -> '12 main st'.
+
+    Per distinct street; ASCII ones (nearly all) in Arrow, the rest transliterated by unidecode in Python."""
+    coded = pc.dictionary_encode(_arrow(street))
+    uniq = coded.dictionary
+    spaced = pc.replace_substring_regex(pc.ascii_lower(uniq), r"[^a-z0-9]+", " ")
+    words = pc.split_pattern(pc.utf8_trim(spaced, " "), " ")
+    flat = pc.list_flatten(words)
+    long_, short_ = (pa.array(list(x), type=flat.type) for x in (STREET_ABBREVIATIONS, STREET_ABBREVIATIONS.values()))
+    found = pc.index_in(flat, value_set=long_)
+    flat = pc.if_else(pc.is_null(found), flat, pc.take(short_, found))
+    joined = pc.binary_join(pa.LargeListArray.from_arrays(words.offsets, flat) if pa.types.is_large_list(words.type)
+                            else pa.ListArray.from_arrays(words.offsets, flat), pa.scalar(" ", flat.type))
+    keys = pc.if_else(pc.equal(joined, ""), pa.nulls(len(joined), joined.type), joined).to_numpy(zero_copy_only=False)
+    keys = keys.astype(object)
+    other = np.flatnonzero(~pc.string_is_ascii(uniq).to_numpy(zero_copy_only=False))
+    for i in other:
+        keys[i] = _street_key_one(uniq[int(i)].as_py())
+    out = pc.take(pa.array(keys, type=pa.large_string(), from_pandas=True), coded.indices)
+    return _series(out).set_axis(street.index)
 
 
 def variants_table(first_name_norm: pd.Series) -> pd.DataFrame:
@@ -168,13 +201,20 @@ def variants_table(first_name_norm: pd.Series) -> pd.DataFrame:
                          "first_name_variants": [list(name_variants(k)) for k in names]})
 
 
-def profile(feats: pd.DataFrame) -> dict:
-    """Null rate and distinct ratio per matching column: the snapshot a trained model is checked against."""
+def profile(feats: pd.DataFrame, codes: dict | None = None) -> dict:
+    """Null rate and distinct ratio per matching column: the snapshot a trained model is checked against.
+
+    From per-column codes (pd.factorize: -1 for null, 0..k-1 for k distinct values), shared through
+    `codes` with linkage's blocking keys so that each column is hashed once."""
+    codes = {} if codes is None else codes
     n = max(len(feats), 1)
     stats = {}
     for c in FEATURE_COLUMNS:
-        s = feats[c]
-        nonnull = s.dropna()
-        stats[c] = {"null_rate": round(1 - len(nonnull) / n, 4),
-                    "distinct_ratio": round(nonnull.nunique() / max(len(nonnull), 1), 4)}
+        if c not in codes:
+            codes[c] = pd.factorize(feats[c])[0]
+        code = codes[c]
+        nonnull = int((code >= 0).sum())
+        distinct = int(code.max()) + 1 if nonnull else 0
+        stats[c] = {"null_rate": round(1 - nonnull / n, 4),
+                    "distinct_ratio": round(distinct / max(nonnull, 1), 4)}
     return {"rows": int(len(feats)), "columns": stats}

@@ -64,11 +64,13 @@ def build_links(leads: pd.DataFrame, golden_id: np.ndarray, accepted: pd.DataFra
     prev = previous["golden_id"].astype("string").to_numpy(dtype=object, na_value=None)
     gid = np.asarray(golden_id, dtype=object)
     moved = pd.notna(prev) & (prev != gid)
+    def carried(col):  # a leads column as it is (no round trip through Python objects)
+        return leads[col].astype("string").reset_index(drop=True)
     links = pd.DataFrame({
-        "run_id": leads["run_id"].to_numpy() if "run_id" in leads else None,
-        "row_key": leads["row_key"].to_numpy(),
-        "source_system": leads["source_system"].to_numpy(),
-        "source_id": leads["source_id"].to_numpy(),
+        "run_id": carried("run_id") if "run_id" in leads else None,
+        "row_key": carried("row_key"),
+        "source_system": carried("source_system"),
+        "source_id": carried("source_id"),
         "golden_id": gid,
         "match_probability": prob,
         "match_rule": rule,

@@ -44,7 +44,8 @@ EDGE_COLUMNS = ["a", "b", "probability", "match_weight", "rule"]
 
 
 # ---------------------------------------------------------------------------------------- deterministic
-def deterministic_edges(feats: pd.DataFrame, new: np.ndarray, rules: list[dict]) -> pd.DataFrame:
+def deterministic_edges(feats: pd.DataFrame, new: np.ndarray, rules: list[dict],
+                        codes: dict | None = None) -> pd.DataFrame:
     """Edges (a, b) between rows equal and non-null on all columns of a rule; at least one side is new.
 
     Each new row is linked to one anchor per key (the key's first existing row, else its first
@@ -55,19 +56,20 @@ def deterministic_edges(feats: pd.DataFrame, new: np.ndarray, rules: list[dict])
         cols = [c for c in rule["columns"] if c in feats.columns]
         if len(cols) != len(rule["columns"]):
             continue
-        keyed = feats[cols].notna().all(axis=1).to_numpy()
+        key = rule_key(feats, cols, codes)
+        keyed = key >= 0
         if not keyed.any():
             continue
         rows = np.flatnonzero(keyed)
-        codes = feats.loc[keyed, cols].groupby(cols, sort=False).ngroup().to_numpy()
+        group = key[keyed]
         is_new = new[rows]
         # Anchor: existing rows sort first, then by position.
-        order = np.lexsort((rows, is_new, codes))
-        c_sorted = codes[order]
+        order = np.lexsort((rows, is_new, group))
+        c_sorted = group[order]
         first = np.r_[True, c_sorted[1:] != c_sorted[:-1]]
-        anchor_of_code = np.empty(codes.max() + 1, dtype=np.int64)
+        anchor_of_code = np.empty(group.max() + 1, dtype=np.int64)
         anchor_of_code[c_sorted[first]] = rows[order][first]
-        anchors = anchor_of_code[codes]
+        anchors = anchor_of_code[group]
         take = is_new & (anchors != rows)
         if take.any():
             frames.append(pd.DataFrame({"a": anchors[take], "b": rows[take], "probability": 1.0,
@@ -198,25 +200,49 @@ def active_columns(feats: pd.DataFrame) -> list[str]:
     return [c for c in FEATURE_COLUMNS if c in feats.columns and feats[c].notna().any()]
 
 
-def rule_pairs(feats: pd.DataFrame, cols: list[str], codes: dict | None = None) -> int:
-    """How many pairs a blocking rule compares: sum of n(n-1)/2 over groups equal and non-null on `cols`.
+def rule_key(feats: pd.DataFrame, cols: list[str], codes: dict | None = None) -> np.ndarray:
+    """Per row, a group number for its values on `cols` (-1 where any is null): rows a blocking rule
+    on `cols` pairs have the same number.
 
-    Integer codes per column (pd.factorize, shared through `codes`) rather than a groupby on text:
-    every rule of a million rows is sized in well under a second.
+    Integer codes per column (pd.factorize) rather than a groupby on text, kept in `codes` (by column,
+    and by rule) so that each column and each rule is hashed once however many callers ask.
     """
     codes = {} if codes is None else codes
+    rule = tuple(cols)
+    if rule in codes:
+        return codes[rule]
     for c in cols:
         if c not in codes:
             codes[c] = pd.factorize(feats[c])[0]
     keep = np.logical_and.reduce([codes[c] >= 0 for c in cols])
-    if not keep.any():
-        return 0
-    key = np.zeros(int(keep.sum()), dtype=np.int64)
-    for c in cols:
-        part = codes[c][keep].astype(np.int64)
-        key = pd.factorize(key * (int(part.max()) + 1) + part)[0].astype(np.int64)  # stays below n: no overflow
-    sizes = np.bincount(key).astype(np.int64)
+    out = np.full(len(feats), -1, dtype=np.int64)
+    if keep.any():
+        key = codes[cols[0]][keep].astype(np.int64)
+        for c in cols[1:]:
+            part = codes[c][keep].astype(np.int64)
+            key = pd.factorize(key * (int(part.max()) + 1) + part)[0].astype(np.int64)  # stays below n: no overflow
+        out[keep] = key
+    codes[rule] = out
+    return out
+
+
+def rule_pairs(feats: pd.DataFrame, cols: list[str], codes: dict | None = None) -> int:
+    """How many pairs a blocking rule compares: sum of n(n-1)/2 over groups equal and non-null on `cols`."""
+    key = rule_key(feats, cols, codes)
+    sizes = np.bincount(key[key >= 0]).astype(np.int64)
     return int((sizes * (sizes - 1) // 2).sum())
+
+
+def blocking_neighbours(feats: pd.DataFrame, new: np.ndarray, rules: list[list[str]],
+                        codes: dict | None = None) -> np.ndarray:
+    """Existing rows that agree with a new row on every column of some blocking rule: the only
+    existing rows predict_between can pair with tonight's, so the only ones it needs."""
+    out = np.zeros(len(feats), bool)
+    for r in rules:
+        key = rule_key(feats, r, codes)
+        hits = np.unique(key[new & (key >= 0)])
+        out |= ~new & np.isin(key, hits)
+    return out
 
 
 def _varies(values: pd.Series) -> bool:
@@ -225,8 +251,10 @@ def _varies(values: pd.Series) -> bool:
     return bool(len(present)) and bool((present != present.iloc[0]).any())
 
 
-def plan(feats: pd.DataFrame, cfg: DedupeConfig) -> dict:
-    """Which comparisons and blocking rules the data supports, and why any configured one is left out."""
+def plan(feats: pd.DataFrame, cfg: DedupeConfig, codes: dict | None = None) -> dict:
+    """Which comparisons and blocking rules the data supports, and why any configured one is left out.
+
+    codes: filled with the per-column codes it computes (see rule_key), for later reuse."""
     active = active_columns(feats)
     # A column with one value everywhere tells no one apart: leave it out of comparisons and blocking.
     present = active
@@ -246,7 +274,8 @@ def plan(feats: pd.DataFrame, cfg: DedupeConfig) -> dict:
         else:
             comps.append(name)
     limit = int(cfg.raw.get("max_pairs_per_rule") or 0)
-    rules, dropped, codes = [], {}, {}
+    rules, dropped = [], {}
+    codes = {} if codes is None else codes
     candidates = list(cfg.raw["blocking_rules"]) + ([] if employer else list(cfg.raw.get("address_blocking_rules") or []))
     for r in candidates:
         if not all(c in active for c in r):
@@ -368,8 +397,10 @@ def _arrow(feats: pd.DataFrame, cols: list[str]) -> pa.Table:
     return pa.Table.from_pandas(feats[keep], schema=pa.schema(fields), preserve_index=False)
 
 
-def _load_inputs(con, feats: pd.DataFrame, active: list[str], new: np.ndarray) -> list[str]:
-    """DuckDB tables leads_all / leads_new / leads_existing, with the nickname variants joined in."""
+def _load_inputs(con, feats: pd.DataFrame, active: list[str], new: np.ndarray, split: bool = False) -> list[str]:
+    """DuckDB tables leads_all / leads_new / leads_existing, with the nickname variants joined in.
+
+    `feats` may be a subset of the rows (unique_id keeps each row's position); `new` is row for row."""
     from slowburn.dedupe.features import variants_table
     con.register("feats_arrow", _arrow(feats, active))
     has_first = "first_name_norm" in active
@@ -385,8 +416,8 @@ def _load_inputs(con, feats: pd.DataFrame, active: list[str], new: np.ndarray) -
     if has_first:
         con.unregister("name_variants")
     tables = ["leads_all"]
-    if not new.all():
-        con.register("new_ids", pa.table({"unique_id": pa.array(np.flatnonzero(new).astype(np.int64))}))
+    if split or not new.all():
+        con.register("new_ids", pa.table({"unique_id": pa.array(feats["unique_id"].to_numpy()[new].astype(np.int64))}))
         con.execute("CREATE TABLE leads_new AS SELECT * FROM leads_all SEMI JOIN new_ids USING (unique_id)")
         con.execute("CREATE TABLE leads_existing AS SELECT * FROM leads_all ANTI JOIN new_ids USING (unique_id)")
         con.unregister("new_ids")
@@ -481,16 +512,44 @@ def fill_untrained(model: dict) -> list[str]:
     return filled
 
 
-def _splink(feats, new, cfg, settings, the_plan, model, mode, why, retrain, store, fp, prof, run_dir, report):
-    """Train (or reuse) the Splink model on DuckDB and score tonight's candidate pairs."""
+def _register_tf(con, linker, db_api, feats: pd.DataFrame, col: str) -> None:
+    """Splink's term-frequency table of `col` over ALL rows (its own SQL, so the same numbers), for a
+    linker that was given only some of them."""
+    from splink.internals.input_column import InputColumn
+    from splink.internals.term_frequencies import term_frequencies_for_single_column_sql
+    con.register("tf_input", pa.table({col: pa.array(feats[col].astype("string"), type=pa.string())}))
+    column = InputColumn(col, column_info_settings=linker._settings_obj.column_info_settings,
+                         sqlglot_dialect_str="duckdb")
+    sql = term_frequencies_for_single_column_sql(column, "tf_input")
+    con.execute(f"CREATE TABLE tf_all_{col} AS {sql}")
+    con.unregister("tf_input")
+    linker.table_management.register_term_frequency_lookup(
+        db_api.register(f"tf_all_{col}", table_name=f"tf_all_{col}_sdf"), col)
+
+
+def _splink(feats, new, cfg, settings, the_plan, model, mode, why, retrain, store, fp, prof, run_dir, report,
+            codes=None, all_rows=False):
+    """Train (or reuse) the Splink model on DuckDB and score tonight's candidate pairs.
+
+    With a saved model and earlier rows, DuckDB gets tonight's rows and only the earlier rows that
+    share a blocking key with one of them (predict_between can pair no other), plus term
+    frequencies counted over all rows: the pairs and their scores are those of loading everything.
+    """
     from splink import DuckDBAPI, Linker
 
     n = len(feats)
+    subset = model is not None and not new.all() and not all_rows
+    if subset:
+        rows = np.flatnonzero(new | blocking_neighbours(feats, new, the_plan["blocking_rules"], codes))
+        report["rows_loaded"] = int(len(rows))
     tmp = Path(tempfile.mkdtemp(prefix="splink-", dir=run_dir))
     con = _connect(cfg, tmp)
     try:
         db_api = DuckDBAPI(con)
-        _load_inputs(con, feats, the_plan["present_columns"], new)
+        if subset:
+            _load_inputs(con, feats.iloc[rows], the_plan["present_columns"], new[rows], split=True)
+        else:
+            _load_inputs(con, feats, the_plan["present_columns"], new)
         df_all = db_api.register("leads_all", table_name="leads_all_sdf")
         if model is None:
             prior = prior_plan(feats, cfg, the_plan["active_columns"])
@@ -521,11 +580,14 @@ def _splink(feats, new, cfg, settings, the_plan, model, mode, why, retrain, stor
             frames = [pred.as_pandas_dataframe()]
         else:
             for col in tf_columns(model):  # predict_within/between read term frequencies from registered tables
-                linker.table_management.compute_tf_table(col)
+                if subset:
+                    _register_tf(con, linker, db_api, feats, col)
+                else:
+                    linker.table_management.compute_tf_table(col)
             df_new = db_api.register("leads_new", table_name="leads_new_sdf")
             frames = [linker.inference.predict_within(df_new, threshold_match_probability=threshold,
                                                       warning_mode="never").as_pandas_dataframe()]
-            if (~new).any():
+            if (~new[rows]).any() if subset else (~new).any():
                 df_old = db_api.register("leads_existing", table_name="leads_existing_sdf")
                 frames.append(linker.inference.predict_between(
                     df_new, df_old, threshold_match_probability=threshold, warning_mode="never").as_pandas_dataframe())
@@ -539,12 +601,16 @@ def _splink(feats, new, cfg, settings, the_plan, model, mode, why, retrain, stor
 
 
 def link(feats: pd.DataFrame, new: np.ndarray | None, cfg: DedupeConfig, *, model_dir: Path | None = None,
-         run_dir: Path | None = None, retrain: bool = False) -> LinkResult:
-    """Scored pairs among `new` rows and between new and existing rows of `feats` (all rows if new is None)."""
+         run_dir: Path | None = None, retrain: bool = False, all_rows: bool = False) -> LinkResult:
+    """Scored pairs among `new` rows and between new and existing rows of `feats` (all rows if new is None).
+
+    all_rows: give DuckDB every row even when a saved model needs only tonight's and their blocking
+    neighbours (the same pairs, more slowly: for checking that it is the same)."""
     n = len(feats)
     new = np.ones(n, dtype=bool) if new is None else np.asarray(new, dtype=bool)
     started = time.perf_counter()
-    det = deterministic_edges(feats, new, cfg.raw["deterministic_rules"])
+    codes: dict = {}  # per-column codes (rule_key), shared by the pre-pass, the plan and the profile
+    det = deterministic_edges(feats, new, cfg.raw["deterministic_rules"], codes)
     report: dict = {"rows": n, "new_rows": int(new.sum()), "deterministic_edges": len(det),
                     "thresholds": {"match_probability": cfg.match_probability,
                                    "review_probability": cfg.review_probability}}
@@ -552,7 +618,7 @@ def link(feats: pd.DataFrame, new: np.ndarray | None, cfg: DedupeConfig, *, mode
     if n < 2 or not new.any():
         return LinkResult(det, empty, "deterministic_only", None, {**report, "reason": "nothing to link"})
 
-    the_plan = plan(feats, cfg)
+    the_plan = plan(feats, cfg, codes)
     active = the_plan["active_columns"]
     report["plan"] = {k: the_plan[k] for k in ("comparisons", "skipped_comparisons", "blocking_rules",
                                                "dropped_blocking_rules")}
@@ -566,7 +632,7 @@ def link(feats: pd.DataFrame, new: np.ndarray | None, cfg: DedupeConfig, *, mode
         return LinkResult(det, empty, "deterministic_only", None, {**report, "reason": reason})
     settings = settings_for(the_plan, cfg)
     fp = fingerprint(settings)
-    prof = profile(feats)
+    prof = profile(feats, codes)
     from slowburn import storage
     store = ModelStore(storage.location(model_dir)) if model_dir else None
     saved = store.load() if store else None
@@ -598,7 +664,7 @@ def link(feats: pd.DataFrame, new: np.ndarray | None, cfg: DedupeConfig, *, mode
 
     try:
         frames, model, mode = _splink(feats, new, cfg, settings, the_plan, model, mode, why, retrain, store, fp,
-                                      prof, run_dir, report)
+                                      prof, run_dir, report, codes, all_rows)
     except Exception as exc:  # noqa: BLE001 - the deterministic links are still right; say why Splink did not run
         reason = f"Splink failed ({type(exc).__name__}: {exc}); deterministic linkage only"
         log.error("dedupe: %s", reason, exc_info=True)
@@ -609,6 +675,8 @@ def link(feats: pd.DataFrame, new: np.ndarray | None, cfg: DedupeConfig, *, mode
                            "probability": pairs["match_probability"].astype("float64").to_numpy(),
                            "match_weight": pairs["match_weight"].astype("float64").to_numpy(),
                            "rule": "splink"})
+    # DuckDB returns pairs in any order (threads): sorted, a row's review reason names the same pair every run.
+    scored = scored.sort_values(["a", "b"], kind="stable", ignore_index=True)
     merge = scored["probability"] >= cfg.match_probability
     edges = pd.concat([det, scored[merge]], ignore_index=True)
     review = scored[~merge].reset_index(drop=True)
