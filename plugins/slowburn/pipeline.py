@@ -536,15 +536,23 @@ def _outcome_history(ctx: RunContext, wh) -> pd.DataFrame:
     return both.drop_duplicates(["source_system", "source_id"], keep="last")
 
 
+def _read_used(ctx: RunContext, name: str, wanted) -> pd.DataFrame:
+    """Only the columns a step uses (those the file has): golden records carry provenance and member
+    lists, scores their reasons, that a step not reading them would hold for nothing."""
+    names = set(storage.parquet_schema(ctx.path(name)).names)
+    return ctx.read(name, columns=[c for c in wanted if c in names])
+
+
 def route(ctx: RunContext) -> dict:
     from slowburn.ripeness import load_config
-    from slowburn.route import RoutingConfig, route as route_leads
+    from slowburn.route import ROUTE_INPUT_COLUMNS, RoutingConfig, route as route_leads
 
     owners = ctx.read("owners")
     contracts.check(owners, contracts.OWNERS, step="route")
     cfg = RoutingConfig.from_config(load_config())
     previous_sales, previous_nurture, previous_at = _previous_queues(ctx)
-    sales, nurture = route_leads(ctx.read("golden_leads"), ctx.read("lead_scores"), owners, ctx.as_of, cfg,
+    sales, nurture = route_leads(_read_used(ctx, "golden_leads", ROUTE_INPUT_COLUMNS),
+                                 _read_used(ctx, "lead_scores", ROUTE_INPUT_COLUMNS), owners, ctx.as_of, cfg,
                                  previous_sales=previous_sales, previous_nurture=previous_nurture,
                                  previous_run_at=previous_at)
     ctx.write("sales_queue", sales)

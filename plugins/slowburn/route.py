@@ -27,6 +27,12 @@ DAY_NS = 24 * HOUR_NS
 SALES_COLUMNS = ["golden_id", "owner_id", "owner_kept", "over_capacity", "score", "tier", "probability", "reasons",
                  "model_version", "queued_at", "ripened_at", "respond_by", "responded", "pass_back",
                  "pass_back_reason"]
+# The golden and score columns routing reads: the step reads only these, and route() drops the rest
+# before joining (golden records carry provenance and member lists that would be copied for nothing).
+ROUTE_INPUT_COLUMNS = ("golden_id", "status", "owner_id", "country_code", "created_at", "stage", "lead_source",
+                       "email_opt_out", "score", "tier", "probability", "reasons", "model_version", "interest",
+                       "touches", "last_touch_at", "last_rep_touch_at", "last_marketing_touch_at", "demo_requested",
+                       "pricing_viewed", "bounced", "unsubscribed")
 NURTURE_COLUMNS = ["golden_id", "segment", "channel", "buying_stage", "interest", "cadence_days", "next_touch_at",
                    "touches_so_far", "score", "tier", "probability", "email_opt_out", "sla_missed", "sla_missed_at",
                    "missed_owner_id"]
@@ -263,6 +269,10 @@ def _previous(frame: pd.DataFrame | None, columns: dict) -> pd.DataFrame:
     return out[list(columns)]
 
 
+def _used(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[[c for c in frame.columns if c in ROUTE_INPUT_COLUMNS]]
+
+
 def route(golden: pd.DataFrame, scores: pd.DataFrame, owners: pd.DataFrame, now: pd.Timestamp,
           cfg: RoutingConfig = RoutingConfig(), previous_sales: pd.DataFrame | None = None,
           previous_nurture: pd.DataFrame | None = None, previous_run_at: pd.Timestamp | None = None
@@ -276,7 +286,7 @@ def route(golden: pd.DataFrame, scores: pd.DataFrame, owners: pd.DataFrame, now:
     now = pd.Timestamp(now)
     now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
     previous_run_at = pd.Timestamp(previous_run_at) if previous_run_at is not None else now - pd.Timedelta(days=1)
-    df = golden.merge(scores, on="golden_id", how="inner", validate="one_to_one")
+    df = _used(golden).merge(_used(scores), on="golden_id", how="inner", validate="one_to_one")
     df = df[(df["status"].isin(OPEN_STATUSES) | df["status"].isna()).to_numpy(dtype=bool)].reset_index(drop=True)
     n = len(df)
     for col, default in (("last_rep_touch_at", pd.NaT), ("last_marketing_touch_at", pd.NaT),
