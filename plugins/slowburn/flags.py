@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from slowburn.contracts import OPEN_STATUSES
+from slowburn.ripeness.features import _arrow, _index_in
 from slowburn.route import RoutingConfig, active_owners, assign_owners, working_hours_between_ns
 from slowburn.route import _ns  # timestamps as int64 ns UTC: routing's conversion, so deadlines compare exactly
 
@@ -43,6 +44,13 @@ class FlagConfig:
                 data[key] = tuple(data[key])
         return cls(**data)
 
+
+# The golden record columns the rules read; the flag step reads only these (not names, addresses, provenance).
+FLAG_GOLDEN_COLUMNS = ("golden_id", "status", "owner_id", "stage", "country_code", "created_at", "last_activity_at",
+                       "email_opt_out", "members")
+# The queue columns sla_breach reads.
+FLAG_QUEUE_COLUMNS = ("golden_id", "owner_id", "queued_at", "ripened_at", "respond_by", "sla_missed", "sla_missed_at",
+                      "missed_owner_id")
 
 # Open-flag lifecycle columns (see track_flags).
 LIFECYCLE_COLUMNS = ["status", "opened_at", "closed_at", "first_run_id", "last_seen_run_id"]
@@ -195,6 +203,11 @@ def touch_facts(touches: pd.DataFrame, cfg: FlagConfig = FlagConfig()) -> pd.Dat
     keep = (facts["n_rep"] > 0) | facts["qualified_activity"] | facts["disqualifying"].notna()
     facts = facts[keep.to_numpy(dtype=bool)]
     return facts.rename_axis("golden_id")[cols]
+
+
+def _isin(values, value_set) -> np.ndarray:
+    """values.isin(value_set) for text by an Arrow hash lookup: pandas boxes every value of a large set."""
+    return _index_in(_arrow(values), _arrow(value_set)) >= 0
 
 
 def _keyed(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
@@ -363,7 +376,7 @@ def sla_breach(golden: pd.DataFrame, touches: pd.DataFrame | None, now: pd.Times
     owner_of = pd.Series(golden["owner_id"].to_numpy(), index=golden["golden_id"].astype("string"))
     owner_of = owner_of[~owner_of.index.duplicated()]
     if sales_queue is not None and len(sales_queue):
-        q = sales_queue[sales_queue["golden_id"].astype("string").isin(open_ids).to_numpy(dtype=bool)]
+        q = sales_queue[_isin(sales_queue["golden_id"], open_ids)]
         respond = _ns(q["respond_by"])
         ripened = _ns(q["ripened_at"] if "ripened_at" in q else q["queued_at"])
         due = respond < now.value
@@ -393,7 +406,7 @@ def sla_breach(golden: pd.DataFrame, touches: pd.DataFrame | None, now: pd.Times
         }, columns=FLAG_COLUMNS))
     if nurture_queue is not None and len(nurture_queue) and "sla_missed" in nurture_queue:
         n = nurture_queue[nurture_queue["sla_missed"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-                          & nurture_queue["golden_id"].astype("string").isin(open_ids).to_numpy(dtype=bool)]
+                          & _isin(nurture_queue["golden_id"], open_ids)]
         missed_iso = _isos(n["sla_missed_at"])
         missed_owner = n["missed_owner_id"].astype("string").to_numpy(dtype=object, na_value=None) \
             if "missed_owner_id" in n else np.full(len(n), None, dtype=object)

@@ -517,12 +517,17 @@ def _golden_id_of_touches(touches: pd.DataFrame, links: pd.DataFrame) -> pd.Seri
 
     from slowburn.ripeness.features import _index_in, _key
 
+    import pyarrow as pa
+
+    from slowburn.ripeness.features import _arrow
+
     keyed = links.drop_duplicates(["source_system", "source_id"])
     row = _index_in(_key(touches["source_system"], touches["lead_source_id"]),
                     _key(keyed["source_system"], keyed["source_id"]))
-    ids = keyed["golden_id"].astype("string").to_numpy(dtype=object, na_value=None)
-    found = ids[np.maximum(row, 0)] if len(ids) else np.full(len(row), None, dtype=object)
-    return pd.Series(np.where(row >= 0, found, None), index=touches.index, dtype="string")
+    # An Arrow take (-1 as null): no Python string per touch, millions of them in the flag step.
+    ids = _arrow(keyed["golden_id"]).take(pa.array(row, mask=row < 0)) if len(keyed) else \
+        pa.nulls(len(row), pa.large_string())
+    return pd.Series(pd.arrays.ArrowStringArray(ids), index=touches.index, dtype="string")
 
 
 def _outcome_history(ctx: RunContext, wh) -> pd.DataFrame:
@@ -630,13 +635,15 @@ def flag(ctx: RunContext) -> dict:
     import yaml
 
     from slowburn import warehouse as warehouse_module
-    from slowburn.flags import REP_TOUCHES, FlagConfig, flag_leads, track_flags
+    from slowburn.flags import (FLAG_GOLDEN_COLUMNS, FLAG_QUEUE_COLUMNS, REP_TOUCHES, FlagConfig, flag_leads,
+                                track_flags)
 
     cfg_path = os.environ.get("SLOWBURN_FLAGS_CONFIG")
     cfg = FlagConfig.from_mapping(yaml.safe_load(Path(cfg_path).read_text(encoding="utf-8")) if cfg_path else None)
     owners = ctx.read("owners")
     contracts.check(owners, contracts.OWNERS, step="flag")
-    golden, links = ctx.read("golden_leads"), ctx.read("lead_links")
+    golden = _read_used(ctx, "golden_leads", FLAG_GOLDEN_COLUMNS)
+    links = ctx.read("lead_links", columns=["source_system", "source_id", "golden_id"])
     wh = ctx.warehouse()
     wh.ensure_schema()
     types = sorted(set(REP_TOUCHES) | set(cfg.qualifying_touches) | set(cfg.disqualifying_touches))
@@ -664,10 +671,11 @@ def flag(ctx: RunContext) -> dict:
             previous["opened_at"] = previous["opened_at"].fillna(opened)
         previous = previous[previous["status"] == "open"].drop(columns=["run_id"], errors="ignore")
         ctx.write("previous_lead_flags", previous)
-    current = flag_leads(golden, ctx.read("lead_scores"), owners, ctx.as_of, cfg, touches=history,
-                         outcomes=outcomes, sales_queue=ctx.read("sales_queue"),
-                         nurture_queue=ctx.read("nurture_queue"), routing=RoutingConfig.from_config(load_config()),
-                         previous=previous)
+    current = flag_leads(golden, ctx.read("lead_scores", columns=["golden_id", "last_touch_at"]), owners, ctx.as_of,
+                         cfg, touches=history, outcomes=outcomes,
+                         sales_queue=_read_used(ctx, "sales_queue", FLAG_QUEUE_COLUMNS),
+                         nurture_queue=_read_used(ctx, "nurture_queue", FLAG_QUEUE_COLUMNS),
+                         routing=RoutingConfig.from_config(load_config()), previous=previous)
 
     record = track_flags(previous, current, ctx.as_of, ctx.run_id, keep_closed=False)
     ctx.write("lead_flags", record)
