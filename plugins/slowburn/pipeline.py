@@ -548,18 +548,41 @@ def _read_used(ctx: RunContext, name: str, wanted) -> pd.DataFrame:
     return ctx.read(name, columns=[c for c in wanted if c in names])
 
 
+def _read_where(ctx: RunContext, name: str, columns: list[str], column: str, value):
+    """The rows of a step output whose `column` equals `value` (a pyarrow Table), filtered batch by batch:
+    a large column (lead_scores' reasons, a kilobyte of JSON per lead) is never held whole."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    where, fs = storage._source(ctx._checked(name))
+    file = pq.ParquetFile(where, filesystem=fs)
+    batches = file.iter_batches(batch_size=65_536, columns=list(dict.fromkeys([*columns, column])))
+    parts = [b.filter(pc.equal(b.column(column), value)).select(columns) for b in batches]
+    return pa.Table.from_batches(parts) if parts else \
+        pa.schema([file.schema_arrow.field(c) for c in columns]).empty_table()
+
+
 def route(ctx: RunContext) -> dict:
+    import pyarrow as pa
+
     from slowburn.ripeness import load_config
+    from slowburn.ripeness.features import _arrow, _index_in
     from slowburn.route import ROUTE_INPUT_COLUMNS, RoutingConfig, route as route_leads
 
     owners = ctx.read("owners")
     contracts.check(owners, contracts.OWNERS, step="route")
     cfg = RoutingConfig.from_config(load_config())
     previous_sales, previous_nurture, previous_at = _previous_queues(ctx)
-    sales, nurture = route_leads(_read_used(ctx, "golden_leads", ROUTE_INPUT_COLUMNS),
-                                 _read_used(ctx, "lead_scores", ROUTE_INPUT_COLUMNS), owners, ctx.as_of, cfg,
-                                 previous_sales=previous_sales, previous_nurture=previous_nurture,
-                                 previous_run_at=previous_at)
+    # Only hot leads enter the sales queue, the one place routing shows reasons: only theirs are read.
+    scores = _read_used(ctx, "lead_scores", [c for c in ROUTE_INPUT_COLUMNS if c != "reasons"])
+    hot = _read_where(ctx, "lead_scores", ["golden_id", "reasons"], "tier", "hot")
+    row = _index_in(_arrow(scores["golden_id"]), hot.column("golden_id").combine_chunks())
+    reasons = hot.column("reasons").combine_chunks().cast(pa.large_string()).take(pa.array(row, mask=row < 0))
+    scores["reasons"] = pd.Series(pd.arrays.ArrowStringArray(reasons), index=scores.index, dtype="string")
+    golden = _read_used(ctx, "golden_leads", ROUTE_INPUT_COLUMNS)
+    sales, nurture = route_leads(golden, scores, owners, ctx.as_of, cfg, previous_sales=previous_sales,
+                                 previous_nurture=previous_nurture, previous_run_at=previous_at)
     ctx.write("sales_queue", sales)
     ctx.write("nurture_queue", nurture)
     return {"sales_queue": len(sales), "nurture_queue": len(nurture),
