@@ -577,7 +577,7 @@ def route(ctx: RunContext) -> dict:
     # Only hot leads enter the sales queue, the one place routing shows reasons: only theirs are read.
     scores = _read_used(ctx, "lead_scores", [c for c in ROUTE_INPUT_COLUMNS if c != "reasons"])
     hot = _read_where(ctx, "lead_scores", ["golden_id", "reasons"], "tier", "hot")
-    row = _index_in(_arrow(scores["golden_id"]), hot.column("golden_id").combine_chunks())
+    row = _index_in(_arrow(scores["golden_id"]), hot.column("golden_id").combine_chunks().cast(pa.large_string()))
     reasons = hot.column("reasons").combine_chunks().cast(pa.large_string()).take(pa.array(row, mask=row < 0))
     scores["reasons"] = pd.Series(pd.arrays.ArrowStringArray(reasons), index=scores.index, dtype="string")
     golden = _read_used(ctx, "golden_leads", ROUTE_INPUT_COLUMNS)
