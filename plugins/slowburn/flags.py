@@ -219,6 +219,10 @@ def _open(golden: pd.DataFrame) -> pd.Series:
 
 
 def _with_facts(golden: pd.DataFrame, facts: pd.DataFrame) -> pd.DataFrame:
+    """golden with its touch facts; a frame that has them already (flag_leads joins once for the three
+    touch rules) as is."""
+    if "n_rep" in golden:
+        return golden
     facts = facts.set_axis(facts.index.astype("string"))  # an empty night's index is not text otherwise
     df = golden.join(facts, on=golden["golden_id"].astype("string"))
     df["n_rep"] = df["n_rep"].fillna(0).astype(int)
@@ -383,8 +387,6 @@ def sla_breach(golden: pd.DataFrame, touches: pd.DataFrame | None, now: pd.Times
     now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
     frames = []
     open_ids = golden.loc[_open(golden).to_numpy(dtype=bool), "golden_id"].astype("string")
-    owner_of = pd.Series(golden["owner_id"].to_numpy(), index=golden["golden_id"].astype("string"))
-    owner_of = owner_of[~owner_of.index.duplicated()]
     if sales_queue is not None and len(sales_queue):
         q = sales_queue[_isin(sales_queue["golden_id"], open_ids)]
         respond = _ns(q["respond_by"])
@@ -420,8 +422,10 @@ def sla_breach(golden: pd.DataFrame, touches: pd.DataFrame | None, now: pd.Times
         missed_iso = _isos(n["sla_missed_at"])
         missed_owner = n["missed_owner_id"].astype("string").to_numpy(dtype=object, na_value=None) \
             if "missed_owner_id" in n else np.full(len(n), None, dtype=object)
-        owner = np.where(pd.isna(missed_owner), owner_of.reindex(n["golden_id"].astype("string")).to_numpy(),
-                         missed_owner)
+        row = _index_in(_arrow(n["golden_id"]), _arrow(golden["golden_id"]))  # each lead's owner (first record)
+        owner_now = np.where(row >= 0, golden["owner_id"].to_numpy(dtype=object)[np.maximum(row, 0)], None) \
+            if len(golden) else np.full(len(n), None, dtype=object)
+        owner = np.where(pd.isna(missed_owner), owner_now, missed_owner)
         frames.append(pd.DataFrame({
             "golden_id": n["golden_id"].to_numpy(), "flag": "sla_breach", "severity": "medium",
             "owner_id": owner,
@@ -465,8 +469,9 @@ def flag_leads(golden: pd.DataFrame, scores: pd.DataFrame, owners: pd.DataFrame,
     frames = [orphaned(golden, owners, previous), unclosed(golden, scores, now, cfg), duplicate_for_credit(golden)]
     if touches is not None:
         facts = touch_facts(touches, cfg)
-        frames += [worked_not_closed(golden, facts, cfg), stage_inflation(golden, facts, cfg),
-                   dropped_followup(golden, facts, now, cfg)]
+        worked = _with_facts(golden, facts)
+        frames += [worked_not_closed(worked, facts, cfg), stage_inflation(worked, facts, cfg),
+                   dropped_followup(worked, facts, now, cfg)]
     if sales_queue is not None or nurture_queue is not None:
         frames.append(sla_breach(golden, touches, now, routing or RoutingConfig(), sales_queue, nurture_queue))
     if outcomes is not None:
