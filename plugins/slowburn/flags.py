@@ -74,8 +74,11 @@ def orphaned(golden: pd.DataFrame, owners: pd.DataFrame, previous: pd.DataFrame 
     suggested = assign_owners(hit, owners)["owner_id"].to_numpy()
     if previous is not None and len(previous):
         before = previous[previous["flag"] == "orphaned"]
-        made = {g: json.loads(e).get("suggested_owner_id") for g, e in zip(before["golden_id"], before["evidence"])
-                if isinstance(e, str) and e.startswith("{")}
+        # Evidence repeats (the same owner, reason and suggestion): each distinct text is parsed once.
+        codes, texts = pd.factorize(before["evidence"].to_numpy(dtype=object))
+        parsed = [isinstance(e, str) and e.startswith("{") for e in texts]
+        suggestion = [json.loads(e).get("suggested_owner_id") if ok else None for e, ok in zip(texts, parsed)]
+        made = {g: suggestion[c] for g, c in zip(before["golden_id"], codes) if c >= 0 and parsed[c]}
         still = set(active_owners(owners)["owner_id"])
         kept = np.array([made.get(g) in still for g in hit["golden_id"]], dtype=bool)
         suggested = np.where(kept, np.array([made.get(g) for g in hit["golden_id"]], dtype=object), suggested)
