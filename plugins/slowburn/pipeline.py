@@ -544,7 +544,7 @@ def _outcome_history(ctx: RunContext, wh) -> pd.DataFrame:
 def _read_used(ctx: RunContext, name: str, wanted) -> pd.DataFrame:
     """Only the columns a step uses (those the file has): golden records carry provenance and member
     lists, scores their reasons, that a step not reading them would hold for nothing."""
-    names = set(storage.parquet_schema(ctx.path(name)).names)
+    names = set(storage.parquet_schema(ctx._checked(name)).names)
     return ctx.read(name, columns=[c for c in wanted if c in names])
 
 
