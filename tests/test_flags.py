@@ -160,3 +160,34 @@ def test_orphaned_keeps_the_rep_it_suggested_while_that_rep_is_active():
     left = owners.assign(active=owners.owner_id != gone)
     moved = orphaned(more, left, previous=first).set_index("golden_id")
     assert json.loads(moved.loc["g0", "evidence"])["suggested_owner_id"] not in (gone, None)
+
+
+def test_flag_step_reads_only_what_the_rules_use_and_flags_the_same(run_context):
+    """The step reads golden_leads, lead_scores and the queues without the columns no rule uses: its
+    record must equal flag_leads over the whole files (a first night: the history is tonight's touches)."""
+    from slowburn.flags import REP_TOUCHES, track_flags
+    from slowburn.pipeline import _golden_id_of_touches, run_step
+    from slowburn.ripeness import load_config
+    from slowburn.route import RoutingConfig
+
+    for step in ("extract", "normalise", "validate", "dedupe", "score", "route", "flag"):
+        run_step(run_context, step)
+    ctx, cfg = run_context, FlagConfig()
+    golden, links = ctx.read("golden_leads"), ctx.read("lead_links")
+    touches = ctx.read("touches")
+    touches = touches[touches["touch_type"].isin(set(REP_TOUCHES) | set(cfg.qualifying_touches)
+                                                 | set(cfg.disqualifying_touches))]
+    history = touches.assign(golden_id=_golden_id_of_touches(touches, links))
+    outcomes = ctx.read("outcomes").merge(links[["source_system", "source_id", "golden_id"]],
+                                          on=["source_system", "source_id"])
+    previous = ctx.read("previous_lead_flags")
+    current = flag_leads(golden, ctx.read("lead_scores"), ctx.read("owners"), ctx.as_of, cfg, touches=history,
+                         outcomes=outcomes, sales_queue=ctx.read("sales_queue"),
+                         nurture_queue=ctx.read("nurture_queue"), routing=RoutingConfig.from_config(load_config()),
+                         previous=previous)
+    expected = track_flags(previous, current, ctx.as_of, ctx.run_id, keep_closed=False)
+    got = ctx.read("lead_flags")
+    assert got["flag"].nunique() >= 2
+    order = ["golden_id", "flag"]
+    pd.testing.assert_frame_equal(got.sort_values(order).reset_index(drop=True),
+                                  expected.sort_values(order).reset_index(drop=True), check_dtype=False)

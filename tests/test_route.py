@@ -235,3 +235,23 @@ def test_route_is_vectorised_at_scale():
     assert time.perf_counter() - started < 10
     assert len(sales) + len(nurture) == n and len(sales) == int((tier == "hot").sum())
     assert sales["owner_id"].isin(["W1"]).all() and sales["over_capacity"].sum() == len(sales) - 5
+
+
+def test_route_step_reads_only_what_routing_uses_and_routes_the_same(run_context):
+    """The step reads golden_leads and lead_scores without the columns routing ignores, and reasons only
+    for hot leads: its queues must equal route() over the whole files."""
+    from slowburn.pipeline import _previous_queues, run_step
+    from slowburn.ripeness import load_config
+
+    for step in ("extract", "normalise", "validate", "dedupe", "score", "route"):
+        run_step(run_context, step)
+    previous_sales, previous_nurture, previous_at = _previous_queues(run_context)
+    owners = run_context.read("owners")
+    whole = route(run_context.read("golden_leads"), run_context.read("lead_scores"), owners, run_context.as_of,
+                  RoutingConfig.from_config(load_config()), previous_sales=previous_sales,
+                  previous_nurture=previous_nurture, previous_run_at=previous_at)
+    for name, expected in zip(("sales_queue", "nurture_queue"), whole):
+        got = run_context.read(name)
+        assert len(got) and not got.isna().all().all()
+        pd.testing.assert_frame_equal(got, expected.astype(got.dtypes.to_dict()), check_dtype=False, obj=name)
+    assert run_context.read("sales_queue")["reasons"].notna().all()

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from slowburn.contracts import OPEN_STATUSES
+from slowburn.ripeness.features import _arrow, _index_in
 from slowburn.route import RoutingConfig, active_owners, assign_owners, working_hours_between_ns
 from slowburn.route import _ns  # timestamps as int64 ns UTC: routing's conversion, so deadlines compare exactly
 
@@ -44,6 +45,13 @@ class FlagConfig:
         return cls(**data)
 
 
+# The golden record columns the rules read; the flag step reads only these (not names, addresses, provenance).
+FLAG_GOLDEN_COLUMNS = ("golden_id", "status", "owner_id", "stage", "country_code", "created_at", "last_activity_at",
+                       "email_opt_out", "members")
+# The queue columns sla_breach reads.
+FLAG_QUEUE_COLUMNS = ("golden_id", "owner_id", "queued_at", "ripened_at", "respond_by", "sla_missed", "sla_missed_at",
+                      "missed_owner_id")
+
 # Open-flag lifecycle columns (see track_flags).
 LIFECYCLE_COLUMNS = ["status", "opened_at", "closed_at", "first_run_id", "last_seen_run_id"]
 
@@ -66,8 +74,11 @@ def orphaned(golden: pd.DataFrame, owners: pd.DataFrame, previous: pd.DataFrame 
     suggested = assign_owners(hit, owners)["owner_id"].to_numpy()
     if previous is not None and len(previous):
         before = previous[previous["flag"] == "orphaned"]
-        made = {g: json.loads(e).get("suggested_owner_id") for g, e in zip(before["golden_id"], before["evidence"])
-                if isinstance(e, str) and e.startswith("{")}
+        # Evidence repeats (the same owner, reason and suggestion): each distinct text is parsed once.
+        codes, texts = pd.factorize(before["evidence"].to_numpy(dtype=object))
+        parsed = [isinstance(e, str) and e.startswith("{") for e in texts]
+        suggestion = [json.loads(e).get("suggested_owner_id") if ok else None for e, ok in zip(texts, parsed)]
+        made = {g: suggestion[c] for g, c in zip(before["golden_id"], codes) if c >= 0 and parsed[c]}
         still = set(active_owners(owners)["owner_id"])
         kept = np.array([made.get(g) in still for g in hit["golden_id"]], dtype=bool)
         suggested = np.where(kept, np.array([made.get(g) for g in hit["golden_id"]], dtype=object), suggested)
@@ -77,9 +88,8 @@ def orphaned(golden: pd.DataFrame, owners: pd.DataFrame, previous: pd.DataFrame 
         "flag": "orphaned",
         "severity": "high",
         "owner_id": hit["owner_id"].to_numpy(),
-        "evidence": [json.dumps({"owner_id": None if pd.isna(o) else o, "why": w,
-                                 "suggested_owner_id": s if isinstance(s, str) else None})
-                     for o, w, s in zip(hit["owner_id"], why, suggested)],
+        "evidence": _json_rows({"owner_id": hit["owner_id"], "why": why,
+                                "suggested_owner_id": [s if isinstance(s, str) else None for s in suggested]}),
         "reason": [f"open lead with {w}" + ("" if pd.isna(o) else f" ({o})") for o, w in zip(hit["owner_id"], why)],
         "suggested_action": [f"reassign to {names.get(s) or s}" + (f" ({s})" if names.get(s) else "")
                              if isinstance(s, str) else "reassign: no active rep available" for s in suggested],
@@ -197,6 +207,11 @@ def touch_facts(touches: pd.DataFrame, cfg: FlagConfig = FlagConfig()) -> pd.Dat
     return facts.rename_axis("golden_id")[cols]
 
 
+def _isin(values, value_set) -> np.ndarray:
+    """values.isin(value_set) for text by an Arrow hash lookup: pandas boxes every value of a large set."""
+    return _index_in(_arrow(values), _arrow(value_set)) >= 0
+
+
 def _keyed(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
     """`frame` with golden_id in `like`'s dtype: empty frames read from Parquet type it differently."""
     return frame.astype({"golden_id": like["golden_id"].dtype})
@@ -207,6 +222,10 @@ def _open(golden: pd.DataFrame) -> pd.Series:
 
 
 def _with_facts(golden: pd.DataFrame, facts: pd.DataFrame) -> pd.DataFrame:
+    """golden with its touch facts; a frame that has them already (flag_leads joins once for the three
+    touch rules) as is."""
+    if "n_rep" in golden:
+        return golden
     facts = facts.set_axis(facts.index.astype("string"))  # an empty night's index is not text otherwise
     df = golden.join(facts, on=golden["golden_id"].astype("string"))
     df["n_rep"] = df["n_rep"].fillna(0).astype(int)
@@ -244,17 +263,27 @@ def _json_rows(fields: dict) -> list[str]:
     return list(out + "}")
 
 
+def _utc_text(values, sep: str, missing) -> list:
+    """'YYYY-MM-DD<sep>HH:MM:SS+00:00' per timestamp (`missing` for NaT), assembled as numpy characters:
+    strftime over half a million flags takes seconds."""
+    ns = pd.Series(pd.to_datetime(values, utc=True)).astype("datetime64[ns, UTC]").to_numpy(dtype="datetime64[ns]")
+    chars = np.empty((len(ns), 25), dtype="<U1")
+    chars[:, :19] = np.datetime_as_string(ns, unit="s").astype("<U19").view("<U1").reshape(-1, 19)
+    chars[:, 10] = sep
+    chars[:, 19:] = list("+00:00")
+    out = chars.view("<U25").ravel().astype(object)
+    out[np.isnat(ns)] = missing
+    return out.tolist()
+
+
 def _stamps(values) -> list:
     """str(Timestamp) for a whole column at once ("2026-08-01 00:00:00+00:00"; "NaT" for missing)."""
-    s = pd.Series(pd.to_datetime(values, utc=True))
-    return s.dt.strftime("%Y-%m-%d %H:%M:%S+00:00").fillna("NaT").tolist()
+    return _utc_text(values, " ", "NaT")
 
 
 def _isos(values) -> list:
     """ISO-8601 text (or None) for a whole column at once: per-row Timestamp.isoformat is slow."""
-    s = pd.Series(pd.to_datetime(values, utc=True))
-    text = s.dt.strftime("%Y-%m-%dT%H:%M:%S+00:00")
-    return [None if pd.isna(v) else v for v in text.to_numpy(dtype=object)]
+    return _utc_text(values, "T", None)
 
 
 def worked_not_closed(golden: pd.DataFrame, facts: pd.DataFrame, cfg: FlagConfig) -> pd.DataFrame:
@@ -318,11 +347,12 @@ def stale_status(golden: pd.DataFrame, outcomes: pd.DataFrame | None) -> pd.Data
     o = o.sort_values("closed_at", na_position="first").drop_duplicates("golden_id", keep="last")
     df = golden.merge(_keyed(o[["golden_id", "outcome", "closed_at"]], golden), on="golden_id", how="inner")
     hit = df[_open(df)]
+    closed = _isos(hit["closed_at"])
     return _flags(hit, "stale_status", np.where(hit["outcome"] == "won", "high", "medium"),
                   [json.dumps({"status": st, "outcome": oc, "closed_at": c}) for st, oc, c in
-                   zip(hit["status"], hit["outcome"], _isos(hit["closed_at"]))],
+                   zip(hit["status"], hit["outcome"], closed)],
                   [f"deal {oc} on {c[:10] if c else 'an unknown date'} but the lead's status is still '{st}'"
-                   for st, oc, c in zip(hit["status"], hit["outcome"], _isos(hit["closed_at"]))],
+                   for st, oc, c in zip(hit["status"], hit["outcome"], closed)],
                   [f"set the status to {'converted' if oc == 'won' else 'closed'}" for oc in hit["outcome"]])
 
 
@@ -360,10 +390,8 @@ def sla_breach(golden: pd.DataFrame, touches: pd.DataFrame | None, now: pd.Times
     now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
     frames = []
     open_ids = golden.loc[_open(golden).to_numpy(dtype=bool), "golden_id"].astype("string")
-    owner_of = pd.Series(golden["owner_id"].to_numpy(), index=golden["golden_id"].astype("string"))
-    owner_of = owner_of[~owner_of.index.duplicated()]
     if sales_queue is not None and len(sales_queue):
-        q = sales_queue[sales_queue["golden_id"].astype("string").isin(open_ids).to_numpy(dtype=bool)]
+        q = sales_queue[_isin(sales_queue["golden_id"], open_ids)]
         respond = _ns(q["respond_by"])
         ripened = _ns(q["ripened_at"] if "ripened_at" in q else q["queued_at"])
         due = respond < now.value
@@ -393,12 +421,14 @@ def sla_breach(golden: pd.DataFrame, touches: pd.DataFrame | None, now: pd.Times
         }, columns=FLAG_COLUMNS))
     if nurture_queue is not None and len(nurture_queue) and "sla_missed" in nurture_queue:
         n = nurture_queue[nurture_queue["sla_missed"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-                          & nurture_queue["golden_id"].astype("string").isin(open_ids).to_numpy(dtype=bool)]
+                          & _isin(nurture_queue["golden_id"], open_ids)]
         missed_iso = _isos(n["sla_missed_at"])
         missed_owner = n["missed_owner_id"].astype("string").to_numpy(dtype=object, na_value=None) \
             if "missed_owner_id" in n else np.full(len(n), None, dtype=object)
-        owner = np.where(pd.isna(missed_owner), owner_of.reindex(n["golden_id"].astype("string")).to_numpy(),
-                         missed_owner)
+        row = _index_in(_arrow(n["golden_id"]), _arrow(golden["golden_id"]))  # each lead's owner (first record)
+        owner_now = np.where(row >= 0, golden["owner_id"].to_numpy(dtype=object)[np.maximum(row, 0)], None) \
+            if len(golden) else np.full(len(n), None, dtype=object)
+        owner = np.where(pd.isna(missed_owner), owner_now, missed_owner)
         frames.append(pd.DataFrame({
             "golden_id": n["golden_id"].to_numpy(), "flag": "sla_breach", "severity": "medium",
             "owner_id": owner,
@@ -420,11 +450,12 @@ def dropped_followup(golden: pd.DataFrame, facts: pd.DataFrame, now: pd.Timestam
     mask = (_open(df) & df["n_rep"].between(1, cfg.followup_max_contacts)
             & (silent > cfg.followup_cadence_days)).fillna(False).astype(bool)
     hit = df[mask]
+    last_iso = _isos(last[mask])
     return _flags(hit, "dropped_followup", "medium",
-                  _json_rows({"rep_contacts": hit["n_rep"], "last_rep_touch_at": _isos(last[mask]),
+                  _json_rows({"rep_contacts": hit["n_rep"], "last_rep_touch_at": last_iso,
                               "cadence_days": cfg.followup_cadence_days}),
                   [f"{n} rep contact{'s' if n != 1 else ''}, then silence since {d[:10]} (cadence "
-                   f"{cfg.followup_cadence_days} days)" for n, d in zip(hit["n_rep"], _isos(last[mask]))],
+                   f"{cfg.followup_cadence_days} days)" for n, d in zip(hit["n_rep"], last_iso)],
                   "follow up: most deals close on the 5th to 12th contact")
 
 
@@ -441,8 +472,9 @@ def flag_leads(golden: pd.DataFrame, scores: pd.DataFrame, owners: pd.DataFrame,
     frames = [orphaned(golden, owners, previous), unclosed(golden, scores, now, cfg), duplicate_for_credit(golden)]
     if touches is not None:
         facts = touch_facts(touches, cfg)
-        frames += [worked_not_closed(golden, facts, cfg), stage_inflation(golden, facts, cfg),
-                   dropped_followup(golden, facts, now, cfg)]
+        worked = _with_facts(golden, facts)
+        frames += [worked_not_closed(worked, facts, cfg), stage_inflation(worked, facts, cfg),
+                   dropped_followup(worked, facts, now, cfg)]
     if sales_queue is not None or nurture_queue is not None:
         frames.append(sla_breach(golden, touches, now, routing or RoutingConfig(), sales_queue, nurture_queue))
     if outcomes is not None:

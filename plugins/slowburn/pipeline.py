@@ -526,12 +526,17 @@ def _golden_id_of_touches(touches: pd.DataFrame, links: pd.DataFrame) -> pd.Seri
 
     from slowburn.ripeness.features import _index_in, _key
 
+    import pyarrow as pa
+
+    from slowburn.ripeness.features import _arrow
+
     keyed = links.drop_duplicates(["source_system", "source_id"])
     row = _index_in(_key(touches["source_system"], touches["lead_source_id"]),
                     _key(keyed["source_system"], keyed["source_id"]))
-    ids = keyed["golden_id"].astype("string").to_numpy(dtype=object, na_value=None)
-    found = ids[np.maximum(row, 0)] if len(ids) else np.full(len(row), None, dtype=object)
-    return pd.Series(np.where(row >= 0, found, None), index=touches.index, dtype="string")
+    # An Arrow take (-1 as null): no Python string per touch, millions of them in the flag step.
+    ids = _arrow(keyed["golden_id"]).take(pa.array(row, mask=row < 0)) if len(keyed) else \
+        pa.nulls(len(row), pa.large_string())
+    return pd.Series(pd.arrays.ArrowStringArray(ids), index=touches.index, dtype="string")
 
 
 def _outcome_history(ctx: RunContext, wh) -> pd.DataFrame:
@@ -545,17 +550,48 @@ def _outcome_history(ctx: RunContext, wh) -> pd.DataFrame:
     return both.drop_duplicates(["source_system", "source_id"], keep="last")
 
 
+def _read_used(ctx: RunContext, name: str, wanted) -> pd.DataFrame:
+    """Only the columns a step uses (those the file has): golden records carry provenance and member
+    lists, scores their reasons, that a step not reading them would hold for nothing."""
+    names = set(storage.parquet_schema(ctx._checked(name)).names)
+    return ctx.read(name, columns=[c for c in wanted if c in names])
+
+
+def _read_where(ctx: RunContext, name: str, columns: list[str], column: str, value):
+    """The rows of a step output whose `column` equals `value` (a pyarrow Table), filtered batch by batch:
+    a large column (lead_scores' reasons, a kilobyte of JSON per lead) is never held whole."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    where, fs = storage._source(ctx._checked(name))
+    file = pq.ParquetFile(where, filesystem=fs)
+    batches = file.iter_batches(batch_size=65_536, columns=list(dict.fromkeys([*columns, column])))
+    parts = [b.filter(pc.equal(b.column(column), value)).select(columns) for b in batches]
+    return pa.Table.from_batches(parts) if parts else \
+        pa.schema([file.schema_arrow.field(c) for c in columns]).empty_table()
+
+
 def route(ctx: RunContext) -> dict:
+    import pyarrow as pa
+
     from slowburn.ripeness import load_config
-    from slowburn.route import RoutingConfig, route as route_leads
+    from slowburn.ripeness.features import _arrow, _index_in
+    from slowburn.route import ROUTE_INPUT_COLUMNS, RoutingConfig, route as route_leads
 
     owners = ctx.read("owners")
     contracts.check(owners, contracts.OWNERS, step="route")
     cfg = RoutingConfig.from_config(load_config())
     previous_sales, previous_nurture, previous_at = _previous_queues(ctx)
-    sales, nurture = route_leads(ctx.read("golden_leads"), ctx.read("lead_scores"), owners, ctx.as_of, cfg,
-                                 previous_sales=previous_sales, previous_nurture=previous_nurture,
-                                 previous_run_at=previous_at)
+    # Only hot leads enter the sales queue, the one place routing shows reasons: only theirs are read.
+    scores = _read_used(ctx, "lead_scores", [c for c in ROUTE_INPUT_COLUMNS if c != "reasons"])
+    hot = _read_where(ctx, "lead_scores", ["golden_id", "reasons"], "tier", "hot")
+    row = _index_in(_arrow(scores["golden_id"]), hot.column("golden_id").combine_chunks().cast(pa.large_string()))
+    reasons = hot.column("reasons").combine_chunks().cast(pa.large_string()).take(pa.array(row, mask=row < 0))
+    scores["reasons"] = pd.Series(pd.arrays.ArrowStringArray(reasons), index=scores.index, dtype="string")
+    golden = _read_used(ctx, "golden_leads", ROUTE_INPUT_COLUMNS)
+    sales, nurture = route_leads(golden, scores, owners, ctx.as_of, cfg, previous_sales=previous_sales,
+                                 previous_nurture=previous_nurture, previous_run_at=previous_at)
     ctx.write("sales_queue", sales)
     ctx.write("nurture_queue", nurture)
     return {"sales_queue": len(sales), "nurture_queue": len(nurture),
@@ -631,13 +667,15 @@ def flag(ctx: RunContext) -> dict:
     import yaml
 
     from slowburn import warehouse as warehouse_module
-    from slowburn.flags import REP_TOUCHES, FlagConfig, flag_leads, track_flags
+    from slowburn.flags import (FLAG_GOLDEN_COLUMNS, FLAG_QUEUE_COLUMNS, REP_TOUCHES, FlagConfig, flag_leads,
+                                track_flags)
 
     cfg_path = os.environ.get("SLOWBURN_FLAGS_CONFIG")
     cfg = FlagConfig.from_mapping(yaml.safe_load(Path(cfg_path).read_text(encoding="utf-8")) if cfg_path else None)
     owners = ctx.read("owners")
     contracts.check(owners, contracts.OWNERS, step="flag")
-    golden, links = ctx.read("golden_leads"), ctx.read("lead_links")
+    golden = _read_used(ctx, "golden_leads", FLAG_GOLDEN_COLUMNS)
+    links = ctx.read("lead_links", columns=["source_system", "source_id", "golden_id"])
     wh = ctx.warehouse()
     wh.ensure_schema()
     types = sorted(set(REP_TOUCHES) | set(cfg.qualifying_touches) | set(cfg.disqualifying_touches))
@@ -665,10 +703,11 @@ def flag(ctx: RunContext) -> dict:
             previous["opened_at"] = previous["opened_at"].fillna(opened)
         previous = previous[previous["status"] == "open"].drop(columns=["run_id"], errors="ignore")
         ctx.write("previous_lead_flags", previous)
-    current = flag_leads(golden, ctx.read("lead_scores"), owners, ctx.as_of, cfg, touches=history,
-                         outcomes=outcomes, sales_queue=ctx.read("sales_queue"),
-                         nurture_queue=ctx.read("nurture_queue"), routing=RoutingConfig.from_config(load_config()),
-                         previous=previous)
+    current = flag_leads(golden, ctx.read("lead_scores", columns=["golden_id", "last_touch_at"]), owners, ctx.as_of,
+                         cfg, touches=history, outcomes=outcomes,
+                         sales_queue=_read_used(ctx, "sales_queue", FLAG_QUEUE_COLUMNS),
+                         nurture_queue=_read_used(ctx, "nurture_queue", FLAG_QUEUE_COLUMNS),
+                         routing=RoutingConfig.from_config(load_config()), previous=previous)
 
     record = track_flags(previous, current, ctx.as_of, ctx.run_id, keep_closed=False)
     ctx.write("lead_flags", record)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from slowburn.contracts import OPEN_STATUSES
+from slowburn.ripeness.features import _arrow, _index_in
 
 TERRITORY_OF_COUNTRY = {"US": "NA", "CA": "NA", "MX": "NA"}
 EMEA = set("GB DE FR NL BE LU IE ES PT IT AT CH SE NO DK FI PL CZ HU RO GR IL AE SA ZA NG KE EG TR".split())
@@ -27,6 +28,12 @@ DAY_NS = 24 * HOUR_NS
 SALES_COLUMNS = ["golden_id", "owner_id", "owner_kept", "over_capacity", "score", "tier", "probability", "reasons",
                  "model_version", "queued_at", "ripened_at", "respond_by", "responded", "pass_back",
                  "pass_back_reason"]
+# The golden and score columns routing reads: the step reads only these, and route() drops the rest
+# before joining (golden records carry provenance and member lists that would be copied for nothing).
+ROUTE_INPUT_COLUMNS = ("golden_id", "status", "owner_id", "country_code", "created_at", "stage", "lead_source",
+                       "email_opt_out", "score", "tier", "probability", "reasons", "model_version", "interest",
+                       "touches", "last_touch_at", "last_rep_touch_at", "last_marketing_touch_at", "demo_requested",
+                       "pricing_viewed", "bounced", "unsubscribed")
 NURTURE_COLUMNS = ["golden_id", "segment", "channel", "buying_stage", "interest", "cadence_days", "next_touch_at",
                    "touches_so_far", "score", "tier", "probability", "email_opt_out", "sla_missed", "sla_missed_at",
                    "missed_owner_id"]
@@ -263,6 +270,31 @@ def _previous(frame: pd.DataFrame | None, columns: dict) -> pd.DataFrame:
     return out[list(columns)]
 
 
+def _used(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[[c for c in frame.columns if c in ROUTE_INPUT_COLUMNS]]
+
+
+def _scored(golden: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """golden joined one to one with its scores, in golden's order, by an Arrow lookup (a validated
+    pandas merge factorizes the ids of a million leads twice)."""
+    golden, scores = _used(golden), _used(scores)
+    if set(golden.columns) & set(scores.columns) != {"golden_id"}:  # clashing names: merge's suffixes
+        return golden.merge(scores, on="golden_id", how="inner", validate="one_to_one")
+    for frame, side in ((golden, "left"), (scores, "right")):
+        if frame["golden_id"].duplicated().any():
+            raise pd.errors.MergeError(f"Merge keys are not unique in {side} dataset; not a one-to-one merge")
+    row = _index_in(_arrow(golden["golden_id"]), _arrow(scores["golden_id"]))
+    found = row >= 0
+    return pd.concat([golden[found].reset_index(drop=True),
+                      scores.drop(columns="golden_id").iloc[row[found]].reset_index(drop=True)], axis=1)
+
+
+def _rows_of(frame: pd.DataFrame, ids: pd.Series) -> tuple[pd.DataFrame, np.ndarray]:
+    """(frame's row for each id, all missing where it has none; whether it has one), by position."""
+    row = _index_in(_arrow(ids), _arrow(pd.Series(frame.index)))
+    return frame.reset_index(drop=True).reindex(row), row >= 0
+
+
 def route(golden: pd.DataFrame, scores: pd.DataFrame, owners: pd.DataFrame, now: pd.Timestamp,
           cfg: RoutingConfig = RoutingConfig(), previous_sales: pd.DataFrame | None = None,
           previous_nurture: pd.DataFrame | None = None, previous_run_at: pd.Timestamp | None = None
@@ -276,7 +308,7 @@ def route(golden: pd.DataFrame, scores: pd.DataFrame, owners: pd.DataFrame, now:
     now = pd.Timestamp(now)
     now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
     previous_run_at = pd.Timestamp(previous_run_at) if previous_run_at is not None else now - pd.Timedelta(days=1)
-    df = golden.merge(scores, on="golden_id", how="inner", validate="one_to_one")
+    df = _scored(golden, scores)
     df = df[(df["status"].isin(OPEN_STATUSES) | df["status"].isna()).to_numpy(dtype=bool)].reset_index(drop=True)
     n = len(df)
     for col, default in (("last_rep_touch_at", pd.NaT), ("last_marketing_touch_at", pd.NaT),
@@ -291,10 +323,8 @@ def route(golden: pd.DataFrame, scores: pd.DataFrame, owners: pd.DataFrame, now:
                                           "sla_missed_at": "datetime64[ns, UTC]", "missed_owner_id": "string",
                                           "next_touch_at": "datetime64[ns, UTC]"})
     gid = df["golden_id"]
-    in_sales = gid.isin(prev_s.index).to_numpy()
-    in_nurture = gid.isin(prev_n.index).to_numpy()
-    ps = prev_s.reindex(gid)
-    pn = prev_n.reindex(gid)
+    ps, in_sales = _rows_of(prev_s, gid)
+    pn, in_nurture = _rows_of(prev_n, gid)
     now_ns = now.value
     last_rep = _ns(df["last_rep_touch_at"])
     nat = np.iinfo(np.int64).min
