@@ -522,13 +522,9 @@ def _previous_scores(ctx: RunContext) -> pd.DataFrame | None:
 
 def _golden_id_of_touches(touches: pd.DataFrame, links: pd.DataFrame) -> pd.Series:
     """Each touch's golden_id (null when its source lead is not linked), by an Arrow hash lookup."""
-    import numpy as np
-
-    from slowburn.ripeness.features import _index_in, _key
-
     import pyarrow as pa
 
-    from slowburn.ripeness.features import _arrow
+    from slowburn.ripeness.features import _arrow, _index_in, _key
 
     keyed = links.drop_duplicates(["source_system", "source_id"])
     row = _index_in(_key(touches["source_system"], touches["lead_source_id"]),
