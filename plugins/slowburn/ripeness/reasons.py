@@ -162,16 +162,24 @@ def with_carried(fresh, explained: np.ndarray, carried_from: np.ndarray, previou
     """
     from slowburn.ripeness.features import _arrow
 
-    parts = [_arrow(fresh)]
-    if previous is not None and len(previous):
-        parts.append(_arrow(previous["reasons"]))
+    # The previous texts (a kilobyte a lead) stay in the chunks they were read in, and only the small
+    # parts are cast to their type: every copy of them costs most of a GB at a million leads.
+    carried = ([] if previous is None or not len(previous) else
+               pa.chunked_array(pa.array(previous["reasons"].array)).chunks if isinstance(
+                   previous["reasons"].dtype, pd.StringDtype) and previous["reasons"].dtype.storage == "pyarrow"
+               else [_arrow(previous["reasons"])])
+    parts = [_arrow(fresh), *carried]
     take = np.where(carried_from >= 0, carried_from + len(parts[0]), -1)
     take[explained] = np.arange(len(explained))
     if replaced is not None and len(replaced[0]):
         positions, texts = replaced
         take[positions] = sum(map(len, parts)) + np.arange(len(positions))
         parts.append(pa.array(texts, type=pa.large_string()))
+    kind = carried[0].type if carried and all(c.type == carried[0].type for c in carried) else pa.large_string()
+    if sum(p.nbytes for p in parts) > 1.8 * 2**30:
+        kind = pa.large_string()  # 32-bit offsets could overflow in the result
+    parts = [p.cast(kind) for p in parts]  # a no-op for the parts already of that type
     if (take < 0).any():
         raise ValueError("every lead is either explained or keeps its previous reasons")
-    return pd.arrays.ArrowStringArray(pc.take(pa.chunked_array(parts, type=pa.large_string()),
-                                              pa.array(take)).combine_chunks())
+    result = pa.chunked_array(parts, type=kind).take(pa.array(take))
+    return pd.arrays.ArrowStringArray(result)
