@@ -100,6 +100,18 @@ def run_context(tmp_path, tiny_sources):
     return RunContext(logical_date=NOW, sources_path=tiny_sources, home=tmp_path / "home")
 
 
+def validated_sample(folder: Path, n_leads: int, seed: int) -> tuple[dict, pd.DataFrame]:
+    """A generated sample's manifest and its valid leads after extract, normalise and validate."""
+    from slowburn.pipeline import RunContext, run_step
+    from slowburn.sample import generate
+
+    manifest = generate(folder / "sample", n_leads=n_leads, seed=seed, now=NOW.to_pydatetime())
+    ctx = RunContext(logical_date=NOW, sources_path=manifest["files"]["sources"], home=folder / "home")
+    for step in ("extract", "normalise", "validate"):
+        run_step(ctx, step)
+    return manifest, ctx.read("valid_leads")
+
+
 PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 
 

@@ -553,21 +553,6 @@ def _read_used(ctx: RunContext, name: str, wanted) -> pd.DataFrame:
     return ctx.read(name, columns=[c for c in wanted if c in names])
 
 
-def _read_where(ctx: RunContext, name: str, columns: list[str], column: str, value):
-    """The rows of a step output whose `column` equals `value` (a pyarrow Table), filtered batch by batch:
-    a large column (lead_scores' reasons, a kilobyte of JSON per lead) is never held whole."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    where, fs = storage._source(ctx._checked(name))
-    file = pq.ParquetFile(where, filesystem=fs)
-    batches = file.iter_batches(batch_size=65_536, columns=list(dict.fromkeys([*columns, column])))
-    parts = [b.filter(pc.equal(b.column(column), value)).select(columns) for b in batches]
-    return pa.Table.from_batches(parts) if parts else \
-        pa.schema([file.schema_arrow.field(c) for c in columns]).empty_table()
-
-
 def route(ctx: RunContext) -> dict:
     import pyarrow as pa
 
@@ -581,7 +566,7 @@ def route(ctx: RunContext) -> dict:
     previous_sales, previous_nurture, previous_at = _previous_queues(ctx)
     # Only hot leads enter the sales queue, the one place routing shows reasons: only theirs are read.
     scores = _read_used(ctx, "lead_scores", [c for c in ROUTE_INPUT_COLUMNS if c != "reasons"])
-    hot = _read_where(ctx, "lead_scores", ["golden_id", "reasons"], "tier", "hot")
+    hot = storage.read_parquet_where(ctx._checked("lead_scores"), ["golden_id", "reasons"], "tier", "hot")
     row = _index_in(_arrow(scores["golden_id"]), hot.column("golden_id").combine_chunks().cast(pa.large_string()))
     reasons = hot.column("reasons").combine_chunks().cast(pa.large_string()).take(pa.array(row, mask=row < 0))
     scores["reasons"] = pd.Series(pd.arrays.ArrowStringArray(reasons), index=scores.index, dtype="string")

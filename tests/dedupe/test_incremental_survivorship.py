@@ -5,24 +5,19 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from conftest import NOW
+from conftest import NOW, validated_sample
 from slowburn.dedupe import dedupe_leads
 from slowburn.dedupe.config import load_config
 from slowburn.dedupe.survivorship import golden_frame
-from slowburn.pipeline import RunContext, _previous_golden, run_step
+from slowburn.pipeline import RunContext, _previous_golden
 from slowburn.warehouse import Warehouse
 
 
 @pytest.fixture(scope="module")
 def night1(tmp_path_factory):
     """Night 1 of a generated sample (80% of its leads, by creation), deduped from scratch."""
-    from slowburn.sample import generate
     tmp = tmp_path_factory.mktemp("incremental")
-    manifest = generate(tmp / "sample", n_leads=1500, seed=7, now=NOW.to_pydatetime())
-    ctx = RunContext(logical_date=NOW, sources_path=manifest["files"]["sources"], home=tmp / "home")
-    for step in ("extract", "normalise", "validate"):
-        run_step(ctx, step)
-    leads = ctx.read("valid_leads")
+    _, leads = validated_sample(tmp, n_leads=1500, seed=7)
     created = pd.to_datetime(leads["created_at"], utc=True)
     first = leads[created <= created.quantile(0.8)].assign(run_id="r1").reset_index(drop=True)
     cfg = load_config()

@@ -7,22 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import NOW
+from conftest import validated_sample
 from slowburn.dedupe import cluster_exact, dedupe_leads
 from slowburn.dedupe.config import load_config
 from slowburn.flags import duplicate_for_credit
-from slowburn.pipeline import RunContext, run_step
 
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
-    from slowburn.sample import generate
     tmp = tmp_path_factory.mktemp("linkage")
-    manifest = generate(tmp / "sample", n_leads=4000, seed=21, now=NOW.to_pydatetime())
-    ctx = RunContext(logical_date=NOW, sources_path=manifest["files"]["sources"], home=tmp / "home")
-    for step in ("extract", "normalise", "validate"):
-        run_step(ctx, step)
-    leads = ctx.read("valid_leads")
+    manifest, leads = validated_sample(tmp, n_leads=4000, seed=21)
     truth = pd.read_parquet(manifest["files"]["truth"])
     person = leads[["row_key"]].merge(truth[["row_key", "person_id"]], on="row_key", how="left")["person_id"]
     return {"tmp": tmp, "leads": leads, "truth": truth, "person": person.to_numpy()}

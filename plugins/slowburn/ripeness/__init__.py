@@ -11,8 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from slowburn.ripeness.config import RipenessConfig, RipenessConfigError, load_config, parse_config
 from slowburn.ripeness.features import lead_attributes, link_touches, touch_features
@@ -204,7 +202,7 @@ def _with_reasons(scores, previous, info, changed_inputs=None) -> pd.DataFrame:
         rows = carried_from[at]
         since = (pd.to_datetime(previous["scored_at"].iloc[rows], utc=True).dt.strftime("%Y-%m-%d")
                  .to_numpy(dtype=object) if "scored_at" in previous else np.full(len(at), "the last run"))
-        texts = pa.array(previous["reasons"].iloc[rows].to_numpy(dtype=object), type=pa.large_string()).to_pylist()
+        texts = previous["reasons"].iloc[rows].tolist()
         aged_texts = (at, aged_reasons(texts, out["score"].to_numpy()[at], since))
     out["reasons"] = with_carried(fresh["reasons"], explained, carried_from, previous, aged_texts)
     info.update(reasons_explained=int(len(explained)), reasons_carried=int(len(out) - len(explained)),

@@ -164,10 +164,7 @@ def with_carried(fresh, explained: np.ndarray, carried_from: np.ndarray, previou
 
     # The previous texts (a kilobyte a lead) stay in the chunks they were read in, and only the small
     # parts are cast to their type: every copy of them costs most of a GB at a million leads.
-    carried = ([] if previous is None or not len(previous) else
-               pa.chunked_array(pa.array(previous["reasons"].array)).chunks if isinstance(
-                   previous["reasons"].dtype, pd.StringDtype) and previous["reasons"].dtype.storage == "pyarrow"
-               else [_arrow(previous["reasons"])])
+    carried = _text_chunks(previous["reasons"]) if previous is not None and len(previous) else []
     parts = [_arrow(fresh), *carried]
     take = np.where(carried_from >= 0, carried_from + len(parts[0]), -1)
     take[explained] = np.arange(len(explained))
@@ -183,3 +180,12 @@ def with_carried(fresh, explained: np.ndarray, carried_from: np.ndarray, previou
         raise ValueError("every lead is either explained or keeps its previous reasons")
     result = pa.chunked_array(parts, type=kind).take(pa.array(take))
     return pd.arrays.ArrowStringArray(result)
+
+
+def _text_chunks(values: pd.Series) -> list[pa.Array]:
+    """A text column's Arrow chunks as they are (no copy) when it is Arrow-backed, else one Arrow array."""
+    from slowburn.ripeness.features import _arrow
+
+    if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
+        return pa.chunked_array(pa.array(values.array)).chunks
+    return [_arrow(values)]
