@@ -161,3 +161,23 @@ def test_the_model_registry_can_live_on_object_storage(s3):
     assert [e["version"] for e in registry] == [version]
     _, again = score_leads(golden, links, touches, outcomes, cfg, NOW, home=s3.location("shared"))
     assert again["scorer"] == "predictive" and not again["trained"] and again["model_version"] == version
+
+
+def test_tree_explanations_are_the_same_on_any_number_of_threads(monkeypatch):
+    golden, links, touches, outcomes = _world(400, seed=3)
+    from slowburn.ripeness.features import lead_attributes, link_touches, touch_features
+
+    cfg = load_config(DEFAULT)
+    attrs = lead_attributes(golden, cfg)
+    X = P.design(attrs, touch_features(link_touches(touches, links), attrs.index, NOW, cfg))
+    y = (touches.groupby("lead_source_id")["touch_type"].apply(lambda t: (t == "demo_request").sum()) > 2)
+    model = P.LightGBMModel(n_estimators=30, min_child_samples=5, min_count=5).fit(
+        X, y.reindex(links["source_id"]).fillna(False).to_numpy(int))
+    monkeypatch.setenv("SLOWBURN_SCORE_THREADS", "1")
+    one = model._contrib(X)
+    monkeypatch.setenv("SLOWBURN_SCORE_THREADS", "2")
+    assert np.array_equal(model._contrib(X), one)
+    assert np.allclose(model.decision_function(X), one.sum(axis=1))
+    monkeypatch.setenv("SLOWBURN_SCORE_THREADS", "two")
+    with pytest.raises(ValueError, match="SLOWBURN_SCORE_THREADS='two' is not a whole number"):
+        P.prediction_threads()
