@@ -44,7 +44,7 @@ WRITTEN_BY = {
     **{n: "validate" for n in ("valid_leads", "valid_touches", "quarantine")},
     **{n: "dedupe" for n in ("current_leads", "lead_links", "golden_leads", "dedupe_review", "golden_merges",
                              "golden_changes")},
-    **{n: "score" for n in ("lead_scores", "touches")},
+    **{n: "score" for n in ("lead_scores", "touches", "touch_rollup", "touch_rollup_seen", "touch_rollup_pending")},
     **{n: "route" for n in ("sales_queue", "nurture_queue")},
     "lead_flags": "flag",
 }
@@ -483,21 +483,27 @@ def score(ctx: RunContext) -> dict:
     golden, links, touches = ctx.read("golden_leads"), ctx.read("lead_links"), ctx.read("valid_touches")
     contracts.check(touches, contracts.TOUCHES, step="score")
     wh = ctx.warehouse()
-    key = ["source_system", "lead_source_id", "touch_type", "occurred_at"]
-    earlier = earlier_touches(ctx, ["source_system", "lead_source_id", "touch_type", "occurred_at", "campaign",
-                                    "value"])
-    # File drops without a watermark re-send old events: count each event once.
-    history = (pd.concat([earlier, touches[earlier.columns]], ignore_index=True).drop_duplicates(key)
-               if len(earlier) else touches[earlier.columns])
+
+    def history():
+        """Every touch so far, each event once (file drops without a watermark re-send old events)."""
+        from slowburn.ripeness.rollup import TOUCH_COLUMNS, TOUCH_KEY
+
+        earlier = earlier_touches(ctx, TOUCH_COLUMNS)
+        return (pd.concat([earlier, touches[TOUCH_COLUMNS]], ignore_index=True).drop_duplicates(TOUCH_KEY)
+                if len(earlier) else touches[TOUCH_COLUMNS])
+
+    rollup = _touch_rollup(ctx, touches, history, cfg)
     previous = _previous_scores(ctx)
     tonight_touched = _golden_id_of_touches(touches, links)
     changed_inputs = None
     if previous is not None and ctx.path("golden_changes").exists():
         changed_inputs = set(ctx.read("golden_changes")["golden_id"].dropna()) | set(tonight_touched.dropna())
     scores, info = score_leads(golden, links, history, _outcome_history(ctx, wh), cfg, ctx.as_of,
-                               home=ctx.artifacts, previous=previous, changed_inputs=changed_inputs)
+                               home=ctx.artifacts, previous=previous, changed_inputs=changed_inputs, rollup=rollup)
     scores["scored_at"] = ctx.as_of
     ctx.write("lead_scores", scores)
+    for name, frame in rollup.frames().items():
+        ctx.write(name, frame)
     ctx.write_json("scoring", info)
     touched = touches.assign(golden_id=tonight_touched)
     ctx.write("touches", touched)
@@ -510,6 +516,33 @@ def score(ctx: RunContext) -> dict:
             "reasons_aged": info.get("reasons_aged", 0),
             "touches_linked": int(touched["golden_id"].notna().sum()),
             "touches_unlinked": int(touched["golden_id"].isna().sum())}
+
+
+def _touch_rollup(ctx: RunContext, touches: pd.DataFrame, history, cfg):
+    """Touch facts per source lead as of tonight: the last loaded run's rollup plus tonight's touches when
+    its folder provably holds it and it was made with tonight's engagement settings; else built from
+    history() (a first night, a re-run of a loaded night, changed settings)."""
+    from slowburn.ripeness.rollup import ROLLUP_FILES, TouchRollup, basis
+
+    runs = _loaded_runs(ctx)
+    if runs is not None and not runs.empty:
+        last = runs.iloc[-1]
+        parts = [_loaded_output(ctx, last, name) for name in ROLLUP_FILES]
+        why = "its folder holds none"
+        try:
+            stored = TouchRollup.from_frames(*parts) if all(p is not None for p in parts) else None
+        except (ValueError, KeyError) as exc:  # e.g. empty (no touch yet) or written by another version
+            stored, why = None, str(exc)
+        if stored is not None:
+            if stored.basis == basis(cfg) and stored.as_of <= ctx.as_of:
+                rollup = stored.fold(touches, ctx.as_of, cfg)
+                log.info("touch rollup: run %s's %d source leads plus tonight's %d touches", last["run_id"],
+                         len(stored.keys), len(touches))
+                return rollup
+            why = "it was made with other engagement settings" if stored.basis != basis(cfg) else "it is newer"
+        log.info("touch rollup: run %s's cannot be used (%s); building it from the whole history",
+                 last["run_id"], why)
+    return TouchRollup.build(history(), ctx.as_of, cfg)
 
 
 def _previous_scores(ctx: RunContext) -> pd.DataFrame | None:

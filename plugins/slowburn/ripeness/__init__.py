@@ -31,10 +31,13 @@ MIN_CALIBRATION_ROWS = 30
 
 def score_leads(golden: pd.DataFrame, links: pd.DataFrame, touches: pd.DataFrame, outcomes: pd.DataFrame | None,
                 cfg: RipenessConfig, as_of: pd.Timestamp, home: str | Path | None = None,
-                previous: pd.DataFrame | None = None, changed_inputs=None) -> tuple[pd.DataFrame, dict]:
+                previous: pd.DataFrame | None = None, changed_inputs=None,
+                rollup=None) -> tuple[pd.DataFrame, dict]:
     """lead_scores rows for every golden lead, and what scored them.
 
-    touches: the whole touch history (source_system, lead_source_id, touch_type, occurred_at[, campaign, value]).
+    touches: the whole touch history (source_system, lead_source_id, touch_type, occurred_at[, campaign, value]),
+    or a function that reads it: with `rollup` (a ripeness.rollup.TouchRollup as of `as_of`, which holds
+    tonight's features) it is called only when a model is trained or the rules are calibrated.
     outcomes: won/lost history (source_system, source_id, outcome, closed_at); None or empty means none.
     home: where models are stored (<home>/models); None keeps the learnt models in memory only.
     previous: the previous run's scores (golden_id, score, tier, model_version, reasons, ...), or None.
@@ -54,13 +57,24 @@ def score_leads(golden: pd.DataFrame, links: pd.DataFrame, touches: pd.DataFrame
 
     as_of = pd.Timestamp(as_of)
     clock = _Clock()
-    linked = link_touches(touches, links)
-    clock("link touches")
+    linked = []
+
+    def linked_touches():
+        if not linked:
+            linked.append(link_touches(touches() if callable(touches) else touches, links))
+            clock("touch history")
+        return linked[0]
+
     attrs = lead_attributes(golden, cfg)
     clock("lead attributes")
     if "last_activity_at" in golden:
         attrs["last_activity_at"] = pd.to_datetime(golden["last_activity_at"], utc=True).to_numpy()
-    feats = touch_features(linked, attrs.index, as_of, cfg)
+    if rollup is not None:
+        if rollup.as_of != as_of:
+            raise ValueError(f"the touch rollup is as of {rollup.as_of}, the scores as of {as_of}")
+        feats = rollup.features(links, attrs.index, cfg)
+    else:
+        feats = touch_features(linked_touches(), attrs.index, as_of, cfg)
     clock("touch features")
     outcomes = outcomes if outcomes is not None else pd.DataFrame(
         columns=["source_system", "source_id", "outcome", "closed_at"])
@@ -79,7 +93,8 @@ def score_leads(golden: pd.DataFrame, links: pd.DataFrame, touches: pd.DataFrame
                               if ok and folder is not None else (None, "no model folder"))
     need_rows = ((card_ok and card_entry is None) or (ok and model_entry is None)
                  or (not ok and len(closed) >= MIN_CALIBRATION_ROWS))
-    ts = P.training_set(closed, attrs, linked, cfg) if need_rows and len(closed) >= MIN_CALIBRATION_ROWS else None
+    ts = (P.training_set(closed, attrs, linked_touches(), cfg) if need_rows and len(closed) >= MIN_CALIBRATION_ROWS
+          else None)
     digest = P.fingerprint(ts, cfg) if ts is not None else None
     clock("design and models")  # the training set too, when a model is (re)trained
     # The rules tier always scores (fit, engagement, rules_score): points learnt from history when

@@ -141,6 +141,137 @@ def interest_of(campaign: pd.Series, cfg: RipenessConfig) -> pd.Series:
     return text.map(mapping).astype("string")
 
 
+@dataclass
+class TouchFacts:
+    """What each group's touches add up to, kept so that groups add up again: counts, last moment and
+    first rep moment per type, summed value, engagement decayed to `ref`, and the latest named
+    marketing touch. Per source lead they are carried night to night (ripeness.rollup); per golden
+    lead they become the features (features_of). Moments are int64 ns UTC, NAT when none."""
+    counts: np.ndarray  # (n, len(TOUCH_TYPES)) int64
+    last: np.ndarray  # (n, len(TOUCH_TYPES)) int64 ns
+    first_rep: np.ndarray
+    value: np.ndarray
+    engagement: np.ndarray  # at ref
+    ref: np.ndarray
+    named_at: np.ndarray
+    campaign: np.ndarray  # object: the latest named marketing touch's campaign, None when none
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+    def take(self, rows: np.ndarray) -> "TouchFacts":
+        return TouchFacts(*(getattr(self, f)[rows] for f in _FACT_FIELDS))
+
+
+_FACT_FIELDS = ("counts", "last", "first_rep", "value", "engagement", "ref", "named_at", "campaign")
+
+
+def _latest_named(codes: np.ndarray, at: np.ndarray, campaign: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group, the moment and campaign of its latest named touch (rows with at != NAT); on a tie in
+    time the greatest campaign name, so the answer never depends on the order rows arrive in."""
+    named_at = np.full(n, NAT, dtype=np.int64)
+    out = np.full(n, None, dtype=object)
+    hit = (at != NAT) & (codes >= 0)
+    if hit.any():
+        np.maximum.at(named_at, codes[hit], at[hit])
+        hit &= at == named_at[np.maximum(codes, 0)]  # only each group's latest can win: sort those alone
+        c_codes, c_at, c_name = codes[hit], at[hit], campaign[hit]
+        rank, _ = pd.factorize(pd.Series(c_name, dtype="string"), sort=True)
+        order = np.lexsort((rank, c_at, c_codes))
+        c_codes = c_codes[order]
+        last = np.r_[c_codes[1:] != c_codes[:-1], True]
+        named_at[c_codes[last]] = c_at[order][last]
+        out[c_codes[last]] = c_name[order][last]
+    return named_at, out
+
+
+def _decay(cfg: RipenessConfig, days: np.ndarray) -> np.ndarray:
+    return np.power(0.5, days / cfg.engagement.half_life_days)
+
+
+def touch_facts(codes: np.ndarray, n: int, occurred: np.ndarray, types: np.ndarray, campaign: np.ndarray,
+                value: np.ndarray, ref: np.ndarray, cfg: RipenessConfig) -> TouchFacts:
+    """Facts of n groups from touch rows (group code, moment, type index, campaign or None, value);
+    engagement is decayed to each group's `ref`."""
+    eng = cfg.engagement
+    weights = np.zeros(len(TOUCH_TYPES))
+    for name, pts in eng.touch_points.items():
+        weights[_TYPE_INDEX[name]] = pts
+    k = len(TOUCH_TYPES)
+    counts = np.bincount(codes * k + types, minlength=n * k).reshape(n, k)
+    last = np.full((n, k), NAT, dtype=np.int64)
+    if len(codes):
+        np.maximum.at(last, (codes, types), occurred)
+    is_rep = _IS_REP[types]
+    age_days = np.maximum(ref[codes] - occurred, 0) / NS_PER_DAY
+    engagement = np.bincount(codes, weights=weights[types] * _decay(cfg, age_days), minlength=n)
+    named = ~is_rep & pd.notna(campaign)
+    named_at, latest = _latest_named(codes, np.where(named, occurred, NAT), campaign, n)
+    return TouchFacts(counts.astype(np.int64), last, _group_min(codes[is_rep], occurred[is_rep], n),
+                      np.bincount(codes, weights=value, minlength=n), engagement, np.asarray(ref, dtype=np.int64),
+                      named_at, latest)
+
+
+def merge_facts(facts: TouchFacts, group: np.ndarray, n: int, ref: np.ndarray, cfg: RipenessConfig) -> TouchFacts:
+    """The facts of n coarser groups (a source lead's into its golden lead's, or two nights' into one):
+    counts and values add, moments take their max (first: min), engagement is decayed to `ref` and
+    added. Rows with group < 0 are left out."""
+    keep = group >= 0
+    if not keep.all():
+        facts, group = facts.take(np.flatnonzero(keep)), group[keep]
+    k = len(TOUCH_TYPES)
+    counts = np.zeros((n, k), dtype=np.int64)
+    last = np.full((n, k), NAT, dtype=np.int64)
+    first_rep = np.full(n, NAT, dtype=np.int64)
+    if len(group):  # rows sorted by group, then one reduceat per kind of fact (ufunc.at is 10x slower)
+        order = np.argsort(group, kind="stable")
+        sorted_group = group[order]
+        starts = np.flatnonzero(np.r_[True, sorted_group[1:] != sorted_group[:-1]])
+        at = sorted_group[starts]
+        counts[at] = np.add.reduceat(facts.counts[order], starts, axis=0)
+        last[at] = np.maximum.reduceat(facts.last[order], starts, axis=0)
+        big = np.iinfo(np.int64).max  # NAT is int64's least value: it would win every min
+        first = np.minimum.reduceat(np.where(facts.first_rep == NAT, big, facts.first_rep)[order], starts)
+        first_rep[at] = np.where(first == big, NAT, first)
+    age_days = (ref[group] - facts.ref) / NS_PER_DAY
+    engagement = np.bincount(group, weights=facts.engagement * _decay(cfg, age_days), minlength=n)
+    named_at, latest = _latest_named(group, facts.named_at, facts.campaign, n)
+    return TouchFacts(counts, last, first_rep, np.bincount(group, weights=facts.value, minlength=n), engagement,
+                      np.asarray(ref, dtype=np.int64), named_at, latest)
+
+
+def features_of(facts: TouchFacts, index: pd.Index, cfg: RipenessConfig) -> pd.DataFrame:
+    """touch_features' columns from golden leads' facts (their `ref` is each lead's cutoff)."""
+    counts, last = facts.counts, facts.last
+    n = len(index)
+    out = pd.DataFrame(index=index)
+    out["touches"] = counts.sum(axis=1)
+    out["rep_touches"] = counts[:, _REP_CODES].sum(axis=1)
+    out["engagement"] = facts.engagement
+    out["touch_value"] = facts.value  # e.g. seconds on pages, summed
+    out["last_touch_at"] = _from_ns(last.max(axis=1) if n else last[:, 0], index)
+    out["last_rep_touch_at"] = _from_ns(last[:, _IS_REP].max(axis=1) if n else last[:, 0], index)
+    out["first_rep_touch_at"] = _from_ns(facts.first_rep, index)
+    out["last_marketing_touch_at"] = _from_ns(last[:, ~_IS_REP].max(axis=1) if n else last[:, 0], index)
+    for col, kind in (("bounced", "email_bounce"), ("unsubscribed", "unsubscribe"),
+                      ("demo_requested", "demo_request"), ("pricing_viewed", "pricing_page_view")):
+        out[col] = counts[:, _TYPE_INDEX[kind]] > 0
+    lookback = int(cfg.engagement.buying_stage.lookback_days * NS_PER_DAY)
+    for col, kind in (("demo_recent", "demo_request"), ("pricing_recent", "pricing_page_view")):
+        at = last[:, _TYPE_INDEX[kind]]
+        out[col] = (at != NAT) & (facts.ref - at <= lookback)
+    # Interest: the campaign or content of the latest marketing touch that names one.
+    interest = np.full(n, "general", dtype=object)
+    named = facts.named_at != NAT
+    if named.any():
+        interest[named] = interest_of(pd.Series(facts.campaign[named], dtype="string"), cfg).to_numpy(dtype=object)
+    out["interest"] = pd.Series(interest, index=index, dtype="string")
+    for i, t in enumerate(TOUCH_TYPES):
+        out[f"n_{t}"] = counts[:, i]
+    out["cutoff_at"] = _from_ns(facts.ref, index)
+    return out
+
+
 def touch_features(linked: LinkedTouches, golden_ids, cutoff, cfg: RipenessConfig) -> pd.DataFrame:
     """Per golden lead (indexed like golden_ids): counts, decayed engagement and the key moments.
 
@@ -165,55 +296,12 @@ def touch_features(linked: LinkedTouches, golden_ids, cutoff, cfg: RipenessConfi
         cut = cut_by_lead[np.where(keep, codes, 0)] if n else np.full(len(codes), NAT, dtype=np.int64)
         keep &= (cut != NAT) & (occurred < cut)
     else:
-        cut_value = pd.Timestamp(cutoff).value
-        cut_by_lead = np.full(n, cut_value, dtype=np.int64)
-        cut = np.full(len(codes), cut_value, dtype=np.int64)
-        keep &= occurred <= cut
+        cut_by_lead = np.full(n, pd.Timestamp(cutoff).value, dtype=np.int64)
+        keep &= occurred <= cut_by_lead[0] if n else np.zeros(len(codes), dtype=bool)
     if not keep.all():
-        codes, occurred, types, cut, ccode, value = (codes[keep], occurred[keep], types[keep], cut[keep], ccode[keep],
-                                                     value[keep])
-
-    eng = cfg.engagement
-    weights = np.zeros(len(TOUCH_TYPES))
-    for name, pts in eng.touch_points.items():
-        weights[_TYPE_INDEX[name]] = pts
-    age_days = np.maximum(cut - occurred, 0) / NS_PER_DAY
-    decayed = weights[types] * np.power(0.5, age_days / eng.half_life_days)
-    k = len(TOUCH_TYPES)
-    counts = np.bincount(codes * k + types, minlength=n * k).reshape(n, k)
-    is_rep = _IS_REP[types]
-    out = pd.DataFrame(index=index)
-    out["touches"] = counts.sum(axis=1)
-    out["rep_touches"] = counts[:, _REP_CODES].sum(axis=1)
-    out["engagement"] = np.bincount(codes, weights=decayed, minlength=n)
-    out["touch_value"] = np.bincount(codes, weights=value, minlength=n)  # e.g. seconds on pages, summed
-    out["last_touch_at"] = _from_ns(_group_max(codes, occurred, n), index)
-    out["last_rep_touch_at"] = _from_ns(_group_max(codes[is_rep], occurred[is_rep], n), index)
-    out["first_rep_touch_at"] = _from_ns(_group_min(codes[is_rep], occurred[is_rep], n), index)
-    out["last_marketing_touch_at"] = _from_ns(_group_max(codes[~is_rep], occurred[~is_rep], n), index)
-    for col, kind in (("bounced", "email_bounce"), ("unsubscribed", "unsubscribe"),
-                      ("demo_requested", "demo_request"), ("pricing_viewed", "pricing_page_view")):
-        out[col] = counts[:, _TYPE_INDEX[kind]] > 0
-    lookback = int(eng.buying_stage.lookback_days * NS_PER_DAY)
-    recent = (cut - occurred) <= lookback
-    for col, kind in (("demo_recent", "demo_request"), ("pricing_recent", "pricing_page_view")):
-        hit = recent & (types == _TYPE_INDEX[kind])
-        out[col] = np.bincount(codes[hit], minlength=n) > 0
-    # Interest: the campaign or content of the latest marketing touch that names one.
-    interest = np.full(n, "general", dtype=object)
-    named = ~is_rep & (ccode >= 0)
-    if named.any():
-        c_codes, c_time, c_camp = codes[named], occurred[named], ccode[named]
-        order = np.lexsort((c_time, c_codes))
-        c_codes, c_camp = c_codes[order], c_camp[order]
-        last = np.r_[c_codes[1:] != c_codes[:-1], True]
-        labels = interest_of(pd.Series(linked.campaigns, dtype="string"), cfg).to_numpy(dtype=object)
-        interest[c_codes[last]] = labels[c_camp[last]]
-    out["interest"] = pd.Series(interest, index=index, dtype="string")
-    for i, t in enumerate(TOUCH_TYPES):
-        out[f"n_{t}"] = counts[:, i]
-    out["cutoff_at"] = _from_ns(cut_by_lead, index)
-    return out
+        codes, occurred, types, ccode, value = codes[keep], occurred[keep], types[keep], ccode[keep], value[keep]
+    campaigns = np.append(np.asarray(linked.campaigns, dtype=object), None)  # -1: none
+    return features_of(touch_facts(codes, n, occurred, types, campaigns[ccode], value, cut_by_lead, cfg), index, cfg)
 
 
 def _email_domain(email: pd.Series) -> pd.Series:
