@@ -159,7 +159,8 @@ def test_previous_state_from_the_run_folder_equals_the_warehouse(tmp_path):
     csv = sources.parent / "leads.csv"
     csv.write_text(csv.read_text() + "L10,Fay,New,fay@newco.com,,Newco,CEO,US,O1,Open,Web,2026-11-23,2026-11-23T12:00:00,0\n")
     homes = [tmp_path / "cached", tmp_path / "warehouse"]
-    run_all(RunContext(logical_date=NOW, sources_path=sources, home=homes[0]))
+    night1 = RunContext(logical_date=NOW, sources_path=sources, home=homes[0])
+    run_all(night1)
     shutil.copytree(homes[0], homes[1])
     shutil.rmtree(homes[1] / "runs")
     nights = [RunContext(logical_date=NOW + pd.Timedelta(days=1), sources_path=sources, home=h) for h in homes]
@@ -168,6 +169,9 @@ def test_previous_state_from_the_run_folder_equals_the_warehouse(tmp_path):
     assert "row_hash" not in previous_state(nights[1], "current_leads").columns
     for night in nights:
         run_all(night)
+    # The touch features come from night 1's rollup, or from the whole history when its folder is gone.
+    assert nights[0].read_json("step_counts")["score"]["touch_rollup"] == f"carried from run {night1.run_id}"
+    assert nights[1].read_json("step_counts")["score"]["touch_rollup"] == "built from the whole history"
     tables = ("current_leads", "lead_links", "golden_leads", "lead_scores", "sales_queue", "nurture_queue",
               "lead_flags")
     got = [{t: night.warehouse().read_table(t).drop(columns=["row_digest"]) for t in tables} for night in nights]

@@ -492,7 +492,7 @@ def score(ctx: RunContext) -> dict:
         return (pd.concat([earlier, touches[TOUCH_COLUMNS]], ignore_index=True).drop_duplicates(TOUCH_KEY)
                 if len(earlier) else touches[TOUCH_COLUMNS])
 
-    rollup = _touch_rollup(ctx, touches, history, cfg)
+    rollup, rollup_source = _touch_rollup(ctx, touches, history, cfg)
     previous = _previous_scores(ctx)
     tonight_touched = _golden_id_of_touches(touches, links)
     changed_inputs = None
@@ -514,14 +514,14 @@ def score(ctx: RunContext) -> dict:
             "history_conversions": info["history_conversions"],
             "reasons_explained": info["reasons_explained"], "reasons_carried": info["reasons_carried"],
             "reasons_aged": info.get("reasons_aged", 0),
-            "touches_linked": int(touched["golden_id"].notna().sum()),
+            "touch_rollup": rollup_source, "touches_linked": int(touched["golden_id"].notna().sum()),
             "touches_unlinked": int(touched["golden_id"].isna().sum())}
 
 
 def _touch_rollup(ctx: RunContext, touches: pd.DataFrame, history, cfg):
-    """Touch facts per source lead as of tonight: the last loaded run's rollup plus tonight's touches when
-    its folder provably holds it and it was made with tonight's engagement settings; else built from
-    history() (a first night, a re-run of a loaded night, changed settings)."""
+    """Touch facts per source lead as of tonight, and where they came from: the last loaded run's rollup
+    plus tonight's touches when its folder provably holds it and it was made with tonight's engagement
+    settings; else built from history() (a first night, a re-run of a loaded night, changed settings)."""
     from slowburn.ripeness.rollup import ROLLUP_FILES, TouchRollup, basis
 
     runs = _loaded_runs(ctx)
@@ -538,11 +538,11 @@ def _touch_rollup(ctx: RunContext, touches: pd.DataFrame, history, cfg):
                 rollup = stored.fold(touches, ctx.as_of, cfg)
                 log.info("touch rollup: run %s's %d source leads plus tonight's %d touches", last["run_id"],
                          len(stored.keys), len(touches))
-                return rollup
+                return rollup, f"carried from run {last['run_id']}"
             why = "it was made with other engagement settings" if stored.basis != basis(cfg) else "it is newer"
         log.info("touch rollup: run %s's cannot be used (%s); building it from the whole history",
                  last["run_id"], why)
-    return TouchRollup.build(history(), ctx.as_of, cfg)
+    return TouchRollup.build(history(), ctx.as_of, cfg), "built from the whole history"
 
 
 def _previous_scores(ctx: RunContext) -> pd.DataFrame | None:
