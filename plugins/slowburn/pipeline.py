@@ -479,8 +479,11 @@ def dedupe(ctx: RunContext) -> dict:
 def score(ctx: RunContext) -> dict:
     from slowburn.ripeness import load_config, score_leads
 
+    from slowburn.ripeness.features import SCORED_GOLDEN_COLUMNS
+
     cfg = load_config()
-    golden, links, touches = ctx.read("golden_leads"), ctx.read("lead_links"), ctx.read("valid_touches")
+    golden = _read_used(ctx, "golden_leads", SCORED_GOLDEN_COLUMNS)
+    links, touches = ctx.read("lead_links"), ctx.read("valid_touches")
     contracts.check(touches, contracts.TOUCHES, step="score")
     wh = ctx.warehouse()
 
@@ -534,12 +537,12 @@ def _touch_rollup(ctx: RunContext, touches: pd.DataFrame, history, cfg):
         except (ValueError, KeyError) as exc:  # e.g. empty (no touch yet) or written by another version
             stored, why = None, str(exc)
         if stored is not None:
-            if stored.basis == basis(cfg) and stored.as_of <= ctx.as_of:
+            if stored.basis in (None, basis(cfg)) and stored.as_of <= ctx.as_of:
                 rollup = stored.fold(touches, ctx.as_of, cfg)
                 log.info("touch rollup: run %s's %d source leads plus tonight's %d touches", last["run_id"],
                          len(stored.keys), len(touches))
                 return rollup, f"carried from run {last['run_id']}"
-            why = "it was made with other engagement settings" if stored.basis != basis(cfg) else "it is newer"
+            why = "it is newer" if stored.basis in (None, basis(cfg)) else "it was made with other engagement settings"
         log.info("touch rollup: run %s's cannot be used (%s); building it from the whole history",
                  last["run_id"], why)
     return TouchRollup.build(history(), ctx.as_of, cfg), "built from the whole history"
@@ -734,27 +737,31 @@ def flag(ctx: RunContext) -> dict:
 def ledger_counts(ctx: RunContext) -> dict:
     """The run's proofs: every landed lead linked or quarantined (never both, never neither), every
     golden lead scored exactly once, and every golden lead in at most one queue, exactly once."""
-    landed = ctx.read("landed_leads", columns=["row_key"])
+    landed = ctx.read("landed_leads", columns=["row_key"])["row_key"]
     quarantine = ctx.read("quarantine", columns=["entity", "row_key"])
     links = ctx.read("lead_links", columns=["row_key", "run_id"])
-    links = links[links["run_id"] == ctx.run_id]
-    q_leads = quarantine.loc[quarantine["entity"] == "leads", "row_key"].nunique()
+    linked_rows = links.loc[links["run_id"] == ctx.run_id, "row_key"]
+    quarantined = quarantine.loc[quarantine["entity"] == "leads", "row_key"]
+    q_leads = quarantined.nunique()
     q_touches = quarantine.loc[quarantine["entity"] == "touches", "row_key"].nunique()
-    linked = links["row_key"].nunique()
-    accounted = set(links["row_key"]) | set(quarantine.loc[quarantine["entity"] == "leads", "row_key"])
-    invariant = (len(landed) == linked + q_leads and accounted == set(landed["row_key"])
-                 and not set(links["row_key"]) & set(quarantine.loc[quarantine["entity"] == "leads", "row_key"]))
+    linked = linked_rows.nunique()
+    # Set algebra by hash lookups (isin), not Python sets: a million row keys each.
+    invariant = (len(landed) == linked + q_leads and landed.isin(linked_rows).sum() + landed.isin(quarantined).sum()
+                 == len(landed) and linked_rows.isin(landed).all() and quarantined.isin(landed).all()
+                 and not linked_rows.isin(quarantined).any())
     golden = ctx.read("golden_leads", columns=["golden_id"])["golden_id"]
     scored = ctx.read("lead_scores", columns=["golden_id"])["golden_id"]
     sales = ctx.read("sales_queue", columns=["golden_id"])["golden_id"]
     nurture = ctx.read("nurture_queue", columns=["golden_id"])["golden_id"]
-    golden_ids, queued = set(golden), set(sales) | set(nurture)
-    scored_ok = golden.is_unique and scored.is_unique and set(scored) == golden_ids
-    queues_ok = (sales.is_unique and nurture.is_unique and not set(sales) & set(nurture)
-                 and queued <= golden_ids)
+    queued = pd.concat([sales, nurture], ignore_index=True)
+    scored_ok = (golden.is_unique and scored.is_unique and len(scored) == len(golden)
+                 and bool(scored.isin(golden).all()))
+    queues_ok = (sales.is_unique and nurture.is_unique and not sales.isin(nurture).any()
+                 and bool(queued.isin(golden).all()))
+    not_queued = int((~golden.drop_duplicates().isin(queued)).sum())
     return {"landed_leads": len(landed), "linked_leads": linked, "quarantined_leads": q_leads,
             "landed_touches": ctx.rows("landed_touches"), "quarantined_touches": q_touches,
-            "scored_leads": len(scored), "queued_leads": len(queued), "not_queued_leads": len(golden_ids - queued),
+            "scored_leads": len(scored), "queued_leads": int(queued.nunique()), "not_queued_leads": not_queued,
             "landed_ok": bool(invariant), "scored_ok": bool(scored_ok), "queues_ok": bool(queues_ok),
             "invariant_ok": bool(invariant and scored_ok and queues_ok)}
 

@@ -120,12 +120,12 @@ def test_a_rollup_carried_over_nights_equals_the_whole_history(seed):
             tonight = pd.concat([tonight, earlier.sample(frac=0.3, random_state=i)], ignore_index=True)
         history.append(tonight)
         rollup = TouchRollup.build(tonight, as_of, CFG) if rollup is None else rollup.fold(tonight, as_of, CFG)
-        rollup = TouchRollup.from_frames(*rollup.frames().values())  # as the next night reads it
         links = _links(rng, 30)
         golden_ids = sorted(links["golden_id"].unique())
         whole = pd.concat(history, ignore_index=True).drop_duplicates(TOUCH_KEY)
         want = touch_features(link_touches(whole, links), golden_ids, as_of, CFG)
         _same(rollup.features(links, golden_ids, CFG), want)
+        rollup = TouchRollup.from_frames(*rollup.frames().values())  # as the next night reads it
 
 
 def test_a_night_without_touches_only_decays_engagement():

@@ -311,6 +311,12 @@ def _email_domain(email: pd.Series) -> pd.Series:
     return pd.Series(pd.arrays.ArrowStringArray(pc.cast(domain, pa.large_string())), index=email.index)
 
 
+# The golden-record columns scoring reads (lead_attributes, and score_leads' last_activity_at): the
+# provenance and member lists are most of a golden record's bytes and say nothing about ripeness.
+SCORED_GOLDEN_COLUMNS = ("golden_id", "lead_source", "title", "email_canonical", "country_code", "company", "stage",
+                         "email_opt_out", "created_at", "attributes", "last_activity_at")
+
+
 def lead_attributes(golden: pd.DataFrame, cfg: RipenessConfig) -> pd.DataFrame:
     """Who the lead is, by golden_id: source, seniority, email domain kind, country, company, stage."""
     from slowburn.normalize import FREE_MAIL_DOMAINS

@@ -62,7 +62,7 @@ class TouchRollup:
     seen: np.ndarray  # sorted uint64 hashes of every touch counted or pending
     pending: pd.DataFrame  # TOUCH_COLUMNS of touches dated after as_of
     as_of: pd.Timestamp
-    basis: str
+    basis: str | None  # None: holds no engagement yet (no touch so far), so any settings suit it
 
     # ------------------------------------------------------------------ building and folding
     @classmethod
@@ -77,7 +77,7 @@ class TouchRollup:
         as_of = pd.Timestamp(as_of)
         if as_of < self.as_of:
             raise ValueError(f"a touch rollup made as of {self.as_of} cannot be rolled back to {as_of}")
-        if self.basis != basis(cfg):
+        if self.basis not in (None, basis(cfg)):
             raise ValueError("the touch rollup was decayed with other engagement settings; build it again")
         touches = touches[TOUCH_COLUMNS]
         usable = (touches["touch_type"].isin(list(TOUCH_TYPES)).to_numpy()
@@ -125,7 +125,7 @@ class TouchRollup:
         facts = _extended(_decayed(self.facts, as_of.value, cfg), n, as_of.value)
         for f in _FACT_FIELDS:
             getattr(facts, f)[touched] = getattr(merged, f)
-        return TouchRollup(keys, facts, seen, pending, as_of, self.basis)
+        return TouchRollup(keys, facts, seen, pending, as_of, basis(cfg))
 
     # ------------------------------------------------------------------ features
     def features(self, links: pd.DataFrame, golden_ids, cfg: RipenessConfig) -> pd.DataFrame:
@@ -156,7 +156,10 @@ class TouchRollup:
     @classmethod
     def from_frames(cls, table: pd.DataFrame, seen: pd.DataFrame, pending: pd.DataFrame) -> "TouchRollup":
         if not len(table):
-            raise ValueError("an empty touch rollup holds no moment; build it from the history")
+            if len(seen):  # touches all dated later: what they were hashed with is not recorded
+                raise ValueError("a touch rollup without source leads but with touches; build it from the history")
+            return cls(pd.DataFrame({k: pd.Series(dtype="string") for k in KEY}), _no_facts(), np.array([], np.uint64),
+                       pending[TOUCH_COLUMNS], pd.Timestamp(0, tz="UTC"), None)  # nothing decayed: any settings
         as_of = pd.Timestamp(int(table["as_of"].iloc[0]), tz="UTC")
         n = len(table)
         facts = TouchFacts(
