@@ -478,7 +478,6 @@ def dedupe(ctx: RunContext) -> dict:
 
 def score(ctx: RunContext) -> dict:
     from slowburn.ripeness import load_config, score_leads
-
     from slowburn.ripeness.features import SCORED_GOLDEN_COLUMNS
 
     cfg = load_config()

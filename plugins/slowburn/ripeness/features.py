@@ -114,13 +114,6 @@ def _from_ns(values: np.ndarray, index) -> pd.Series:
     return pd.Series(values.view("datetime64[ns]"), index=index).dt.tz_localize("UTC")
 
 
-def _group_max(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
-    out = np.full(n, NAT, dtype=np.int64)
-    if len(codes):
-        np.maximum.at(out, codes, values)
-    return out
-
-
 def _group_min(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     big = np.iinfo(np.int64).max
     out = np.full(n, big, dtype=np.int64)
