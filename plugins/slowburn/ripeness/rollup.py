@@ -33,7 +33,7 @@ from slowburn.ripeness.features import (
 KEY = ["source_system", "lead_source_id"]
 TOUCH_KEY = ["source_system", "lead_source_id", "touch_type", "occurred_at"]  # one event, however often sent
 TOUCH_COLUMNS = TOUCH_KEY + ["campaign", "value"]
-ROLLUP_FILES = ("touch_rollup", "touch_rollup_seen", "touch_rollup_pending")  # TouchRollup.frames, in order
+ROLLUP_FILES = ("touch_rollup", "touch_rollup_seen", "touch_rollup_pending")  # TouchRollup.frames()
 
 
 def basis(cfg: RipenessConfig) -> str:
@@ -68,9 +68,12 @@ class TouchRollup:
     @classmethod
     def build(cls, touches: pd.DataFrame, as_of, cfg: RipenessConfig) -> "TouchRollup":
         """From the whole touch history (a first night, or a stored rollup that cannot be used)."""
-        empty = cls(pd.DataFrame({k: pd.Series(dtype="string") for k in KEY}), _no_facts(), np.array([], np.uint64),
-                    touches.iloc[:0][TOUCH_COLUMNS], pd.Timestamp(as_of), basis(cfg))
-        return empty.fold(touches, as_of, cfg)
+        return cls._empty(touches.iloc[:0], pd.Timestamp(as_of), basis(cfg)).fold(touches, as_of, cfg)
+
+    @classmethod
+    def _empty(cls, pending: pd.DataFrame, as_of: pd.Timestamp, made_with: str | None) -> "TouchRollup":
+        return cls(pd.DataFrame({k: pd.Series(dtype="string") for k in KEY}), _no_facts(), np.array([], np.uint64),
+                   pending[TOUCH_COLUMNS], as_of, made_with)
 
     def fold(self, touches: pd.DataFrame, as_of, cfg: RipenessConfig) -> "TouchRollup":
         """This rollup plus `touches` (tonight's), as of `as_of` (not before the rollup's own)."""
@@ -150,16 +153,15 @@ class TouchRollup:
         table = table.assign(first_rep=f.first_rep, touch_value=f.value, engagement=f.engagement,
                              named_at=f.named_at, campaign=pd.Series(f.campaign, dtype="string"),
                              as_of=self.as_of.value, basis=self.basis)
-        return {"touch_rollup": table, "touch_rollup_seen": pd.DataFrame({"hash": self.seen.view(np.int64)}),
-                "touch_rollup_pending": self.pending.reset_index(drop=True)}
+        return dict(zip(ROLLUP_FILES, (table, pd.DataFrame({"hash": self.seen.view(np.int64)}),
+                                       self.pending.reset_index(drop=True))))
 
     @classmethod
     def from_frames(cls, table: pd.DataFrame, seen: pd.DataFrame, pending: pd.DataFrame) -> "TouchRollup":
         if not len(table):
             if len(seen):  # touches all dated later: what they were hashed with is not recorded
                 raise ValueError("a touch rollup without source leads but with touches; build it from the history")
-            return cls(pd.DataFrame({k: pd.Series(dtype="string") for k in KEY}), _no_facts(), np.array([], np.uint64),
-                       pending[TOUCH_COLUMNS], pd.Timestamp(0, tz="UTC"), None)  # nothing decayed: any settings
+            return cls._empty(pending, pd.Timestamp(0, tz="UTC"), None)  # nothing decayed: any settings
         as_of = pd.Timestamp(int(table["as_of"].iloc[0]), tz="UTC")
         n = len(table)
         facts = TouchFacts(
