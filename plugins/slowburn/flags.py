@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from slowburn.contracts import OPEN_STATUSES
-from slowburn.ripeness.features import _arrow, _index_in
+from slowburn.arrowkeys import is_in, positions, strings
 from slowburn.route import RoutingConfig, active_owners, assign_owners, working_hours_between_ns
 from slowburn.route import _ns  # timestamps as int64 ns UTC: routing's conversion, so deadlines compare exactly
 
@@ -207,11 +207,6 @@ def touch_facts(touches: pd.DataFrame, cfg: FlagConfig = FlagConfig()) -> pd.Dat
     return facts.rename_axis("golden_id")[cols]
 
 
-def _isin(values, value_set) -> np.ndarray:
-    """values.isin(value_set) for text by an Arrow hash lookup: pandas boxes every value of a large set."""
-    return _index_in(_arrow(values), _arrow(value_set)) >= 0
-
-
 def _keyed(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
     """`frame` with golden_id in `like`'s dtype: empty frames read from Parquet type it differently."""
     return frame.astype({"golden_id": like["golden_id"].dtype})
@@ -391,7 +386,7 @@ def sla_breach(golden: pd.DataFrame, touches: pd.DataFrame | None, now: pd.Times
     frames = []
     open_ids = golden.loc[_open(golden).to_numpy(dtype=bool), "golden_id"].astype("string")
     if sales_queue is not None and len(sales_queue):
-        q = sales_queue[_isin(sales_queue["golden_id"], open_ids)]
+        q = sales_queue[is_in(sales_queue["golden_id"], open_ids)]
         respond = _ns(q["respond_by"])
         ripened = _ns(q["ripened_at"] if "ripened_at" in q else q["queued_at"])
         due = respond < now.value
@@ -421,11 +416,11 @@ def sla_breach(golden: pd.DataFrame, touches: pd.DataFrame | None, now: pd.Times
         }, columns=FLAG_COLUMNS))
     if nurture_queue is not None and len(nurture_queue) and "sla_missed" in nurture_queue:
         n = nurture_queue[nurture_queue["sla_missed"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-                          & _isin(nurture_queue["golden_id"], open_ids)]
+                          & is_in(nurture_queue["golden_id"], open_ids)]
         missed_iso = _isos(n["sla_missed_at"])
         missed_owner = n["missed_owner_id"].astype("string").to_numpy(dtype=object, na_value=None) \
             if "missed_owner_id" in n else np.full(len(n), None, dtype=object)
-        row = _index_in(_arrow(n["golden_id"]), _arrow(golden["golden_id"]))  # each lead's owner (first record)
+        row = positions(strings(n["golden_id"]), strings(golden["golden_id"]))  # each lead's owner (first record)
         owner_now = np.where(row >= 0, golden["owner_id"].to_numpy(dtype=object)[np.maximum(row, 0)], None) \
             if len(golden) else np.full(len(n), None, dtype=object)
         owner = np.where(pd.isna(missed_owner), owner_now, missed_owner)

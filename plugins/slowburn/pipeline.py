@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from slowburn import atomic, contracts, storage
+from slowburn.arrowkeys import is_in, positions, strings
 from slowburn.contracts import ContractError
 from slowburn.warehouse import as_utc
 
@@ -559,13 +560,13 @@ def _golden_id_of_touches(touches: pd.DataFrame, links: pd.DataFrame) -> pd.Seri
     """Each touch's golden_id (null when its source lead is not linked), by an Arrow hash lookup."""
     import pyarrow as pa
 
-    from slowburn.ripeness.features import _arrow, _index_in, _key
+    from slowburn.ripeness.features import _key
 
     keyed = links.drop_duplicates(["source_system", "source_id"])
-    row = _index_in(_key(touches["source_system"], touches["lead_source_id"]),
+    row = positions(_key(touches["source_system"], touches["lead_source_id"]),
                     _key(keyed["source_system"], keyed["source_id"]))
     # An Arrow take (-1 as null): no Python string per touch, millions of them in the flag step.
-    ids = _arrow(keyed["golden_id"]).take(pa.array(row, mask=row < 0)) if len(keyed) else \
+    ids = strings(keyed["golden_id"]).take(pa.array(row, mask=row < 0)) if len(keyed) else \
         pa.nulls(len(row), pa.large_string())
     return pd.Series(pd.arrays.ArrowStringArray(ids), index=touches.index, dtype="string")
 
@@ -592,7 +593,6 @@ def route(ctx: RunContext) -> dict:
     import pyarrow as pa
 
     from slowburn.ripeness import load_config
-    from slowburn.ripeness.features import _arrow, _index_in
     from slowburn.route import ROUTE_INPUT_COLUMNS, RoutingConfig, route as route_leads
 
     owners = ctx.read("owners")
@@ -602,7 +602,7 @@ def route(ctx: RunContext) -> dict:
     # Only hot leads enter the sales queue, the one place routing shows reasons: only theirs are read.
     scores = _read_used(ctx, "lead_scores", [c for c in ROUTE_INPUT_COLUMNS if c != "reasons"])
     hot = storage.read_parquet_where(ctx._checked("lead_scores"), ["golden_id", "reasons"], "tier", "hot")
-    row = _index_in(_arrow(scores["golden_id"]), hot.column("golden_id").combine_chunks().cast(pa.large_string()))
+    row = positions(strings(scores["golden_id"]), hot.column("golden_id").combine_chunks().cast(pa.large_string()))
     reasons = hot.column("reasons").combine_chunks().cast(pa.large_string()).take(pa.array(row, mask=row < 0))
     scores["reasons"] = pd.Series(pd.arrays.ArrowStringArray(reasons), index=scores.index, dtype="string")
     golden = _read_used(ctx, "golden_leads", ROUTE_INPUT_COLUMNS)
@@ -744,20 +744,21 @@ def ledger_counts(ctx: RunContext) -> dict:
     q_leads = quarantined.nunique()
     q_touches = quarantine.loc[quarantine["entity"] == "touches", "row_key"].nunique()
     linked = linked_rows.nunique()
-    # Set algebra by hash lookups (isin), not Python sets: a million row keys each.
-    invariant = (len(landed) == linked + q_leads and landed.isin(linked_rows).sum() + landed.isin(quarantined).sum()
-                 == len(landed) and linked_rows.isin(landed).all() and quarantined.isin(landed).all()
-                 and not linked_rows.isin(quarantined).any())
+    # Set algebra by Arrow hash lookups, not Python sets (nor pandas' isin, which boxes every candidate).
+    invariant = (len(landed) == linked + q_leads
+                 and is_in(landed, linked_rows).sum() + is_in(landed, quarantined).sum() == len(landed)
+                 and is_in(linked_rows, landed).all() and is_in(quarantined, landed).all()
+                 and not is_in(linked_rows, quarantined).any())
     golden = ctx.read("golden_leads", columns=["golden_id"])["golden_id"]
     scored = ctx.read("lead_scores", columns=["golden_id"])["golden_id"]
     sales = ctx.read("sales_queue", columns=["golden_id"])["golden_id"]
     nurture = ctx.read("nurture_queue", columns=["golden_id"])["golden_id"]
     queued = pd.concat([sales, nurture], ignore_index=True)
     scored_ok = (golden.is_unique and scored.is_unique and len(scored) == len(golden)
-                 and bool(scored.isin(golden).all()))
-    queues_ok = (sales.is_unique and nurture.is_unique and not sales.isin(nurture).any()
-                 and bool(queued.isin(golden).all()))
-    not_queued = int((~golden.drop_duplicates().isin(queued)).sum())
+                 and bool(is_in(scored, golden).all()))
+    queues_ok = (sales.is_unique and nurture.is_unique and not is_in(sales, nurture).any()
+                 and bool(is_in(queued, golden).all()))
+    not_queued = int((~is_in(golden.drop_duplicates(), queued)).sum())
     return {"landed_leads": len(landed), "linked_leads": linked, "quarantined_leads": q_leads,
             "landed_touches": ctx.rows("landed_touches"), "quarantined_touches": q_touches,
             "scored_leads": len(scored), "queued_leads": int(queued.nunique()), "not_queued_leads": not_queued,

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from slowburn.arrowkeys import is_in
 from slowburn.contracts import ContractError
 from slowburn.db import create_engine
 
@@ -473,11 +474,11 @@ class Warehouse:
             return
         have = pd.read_sql(sa.text("SELECT golden_id FROM queue_history WHERE run_id = :r AND queue = :q AND "
                                    "change IS NOT NULL"), conn, params={"r": run_id, "q": table})["golden_id"]
-        touched = touched[~touched["golden_id"].isin(have)]
-        absent = absent[~absent["golden_id"].isin(have)]
+        touched = touched[~is_in(touched["golden_id"], have)]
+        absent = absent[~is_in(absent["golden_id"], have)]
         history_cols = [c for c in columns["queue_history"] if c not in ("run_id", "queue", "change")]
         cols = [c for c in history_cols if c in columns[table]]
-        before = touched[~touched["golden_id"].isin(absent["golden_id"])]
+        before = touched[~is_in(touched["golden_id"], absent["golden_id"])]
         if len(before):
             tmp = self._keys_table(conn, ["golden_id"], before)
             rows = pd.read_sql(sa.text(f"SELECT {', '.join(cols)} FROM {table} WHERE golden_id IN "

@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from slowburn.arrowkeys import is_in, positions, strings
 from slowburn.dedupe.clustering import assign_golden_ids, cluster
 from slowburn.dedupe.config import DedupeConfig, load_config
 from slowburn.dedupe.features import features
@@ -83,23 +84,6 @@ def _align_previous(leads: pd.DataFrame, previous: pd.DataFrame | None) -> pd.Da
                      on=["source_system", "source_id"])[cols].reset_index(drop=True)
 
 
-def _strings(values) -> pa.Array:
-    """Ids as one Arrow string array: Arrow-backed columns as they are, Python strings converted."""
-    if isinstance(getattr(values, "dtype", None), pd.StringDtype) and values.dtype.storage == "pyarrow":
-        arr = pa.array(values.array)
-    else:
-        arr = pa.array(np.asarray(values, dtype=object), type=pa.string(), from_pandas=True)
-    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-    return arr.cast(pa.string())
-
-
-def positions(values, unique_values) -> np.ndarray:
-    """Per value, its position in `unique_values` (-1 if absent): an Arrow hash lookup, several times
-    quicker than Index.get_indexer on a million ids held as Python strings."""
-    found = pc.index_in(_strings(values), value_set=_strings(unique_values))
-    return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-
-
 def affected_records(gid: np.ndarray, codes: np.ndarray, golden_ids: pd.Index, new: np.ndarray, prev_gid: pd.Series,
                      previous: pd.DataFrame | None, previous_ids: pd.Index | None) -> tuple[np.ndarray, np.ndarray]:
     """Per golden id (gid per row, its code in golden_ids): whether its record must be survived again,
@@ -119,7 +103,7 @@ def affected_records(gid: np.ndarray, codes: np.ndarray, golden_ids: pd.Index, n
     affected[codes[moved]] = True
     left = pd.unique(before[moved & pd.notna(before)])      # records a row moved out of
     if len(left):
-        affected |= pc.is_in(_strings(golden_ids), value_set=_strings(left)).to_numpy(zero_copy_only=False)
+        affected |= is_in(golden_ids, left)
     counts = np.bincount(codes, minlength=n_golden)
     had = previous["source_count"].to_numpy()[np.maximum(found, 0)]
     affected |= (found < 0) | (counts != had)               # e.g. a row no longer among the leads
@@ -158,7 +142,7 @@ def _merged_order(previous_ids: pd.Series, carried: np.ndarray, survived_ids: pd
     Both are already sorted when previous is a golden table this function built (sorted by
     golden_id) and survived comes from survive_rules: then the survived ids are merged in by binary
     search, instead of sorting a million strings again. Otherwise a plain sort."""
-    kept, new = _strings(previous_ids).take(pa.array(carried)), _strings(survived_ids)
+    kept, new = strings(previous_ids).take(pa.array(carried)), strings(survived_ids)
     if not (_sorted(kept) and _sorted(new)):
         return pc.sort_indices(pa.chunked_array([kept, new])).to_numpy()
     slot = np.searchsorted(kept.to_numpy(zero_copy_only=False), new.to_numpy(zero_copy_only=False))
@@ -179,7 +163,7 @@ def golden_changes(golden: pd.DataFrame, previous: pd.DataFrame | None, found: n
     ids = golden["golden_id"].to_numpy(dtype=object)  # (iterating an Arrow-backed Series is slow)
     if previous is None:
         left = pd.unique(prev_gid.dropna().to_numpy(dtype=object))
-        return set(ids), set(left[~pd.Index(left).isin(ids)])
+        return set(ids), set(left[~is_in(left, ids)])
     has = found >= 0
     changed = ~has
     at = np.maximum(found, 0)

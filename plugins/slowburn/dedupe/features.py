@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from slowburn.arrowkeys import strings
 from slowburn.normalize import FREE_MAIL_DOMAINS, company_key, country_code, email_parts, name_key, phone_e164
 
 # Columns the linkage reads; `features()` guarantees every one exists (string dtype unless noted).
@@ -94,7 +95,7 @@ def features(leads: pd.DataFrame) -> pd.DataFrame:
         parts = email_parts(_text(df, "email"))
         email, domain = parts["email_canonical"], parts["email_domain"]
     out["email_canonical"] = email
-    out["email_local"] = _series(pc.struct_field(pc.extract_regex(_arrow(email), r"^(?P<local>[^@]+)@"), [0])
+    out["email_local"] = _series(pc.struct_field(pc.extract_regex(strings(email), r"^(?P<local>[^@]+)@"), [0])
                                  ).set_axis(email.index)
     out["email_domain"] = domain
     out["email_free"] = domain.isin(FREE_MAIL_DOMAINS).where(domain.notna()).astype("boolean")
@@ -127,18 +128,13 @@ def shared_line(phone: pd.Series, first: pd.Series, last: pd.Series) -> pd.Serie
     return phone.isin(shared).fillna(False).astype(bool)
 
 
-def _arrow(values: pd.Series) -> pa.Array:
-    arr = pa.array(values.astype("string"), type=pa.large_string())
-    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-
-
 def per_distinct(values: pd.Series, fn) -> pd.Series:
     """fn (a value-by-value Series function, such as slowburn.normalize.name_key) on the distinct
     values only, spread back to every row with an Arrow take: a million rows of a few thousand
     cities are not mapped through a Python dict."""
-    coded = pc.dictionary_encode(_arrow(values))
+    coded = pc.dictionary_encode(strings(values))
     keys = fn(_series(coded.dictionary))
-    return _series(pc.take(_arrow(keys), coded.indices)).set_axis(values.index)
+    return _series(pc.take(strings(keys), coded.indices)).set_axis(values.index)
 
 
 def _series(values) -> pd.Series:
@@ -152,7 +148,7 @@ def _series(values) -> pd.Series:
 # keeps that at C speed instead of a Python call per distinct value (websites are mostly distinct).
 def website_domain(website: pd.Series) -> pd.Series:
     """'https://www.Acme.com/about' -> 'acme.com'."""
-    host = pc.utf8_lower(pc.utf8_trim_whitespace(_arrow(website)))
+    host = pc.utf8_lower(pc.utf8_trim_whitespace(strings(website)))
     host = pc.replace_substring_regex(host, r"^[a-z][a-z0-9+.-]*://", "")
     host = pc.replace_substring_regex(host, r"[/?#:].*$", "")
     host = pc.replace_substring_regex(host, r"^www\d?\.", "")
@@ -175,7 +171,7 @@ def street_key(street: pd.Series) -> pd.Series:
     """Lowercase ASCII words and numbers, street types abbreviated: '12, Main Street' -> '12 main st'.
 
     Per distinct street; ASCII ones (nearly all) in Arrow, the rest transliterated by unidecode in Python."""
-    coded = pc.dictionary_encode(_arrow(street))
+    coded = pc.dictionary_encode(strings(street))
     uniq = coded.dictionary
     spaced = pc.replace_substring_regex(pc.ascii_lower(uniq), r"[^a-z0-9]+", " ")
     words = pc.split_pattern(pc.utf8_trim(spaced, " "), " ")

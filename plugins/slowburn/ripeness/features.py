@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from slowburn.arrowkeys import positions, strings
 from slowburn.contracts import REP_TOUCH_TYPES, TOUCH_TYPES
 from slowburn.ripeness.config import SOURCE_RANK, RipenessConfig
 
@@ -39,31 +40,8 @@ def _ns(values) -> np.ndarray:
     return s.to_numpy(dtype="datetime64[ns]").view("int64")
 
 
-def _arrow(values) -> pa.Array:
-    """A pandas column as one contiguous Arrow large_string array (zero-copy when Arrow-backed)."""
-    s = pd.Series(values)
-    if s.dtype == object:
-        # Python strings (as a warehouse read returns them): straight into Arrow, 3x faster than astype.
-        try:
-            return pa.array(s.to_numpy(), type=pa.large_string(), from_pandas=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            pass
-    if not (isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow"):
-        s = s.astype("string[pyarrow]")
-    arr = pa.array(s.array)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks else pa.array([], type=arr.type)
-    return arr.cast(pa.large_string())
-
-
 def _key(a, b) -> pa.Array:
-    return pc.binary_join_element_wise(_arrow(a), _arrow(b), pa.scalar("\x1f", pa.large_string()))
-
-
-def _index_in(values: pa.Array, value_set: pa.Array) -> np.ndarray:
-    """Position of each value in value_set (first occurrence), -1 when absent or null."""
-    idx = pc.index_in(values, value_set=value_set)
-    return idx.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return pc.binary_join_element_wise(strings(a), strings(b), pa.scalar("\x1f", pa.large_string()))
 
 
 @dataclass
@@ -92,14 +70,14 @@ def link_touches(touches: pd.DataFrame, links: pd.DataFrame, golden_ids=None) ->
         golden_ids = links["golden_id"].drop_duplicates()
     golden_ids = pd.Index(golden_ids, name="golden_id")
     link_keys = _key(links["source_system"], links["source_id"])
-    link_golden = _index_in(_arrow(links["golden_id"]), _arrow(pd.Series(golden_ids)))
-    row = _index_in(_key(touches["source_system"], touches["lead_source_id"]), link_keys)
+    link_golden = positions(strings(links["golden_id"]), strings(pd.Series(golden_ids)))
+    row = positions(_key(touches["source_system"], touches["lead_source_id"]), link_keys)
     gcode = (np.where(row >= 0, link_golden[np.maximum(row, 0)], -1) if len(link_golden)
              else np.full(len(row), -1, dtype=np.int64))
-    tcode = _index_in(_arrow(touches["touch_type"]), pa.array(TOUCH_TYPES, type=pa.large_string()))
+    tcode = positions(strings(touches["touch_type"]), pa.array(TOUCH_TYPES, type=pa.large_string()))
     occurred = _ns(touches["occurred_at"])
     if "campaign" in touches:
-        enc = pc.dictionary_encode(_arrow(touches["campaign"]))
+        enc = pc.dictionary_encode(strings(touches["campaign"]))
         ccode = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
         campaigns = np.asarray(enc.dictionary.to_pylist(), dtype=object)
     else:

@@ -100,12 +100,12 @@ def carry_plan(golden_ids, score, tier, model_version, previous: pd.DataFrame | 
     keeps its reasons when its score and tier are the same (they explain that same rounded score). Decay moves a fifth of the scores every night; explaining them afresh would
     cost TreeSHAP for each, and say no more.
     """
-    from slowburn.ripeness.features import _arrow, _index_in
+    from slowburn.arrowkeys import positions, strings
 
     n = len(golden_ids)
     if previous is None or not len(previous) or not n:
         return np.arange(n), np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=bool)
-    row = _index_in(_arrow(golden_ids), _arrow(previous["golden_id"]))
+    row = positions(strings(golden_ids), strings(previous["golden_id"]))
     at = np.maximum(row, 0)
 
     def prev(col, dtype=object):
@@ -160,12 +160,12 @@ def with_carried(fresh, explained: np.ndarray, carried_from: np.ndarray, previou
     Assembled by one Arrow take over [fresh, previous reasons, replaced texts], so a million carried
     strings are copied once, never parsed or rebuilt (the texts are half a GB at a million leads).
     """
-    from slowburn.ripeness.features import _arrow
+    from slowburn.arrowkeys import strings
 
     # The previous texts (a kilobyte a lead) stay in the chunks they were read in, and only the small
     # parts are cast to their type: every copy of them costs most of a GB at a million leads.
     carried = _text_chunks(previous["reasons"]) if previous is not None and len(previous) else []
-    parts = [_arrow(fresh), *carried]
+    parts = [strings(fresh), *carried]
     take = np.where(carried_from >= 0, carried_from + len(parts[0]), -1)
     take[explained] = np.arange(len(explained))
     if replaced is not None and len(replaced[0]):
@@ -184,8 +184,8 @@ def with_carried(fresh, explained: np.ndarray, carried_from: np.ndarray, previou
 
 def _text_chunks(values: pd.Series) -> list[pa.Array]:
     """A text column's Arrow chunks as they are (no copy) when it is Arrow-backed, else one Arrow array."""
-    from slowburn.ripeness.features import _arrow
+    from slowburn.arrowkeys import strings
 
     if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
         return pa.chunked_array(pa.array(values.array)).chunks
-    return [_arrow(values)]
+    return [strings(values)]
