@@ -426,12 +426,41 @@ class LightGBMModel(_FieldModel):
             reg_lambda=1.0, cat_smooth=20, min_data_per_group=self.min_count, random_state=7, n_jobs=1,
             deterministic=True, force_row_wise=True, verbose=-1,
         ).fit(self._frame(X), y)
+        self.cuts_ = None  # this fit's thresholds, read on first use
         contrib = self._contrib(X.iloc[:1])
         self.offset_ = float(contrib[0, -1])  # the expected log-odds: the same for every row
 
     def _contrib(self, X: pd.DataFrame) -> np.ndarray:
-        return self.booster_.predict(self._frame(X), raw_score=True, pred_contrib=True,
-                                     num_threads=prediction_threads())
+        """Exact TreeSHAP per lead, computed once per group of leads the trees cannot tell apart.
+
+        A lead's TreeSHAP values depend only on which side of every split it falls (the algorithm walks
+        both branches of splits on fields outside a coalition and the lead's own branch inside it), so
+        leads whose values fall between the same thresholds of every field get the same values to the
+        bit. At a million leads that is a fraction of the rows, and TreeSHAP is most of the night's
+        scoring time.
+        """
+        frame = self._frame(X)
+        first, group = _same_decisions(frame, self._split_cuts())
+        log.debug("TreeSHAP: %d leads in %d groups", len(frame), len(first))
+        unique = self.booster_.predict(frame.iloc[first], raw_score=True, pred_contrib=True,
+                                       num_threads=prediction_threads())
+        return unique[group]
+
+    def _split_cuts(self) -> list[np.ndarray]:
+        """Per input column (by position), the thresholds of its numeric splits in the trees; LightGBM's
+        model dump writes them with 17 digits, so they are the trees' doubles exactly."""
+        if getattr(self, "cuts_", None) is None:
+            dump = self.booster_.booster_.dump_model()
+            cuts = [set() for _ in dump["feature_names"]]
+            nodes = [tree["tree_structure"] for tree in dump["tree_info"]]
+            while nodes:
+                node = nodes.pop()
+                if "split_feature" in node:
+                    if node["decision_type"] == "<=":
+                        cuts[node["split_feature"]].add(float(node["threshold"]))
+                    nodes += [node["left_child"], node["right_child"]]
+            self.cuts_ = [np.array(sorted(values), dtype=float) for values in cuts]
+        return self.cuts_
 
     def _terms(self, X: pd.DataFrame) -> np.ndarray:
         return self._contrib(X)[:, :-1]
@@ -439,6 +468,31 @@ class LightGBMModel(_FieldModel):
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         """The trees' raw log-odds: what the contributions sum to (TreeSHAP is exact), without computing them."""
         return self.booster_.predict(self._frame(X), raw_score=True, num_threads=prediction_threads())
+
+
+# LightGBM sends values within this distance of zero down a split's default branch when zero is
+# its missing value (kZeroThreshold in its sources), so zero's neighbourhood is a group of its own.
+_LIGHTGBM_ZERO = 1e-35
+
+
+def _same_decisions(frame: pd.DataFrame, cuts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(first row of each group, each row's group) for rows that every split of the trees sends the
+    same way: same category code, and numbers with the same count of thresholds below them (a split
+    is `value <= threshold`), missing values and zero's neighbourhood apart."""
+    zero = np.array([np.nextafter(-_LIGHTGBM_ZERO, -np.inf), _LIGHTGBM_ZERO])
+    group = np.zeros(len(frame), dtype=np.int64)
+    for index, name in enumerate(frame.columns):
+        column = frame[name]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            bucket = column.cat.codes.to_numpy(dtype=np.int64)  # -1: missing
+        else:
+            values = column.to_numpy(dtype=float)
+            edges = np.union1d(cuts[index], zero)
+            bucket = np.where(np.isnan(values), -1, np.searchsorted(edges, values, side="left"))
+        width = int(bucket.max(initial=0)) + 2  # group * width + bucket < rows * width: no overflow
+        group = pd.factorize(group * width + (bucket + 1), sort=False)[0].astype(np.int64)
+    _, first = np.unique(group, return_index=True)
+    return first, group
 
 
 MODEL_CLASSES = {"naive_bayes": NaiveBayesModel, "logistic": LogisticModel, "lightgbm": LightGBMModel}
