@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from slowburn.contracts import OPEN_STATUSES
-from slowburn.arrowkeys import is_in, positions, strings
+from slowburn.arrowkeys import is_in, positions
 from slowburn.route import RoutingConfig, active_owners, assign_owners, working_hours_between_ns
 from slowburn.route import _ns  # timestamps as int64 ns UTC: routing's conversion, so deadlines compare exactly
 
@@ -420,7 +420,7 @@ def sla_breach(golden: pd.DataFrame, touches: pd.DataFrame | None, now: pd.Times
         missed_iso = _isos(n["sla_missed_at"])
         missed_owner = n["missed_owner_id"].astype("string").to_numpy(dtype=object, na_value=None) \
             if "missed_owner_id" in n else np.full(len(n), None, dtype=object)
-        row = positions(strings(n["golden_id"]), strings(golden["golden_id"]))  # each lead's owner (first record)
+        row = positions(n["golden_id"], golden["golden_id"])  # each lead's owner (first record)
         owner_now = np.where(row >= 0, golden["owner_id"].to_numpy(dtype=object)[np.maximum(row, 0)], None) \
             if len(golden) else np.full(len(n), None, dtype=object)
         owner = np.where(pd.isna(missed_owner), owner_now, missed_owner)

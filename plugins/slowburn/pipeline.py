@@ -602,7 +602,7 @@ def route(ctx: RunContext) -> dict:
     # Only hot leads enter the sales queue, the one place routing shows reasons: only theirs are read.
     scores = _read_used(ctx, "lead_scores", [c for c in ROUTE_INPUT_COLUMNS if c != "reasons"])
     hot = storage.read_parquet_where(ctx._checked("lead_scores"), ["golden_id", "reasons"], "tier", "hot")
-    row = positions(strings(scores["golden_id"]), hot.column("golden_id").combine_chunks().cast(pa.large_string()))
+    row = positions(scores["golden_id"], hot.column("golden_id"))
     reasons = hot.column("reasons").combine_chunks().cast(pa.large_string()).take(pa.array(row, mask=row < 0))
     scores["reasons"] = pd.Series(pd.arrays.ArrowStringArray(reasons), index=scores.index, dtype="string")
     golden = _read_used(ctx, "golden_leads", ROUTE_INPUT_COLUMNS)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from slowburn.contracts import OPEN_STATUSES
-from slowburn.arrowkeys import positions, strings
+from slowburn.arrowkeys import positions
 
 TERRITORY_OF_COUNTRY = {"US": "NA", "CA": "NA", "MX": "NA"}
 EMEA = set("GB DE FR NL BE LU IE ES PT IT AT CH SE NO DK FI PL CZ HU RO GR IL AE SA ZA NG KE EG TR".split())
@@ -283,7 +283,7 @@ def _scored(golden: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     for frame, side in ((golden, "left"), (scores, "right")):
         if frame["golden_id"].duplicated().any():
             raise pd.errors.MergeError(f"Merge keys are not unique in {side} dataset; not a one-to-one merge")
-    row = positions(strings(golden["golden_id"]), strings(scores["golden_id"]))
+    row = positions(golden["golden_id"], scores["golden_id"])
     found = row >= 0
     return pd.concat([golden[found].reset_index(drop=True),
                       scores.drop(columns="golden_id").iloc[row[found]].reset_index(drop=True)], axis=1)
@@ -291,7 +291,7 @@ def _scored(golden: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
 
 def _rows_of(frame: pd.DataFrame, ids: pd.Series) -> tuple[pd.DataFrame, np.ndarray]:
     """(frame's row for each id, all missing where it has none; whether it has one), by position."""
-    row = positions(strings(ids), strings(pd.Series(frame.index)))
+    row = positions(ids, pd.Series(frame.index))
     return frame.reset_index(drop=True).reindex(row), row >= 0
 
 

@@ -70,11 +70,11 @@ def link_touches(touches: pd.DataFrame, links: pd.DataFrame, golden_ids=None) ->
         golden_ids = links["golden_id"].drop_duplicates()
     golden_ids = pd.Index(golden_ids, name="golden_id")
     link_keys = _key(links["source_system"], links["source_id"])
-    link_golden = positions(strings(links["golden_id"]), strings(pd.Series(golden_ids)))
+    link_golden = positions(links["golden_id"], pd.Series(golden_ids))
     row = positions(_key(touches["source_system"], touches["lead_source_id"]), link_keys)
     gcode = (np.where(row >= 0, link_golden[np.maximum(row, 0)], -1) if len(link_golden)
              else np.full(len(row), -1, dtype=np.int64))
-    tcode = positions(strings(touches["touch_type"]), pa.array(TOUCH_TYPES, type=pa.large_string()))
+    tcode = positions(touches["touch_type"], pa.array(TOUCH_TYPES))
     occurred = _ns(touches["occurred_at"])
     if "campaign" in touches:
         enc = pc.dictionary_encode(strings(touches["campaign"]))

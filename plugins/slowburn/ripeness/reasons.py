@@ -100,12 +100,12 @@ def carry_plan(golden_ids, score, tier, model_version, previous: pd.DataFrame | 
     keeps its reasons when its score and tier are the same (they explain that same rounded score). Decay moves a fifth of the scores every night; explaining them afresh would
     cost TreeSHAP for each, and say no more.
     """
-    from slowburn.arrowkeys import positions, strings
+    from slowburn.arrowkeys import positions
 
     n = len(golden_ids)
     if previous is None or not len(previous) or not n:
         return np.arange(n), np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=bool)
-    row = positions(strings(golden_ids), strings(previous["golden_id"]))
+    row = positions(golden_ids, previous["golden_id"])
     at = np.maximum(row, 0)
 
     def prev(col, dtype=object):

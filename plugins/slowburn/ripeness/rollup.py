@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from slowburn.arrowkeys import positions, strings
+from slowburn.arrowkeys import positions
 from slowburn.contracts import TOUCH_TYPES
 from slowburn.ripeness.config import RipenessConfig
 from slowburn.ripeness.features import (
@@ -136,7 +136,7 @@ class TouchRollup:
         """touch_features as of the rollup's moment for these golden leads, through `links`."""
         index = pd.Index(golden_ids, name="golden_id")
         link_keys = _key(links["source_system"], links["source_id"])
-        link_golden = positions(strings(links["golden_id"]), strings(pd.Series(index)))
+        link_golden = positions(links["golden_id"], pd.Series(index))
         row = positions(_key(self.keys["source_system"], self.keys["lead_source_id"]), link_keys)
         group = (np.where(row >= 0, link_golden[np.maximum(row, 0)], -1) if len(link_golden)
                  else np.full(len(row), -1, dtype=np.int64))
