@@ -480,27 +480,36 @@ def dedupe(ctx: RunContext) -> dict:
 def score(ctx: RunContext) -> dict:
     from slowburn.ripeness import load_config, score_leads
     from slowburn.ripeness.features import SCORED_GOLDEN_COLUMNS
+    from slowburn.ripeness.rollup import TOUCH_COLUMNS, TOUCH_KEY
 
     cfg = load_config()
     golden = _read_used(ctx, "golden_leads", SCORED_GOLDEN_COLUMNS)
     links, touches = ctx.read("lead_links"), ctx.read("valid_touches")
     contracts.check(touches, contracts.TOUCHES, step="score")
     wh = ctx.warehouse()
+    # Tonight's touches keyed to their golden leads are written first and the full frame let go:
+    # at a million leads it is 0.75 GB that the scoring below, the step's peak, need not hold.
+    tonight_touched = _golden_id_of_touches(touches, links)
+    ctx.write("touches", touches.assign(golden_id=tonight_touched))
+    touch_counts = {"touches_linked": int(tonight_touched.notna().sum()),
+                    "touches_unlinked": int(tonight_touched.isna().sum())}
+    touches = touches[TOUCH_COLUMNS]
 
     def history():
-        """Every touch so far, each event once (file drops without a watermark re-send old events)."""
-        from slowburn.ripeness.rollup import TOUCH_COLUMNS, TOUCH_KEY
-
+        """Every touch so far, each event once (file drops without a watermark re-send old events);
+        tonight's are read back from the folder, as the frame above is gone by the time a model trains."""
         earlier = earlier_touches(ctx, TOUCH_COLUMNS)
-        return (pd.concat([earlier, touches[TOUCH_COLUMNS]], ignore_index=True).drop_duplicates(TOUCH_KEY)
-                if len(earlier) else touches[TOUCH_COLUMNS])
+        tonight = ctx.read("valid_touches", columns=TOUCH_COLUMNS)
+        return (pd.concat([earlier, tonight], ignore_index=True).drop_duplicates(TOUCH_KEY)
+                if len(earlier) else tonight)
 
     rollup, rollup_source = _touch_rollup(ctx, touches, history, cfg)
+    del touches
     previous = _previous_scores(ctx)
-    tonight_touched = _golden_id_of_touches(touches, links)
     changed_inputs = None
     if previous is not None and ctx.path("golden_changes").exists():
         changed_inputs = set(ctx.read("golden_changes")["golden_id"].dropna()) | set(tonight_touched.dropna())
+    del tonight_touched
     scores, info = score_leads(golden, links, history, _outcome_history(ctx, wh), cfg, ctx.as_of,
                                home=ctx.artifacts, previous=previous, changed_inputs=changed_inputs, rollup=rollup)
     scores["scored_at"] = ctx.as_of
@@ -508,8 +517,6 @@ def score(ctx: RunContext) -> dict:
     for name, frame in rollup.frames().items():
         ctx.write(name, frame)
     ctx.write_json("scoring", info)
-    touched = touches.assign(golden_id=tonight_touched)
-    ctx.write("touches", touched)
     return {"scored": len(scores), "tiers": scores["tier"].value_counts().to_dict(),
             "scorer": info["scorer"], "model_version": info["model_version"],
             "fallback_reason": info["fallback_reason"], "model_trained": info["trained"],
@@ -517,8 +524,7 @@ def score(ctx: RunContext) -> dict:
             "history_conversions": info["history_conversions"],
             "reasons_explained": info["reasons_explained"], "reasons_carried": info["reasons_carried"],
             "reasons_aged": info.get("reasons_aged", 0),
-            "touch_rollup": rollup_source, "touches_linked": int(touched["golden_id"].notna().sum()),
-            "touches_unlinked": int(touched["golden_id"].isna().sum())}
+            "touch_rollup": rollup_source, **touch_counts}
 
 
 def _touch_rollup(ctx: RunContext, touches: pd.DataFrame, history, cfg):
