@@ -310,7 +310,6 @@ def route(golden: pd.DataFrame, scores: pd.DataFrame, owners: pd.DataFrame, now:
     previous_run_at = pd.Timestamp(previous_run_at) if previous_run_at is not None else now - pd.Timedelta(days=1)
     df = _scored(golden, scores)
     df = df[(df["status"].isin(OPEN_STATUSES) | df["status"].isna()).to_numpy(dtype=bool)].reset_index(drop=True)
-    n = len(df)
     for col, default in (("last_rep_touch_at", pd.NaT), ("last_marketing_touch_at", pd.NaT),
                          ("probability", np.nan), ("model_version", None), ("interest", "general"),
                          ("bounced", False), ("created_at", pd.NaT)):

@@ -619,7 +619,6 @@ def link(feats: pd.DataFrame, new: np.ndarray | None, cfg: DedupeConfig, *, mode
         return LinkResult(det, empty, "deterministic_only", None, {**report, "reason": "nothing to link"})
 
     the_plan = plan(feats, cfg, codes)
-    active = the_plan["active_columns"]
     report["plan"] = {k: the_plan[k] for k in ("comparisons", "skipped_comparisons", "blocking_rules",
                                                "dropped_blocking_rules")}
     reason = None
