@@ -484,7 +484,8 @@ def score(ctx: RunContext) -> dict:
 
     cfg = load_config()
     golden = _read_used(ctx, "golden_leads", SCORED_GOLDEN_COLUMNS)
-    links, touches = ctx.read("lead_links"), ctx.read("valid_touches")
+    links = ctx.read("lead_links", columns=["source_system", "source_id", "golden_id"])
+    touches = ctx.read("valid_touches")
     contracts.check(touches, contracts.TOUCHES, step="score")
     wh = ctx.warehouse()
     # Tonight's touches keyed to their golden leads are written first and the full frame let go:
