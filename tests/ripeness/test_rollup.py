@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from slowburn.contracts import REP_TOUCH_TYPES, TOUCH_TYPES
@@ -106,6 +106,7 @@ def test_touch_features_match_a_plain_pandas_groupby(seed):
 
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 2**32 - 1))
+@example(316)  # a first night whose only touch is dated after it: the stored rollup has no source lead yet
 def test_a_rollup_carried_over_nights_equals_the_whole_history(seed):
     """Three nights: re-sent old events, touches dated after the night (they count once due), links that
     change between nights (merges), through the stored form the next night reads."""

@@ -159,10 +159,14 @@ class TouchRollup:
 
     @classmethod
     def from_frames(cls, table: pd.DataFrame, seen: pd.DataFrame, pending: pd.DataFrame) -> "TouchRollup":
-        if not len(table):
-            if len(seen):  # touches all dated later: what they were hashed with is not recorded
-                raise ValueError("a touch rollup without source leads but with touches; build it from the history")
-            return cls._empty(pending, pd.Timestamp(0, tz="UTC"), None)  # nothing decayed: any settings
+        hashes = np.sort(seen["hash"].to_numpy(dtype=np.int64).view(np.uint64))
+        if not len(table):  # no touch due yet: nothing decayed (any settings suit it), and all it saw waits
+            if not np.array_equal(hashes, np.sort(touch_hashes(pending[TOUCH_COLUMNS]))):
+                raise ValueError("a touch rollup without source leads whose seen touches are not its pending "
+                                 "ones; build it from the history")
+            empty = cls._empty(pending, pd.Timestamp(0, tz="UTC"), None)
+            empty.seen = hashes
+            return empty
         as_of = pd.Timestamp(int(table["as_of"].iloc[0]), tz="UTC")
         n = len(table)
         facts = TouchFacts(
@@ -172,8 +176,7 @@ class TouchRollup:
             engagement=table["engagement"].to_numpy(dtype=float), ref=np.full(n, as_of.value, dtype=np.int64),
             named_at=table["named_at"].to_numpy(dtype=np.int64),
             campaign=table["campaign"].astype("object").where(table["campaign"].notna(), None).to_numpy(dtype=object))
-        return cls(table[KEY].astype("string").reset_index(drop=True), facts,
-                   np.sort(seen["hash"].to_numpy(dtype=np.int64).view(np.uint64)), pending[TOUCH_COLUMNS],
+        return cls(table[KEY].astype("string").reset_index(drop=True), facts, hashes, pending[TOUCH_COLUMNS],
                    as_of, str(table["basis"].iloc[0]))
 
 
