@@ -426,41 +426,59 @@ class LightGBMModel(_FieldModel):
             reg_lambda=1.0, cat_smooth=20, min_data_per_group=self.min_count, random_state=7, n_jobs=1,
             deterministic=True, force_row_wise=True, verbose=-1,
         ).fit(self._frame(X), y)
-        self.cuts_ = None  # this fit's thresholds, read on first use
+        self.splits_ = None  # this fit's trees, read on first use
         contrib = self._contrib(X.iloc[:1])
         self.offset_ = float(contrib[0, -1])  # the expected log-odds: the same for every row
 
     def _contrib(self, X: pd.DataFrame) -> np.ndarray:
-        """Exact TreeSHAP per lead, computed once per group of leads the trees cannot tell apart.
+        """Exact TreeSHAP per lead, tree by tree, once per group of leads that tree cannot tell apart.
 
-        A lead's TreeSHAP values depend only on which side of every split it falls (the algorithm walks
-        both branches of splits on fields outside a coalition and the lead's own branch inside it), so
-        leads whose values fall between the same thresholds of every field get the same values to the
-        bit. At a million leads that is a fraction of the rows, and TreeSHAP is most of the night's
-        scoring time.
+        A tree's TreeSHAP values for a lead depend only on which side of each of that tree's splits the
+        lead falls (the algorithm walks both branches of splits on fields outside a coalition and the
+        lead's own branch inside it), and are zero for fields the tree does not split on. A tree of
+        depth 5 splits a few fields at a few thresholds, so a million leads fall into a few hundred
+        groups per tree: each tree is explained once per group and its values added to its fields. The
+        sums are LightGBM's own pred_contrib up to the order of floating-point additions; explaining
+        every lead through all trees was most of a first night's scoring time.
         """
         frame = self._frame(X)
-        first, group = _same_decisions(frame, self._split_cuts())
-        log.debug("TreeSHAP: %d leads in %d groups", len(frame), len(first))
-        unique = self.booster_.predict(frame.iloc[first], raw_score=True, pred_contrib=True,
-                                       num_threads=prediction_threads())
-        return unique[group]
+        booster = self.booster_.booster_
+        n, width = len(frame), frame.shape[1] + 1
+        out = np.zeros((width, n))
+        if not n:
+            return out.T  # a row per field: each tree adds only to the fields it splits on
+        buckets = _ValueBuckets(frame, self._tree_splits())
+        for tree, splits in enumerate(self._tree_splits()):
+            group, representative = buckets.groups(splits)
+            values = booster.predict(frame.iloc[representative], start_iteration=tree, num_iteration=1,
+                                     raw_score=True, pred_contrib=True)
+            for column in splits:
+                out[column] += values[group, column]
+            out[-1] += values[0, -1]  # the tree's expected value: the same for every lead
+        return out.T
 
-    def _split_cuts(self) -> list[np.ndarray]:
-        """Per input column (by position), the thresholds of its numeric splits in the trees; LightGBM's
-        model dump writes them with 17 digits, so they are the trees' doubles exactly."""
-        if getattr(self, "cuts_", None) is None:
-            dump = self.booster_.booster_.dump_model()
-            cuts = [set() for _ in dump["feature_names"]]
-            nodes = [tree["tree_structure"] for tree in dump["tree_info"]]
-            while nodes:
-                node = nodes.pop()
-                if "split_feature" in node:
-                    if node["decision_type"] == "<=":
-                        cuts[node["split_feature"]].add(float(node["threshold"]))
-                    nodes += [node["left_child"], node["right_child"]]
-            self.cuts_ = [np.array(sorted(values), dtype=float) for values in cuts]
-        return self.cuts_
+    def _tree_splits(self) -> list[dict[int, np.ndarray | None]]:
+        """Per tree, the input columns (by position) it splits on: their thresholds, or None for a
+        category. LightGBM's model dump writes thresholds with 17 digits, so they are the trees' doubles
+        exactly."""
+        if getattr(self, "splits_", None) is None:
+            trees = []
+            for info in self.booster_.booster_.dump_model()["tree_info"]:
+                splits: dict[int, set | None] = {}
+                nodes = [info["tree_structure"]]
+                while nodes:
+                    node = nodes.pop()
+                    if "split_feature" in node:
+                        column = node["split_feature"]
+                        if node["decision_type"] == "<=":
+                            splits.setdefault(column, set()).add(float(node["threshold"]))
+                        else:
+                            splits[column] = None
+                        nodes += [node["left_child"], node["right_child"]]
+                trees.append({c: None if v is None else np.array(sorted(v), dtype=float)
+                              for c, v in sorted(splits.items())})
+            self.splits_ = trees
+        return self.splits_
 
     def _terms(self, X: pd.DataFrame) -> np.ndarray:
         return self._contrib(X)[:, :-1]
@@ -471,28 +489,57 @@ class LightGBMModel(_FieldModel):
 
 
 # LightGBM sends values within this distance of zero down a split's default branch when zero is
-# its missing value (kZeroThreshold in its sources), so zero's neighbourhood is a group of its own.
+# its missing value (kZeroThreshold in its sources), so zero's neighbourhood is a bucket of its own.
 _LIGHTGBM_ZERO = 1e-35
+_ZERO_EDGES = np.array([np.nextafter(-_LIGHTGBM_ZERO, -np.inf), _LIGHTGBM_ZERO])
 
 
-def _same_decisions(frame: pd.DataFrame, cuts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(first row of each group, each row's group) for rows that every split of the trees sends the
-    same way: same category code, and numbers with the same count of thresholds below them (a split
-    is `value <= threshold`), missing values and zero's neighbourhood apart."""
-    zero = np.array([np.nextafter(-_LIGHTGBM_ZERO, -np.inf), _LIGHTGBM_ZERO])
-    group = np.zeros(len(frame), dtype=np.int64)
-    for index, name in enumerate(frame.columns):
-        column = frame[name]
-        if isinstance(column.dtype, pd.CategoricalDtype):
-            bucket = column.cat.codes.to_numpy(dtype=np.int64)  # -1: missing
-        else:
-            values = column.to_numpy(dtype=float)
-            edges = np.union1d(cuts[index], zero)
-            bucket = np.where(np.isnan(values), -1, np.searchsorted(edges, values, side="left"))
-        width = int(bucket.max(initial=0)) + 2  # group * width + bucket < rows * width: no overflow
-        group = pd.factorize(group * width + (bucket + 1), sort=False)[0].astype(np.int64)
-    _, first = np.unique(group, return_index=True)
-    return first, group
+class _ValueBuckets:
+    """Groups of rows that one tree's splits send the same way.
+
+    Each numeric column is bucketed once by every threshold any tree puts on it (a split is
+    `value <= threshold`; missing values and zero's neighbourhood apart); a tree's coarser buckets are
+    then a lookup from those, so grouping the rows per tree costs a few array operations.
+    """
+
+    def __init__(self, frame: pd.DataFrame, trees: list[dict[int, np.ndarray | None]]):
+        self.n = len(frame)
+        self.codes: dict[int, np.ndarray] = {}  # column -> bucket per row; 0 is missing
+        self.edges: dict[int, np.ndarray] = {}
+        used = sorted({c for splits in trees for c in splits})
+        for column in used:
+            values = frame.iloc[:, column]
+            if isinstance(values.dtype, pd.CategoricalDtype):
+                self.codes[column] = values.cat.codes.to_numpy(dtype=np.int64) + 1  # -1: missing
+                self.edges[column] = None
+                continue
+            cuts = [splits[column] for splits in trees if splits.get(column) is not None]
+            edges = np.union1d(np.concatenate(cuts) if cuts else np.empty(0), _ZERO_EDGES)
+            numbers = values.to_numpy(dtype=float)
+            self.codes[column] = np.where(np.isnan(numbers), 0, np.searchsorted(edges, numbers, side="left") + 1)
+            self.edges[column] = edges
+
+    def groups(self, splits: dict[int, np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
+        """(each row's group, a row of each group) for the tree whose splits are `splits`."""
+        key = np.zeros(self.n, dtype=np.int64)
+        size = 1
+        for column, cuts in splits.items():
+            codes = self.codes[column]
+            if cuts is None:  # a category: its code
+                bucket, radix = codes, int(codes.max(initial=0)) + 1
+            else:  # how many of this tree's edges lie below the value (edges are a subset of the column's)
+                own = np.union1d(cuts, _ZERO_EDGES)
+                lookup = np.concatenate([[0, 1], 1 + np.searchsorted(own, self.edges[column], side="right")])
+                bucket, radix = lookup[codes], len(own) + 2
+            if size * radix >= 2**62:  # renumber before the key could overflow
+                key, uniques = pd.factorize(key, sort=False)
+                key, size = key.astype(np.int64), len(uniques)
+            key = key * radix + bucket
+            size *= radix
+        group, uniques = pd.factorize(key, sort=False)
+        representative = np.empty(len(uniques), dtype=np.int64)
+        representative[group] = np.arange(self.n)  # any row of a group will do: they are explained alike
+        return group, representative
 
 
 MODEL_CLASSES = {"naive_bayes": NaiveBayesModel, "logistic": LogisticModel, "lightgbm": LightGBMModel}
