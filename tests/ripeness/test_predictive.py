@@ -225,4 +225,6 @@ def test_tree_explanations_per_group_are_each_leads_own(data):
         picks = data.draw(st.lists(st.sampled_from(edge), min_size=n, max_size=n))
         rows[spec.name] = np.asarray(picks, dtype=float)
     own = model.booster_.predict(model._frame(rows), raw_score=True, pred_contrib=True)
-    np.testing.assert_allclose(model._contrib(rows), own, rtol=0, atol=1e-12)
+    mine = model._contrib(rows)
+    np.testing.assert_allclose(mine, own, rtol=0, atol=1e-12)
+    assert (mine[:, -1] == model.offset_).all()  # the expected value, added in the same order

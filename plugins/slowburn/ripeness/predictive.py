@@ -427,8 +427,10 @@ class LightGBMModel(_FieldModel):
             deterministic=True, force_row_wise=True, verbose=-1,
         ).fit(self._frame(X), y)
         self.splits_ = None  # this fit's trees, read on first use
-        contrib = self._contrib(X.iloc[:1])
-        self.offset_ = float(contrib[0, -1])  # the expected log-odds: the same for every row
+        # The expected log-odds, the same for every row: the trees' expected values added in tree order,
+        # as _contrib adds them.
+        contrib = self.booster_.predict(self._frame(X.iloc[:1]), raw_score=True, pred_contrib=True)
+        self.offset_ = float(contrib[0, -1])
 
     def _contrib(self, X: pd.DataFrame) -> np.ndarray:
         """Exact TreeSHAP per lead, tree by tree, once per group of leads that tree cannot tell apart.
@@ -448,9 +450,15 @@ class LightGBMModel(_FieldModel):
         if not n:
             return out.T  # a row per field: each tree adds only to the fields it splits on
         buckets = _ValueBuckets(frame, self._tree_splits())
+        # The numbers LightGBM makes of a pandas frame (category codes, missing as NaN), made once:
+        # converting the frame again for each of the trees cost more than explaining them.
+        matrix = np.column_stack([
+            np.where(column.cat.codes.to_numpy() < 0, np.nan, column.cat.codes.to_numpy(dtype=float))
+            if isinstance(column.dtype, pd.CategoricalDtype) else column.to_numpy(dtype=float)
+            for _, column in frame.items()])
         for tree, splits in enumerate(self._tree_splits()):
             group, representative = buckets.groups(splits)
-            values = booster.predict(frame.iloc[representative], start_iteration=tree, num_iteration=1,
+            values = booster.predict(matrix[representative], start_iteration=tree, num_iteration=1,
                                      raw_score=True, pred_contrib=True)
             for column in splits:
                 out[column] += values[group, column]
