@@ -13,6 +13,8 @@ import pycountry
 from cleanco import basename as company_basename
 from unidecode import unidecode
 
+from slowburn.workers import map_in_processes, shared_pool
+
 GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
 FREE_MAIL_DOMAINS = frozenset({
     "gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com", "live.com", "aol.com",
@@ -22,9 +24,9 @@ FREE_MAIL_DOMAINS = frozenset({
 
 
 def _per_unique(values: pd.Series, fn) -> pd.Series:
-    """Apply fn to each distinct non-null value once and broadcast back."""
-    uniques = values.dropna().unique()
-    lookup = {v: fn(v) for v in uniques}
+    """Apply fn (a module-level function) to each distinct non-null value once and broadcast back."""
+    uniques = list(values.dropna().unique())
+    lookup = dict(zip(uniques, map_in_processes(fn, uniques)))
     return values.map(lookup).astype("string")
 
 
@@ -63,7 +65,8 @@ def phone_e164(phone: pd.Series, region: pd.Series | str) -> pd.Series:
     slow = present & fast.isna()
     if slow.any():
         pairs = keyed[slow].drop_duplicates()
-        lookup = {(p, r): _e164(p, r) for p, r in zip(pairs["p"], pairs["r"])}
+        pairs = list(zip(pairs["p"], pairs["r"]))
+        lookup = dict(zip(pairs, map_in_processes(_e164_of, pairs)))
         sub = keyed[slow]
         out[slow] = [lookup[(p, r)] for p, r in zip(sub["p"], sub["r"])]
     return out
@@ -97,6 +100,10 @@ def _valid_region(region: str) -> str | None:
     return region if region in phonenumbers.SUPPORTED_REGIONS else None
 
 
+def _e164_of(pair: tuple[str, str]):
+    return _e164(*pair)
+
+
 def _e164(raw: str, region: str):
     try:
         num = phonenumbers.parse(raw, _valid_region(region) or "US")
@@ -112,10 +119,12 @@ def _e164(raw: str, region: str):
 
 def name_key(name: pd.Series) -> pd.Series:
     """Lowercase ASCII letters only: 'José-Luis ' and 'jose luis' share a key."""
-    def one(v: str) -> str | None:
-        key = "".join(ch for ch in unidecode(v).lower() if ch.isalpha())
-        return key or None
-    return _per_unique(name.astype("string"), one)
+    return _per_unique(name.astype("string"), _name_key_of)
+
+
+def _name_key_of(v: str) -> str | None:
+    key = "".join(ch for ch in unidecode(v).lower() if ch.isalpha())
+    return key or None
 
 
 def display_name(name: pd.Series) -> pd.Series:
@@ -127,11 +136,13 @@ def display_name(name: pd.Series) -> pd.Series:
 
 def company_key(company: pd.Series) -> pd.Series:
     """Company basename without legal suffix or punctuation: 'ACME, Inc.' -> 'acme'."""
-    def one(v: str) -> str | None:
-        base = company_basename(unidecode(v)) or v
-        key = " ".join("".join(ch if ch.isalnum() else " " for ch in base.lower()).split())
-        return key or None
-    return _per_unique(company.astype("string"), one)
+    return _per_unique(company.astype("string"), _company_key_of)
+
+
+def _company_key_of(v: str) -> str | None:
+    base = company_basename(unidecode(v)) or v
+    key = " ".join("".join(ch if ch.isalnum() else " " for ch in base.lower()).split())
+    return key or None
 
 
 _COUNTRY_ALIASES = {
@@ -178,6 +189,11 @@ def normalise_leads(landed: pd.DataFrame, default_regions: dict[str, str] | None
     `default_regions` maps source_name to the phone region used when a row has no country;
     `attribute_types` maps custom attribute names to number | category | boolean (the sources file's).
     """
+    with shared_pool():  # phones, companies and names are parsed by one pool of workers
+        return _normalise_leads(landed, default_regions, attribute_types)
+
+
+def _normalise_leads(landed, default_regions, attribute_types):
     from slowburn.contracts import LEADS, coerce, coerce_attributes, check
 
     check(landed, LEADS, step="normalise", kinds=False)

@@ -388,7 +388,9 @@ def prediction_threads() -> int:
         except ValueError:
             raise ValueError(f"SLOWBURN_SCORE_THREADS={wanted!r} is not a whole number of threads; "
                              "unset it to use every core this process may run on") from None
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from slowburn.workers import available_cores
+
+    return available_cores()
 
 
 class LightGBMModel(_FieldModel):
