@@ -1,8 +1,12 @@
 """slowburn.contracts: check() names every bad column and its fix; coerce() keeps every row."""
 from __future__ import annotations
 
+from datetime import datetime
+
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from slowburn import contracts as C
 from slowburn.contracts import ContractError, check, coerce
@@ -281,3 +285,33 @@ def test_custom_attributes_and_touch_values_are_optional_contract_columns():
     typed, problems = coerce(pd.DataFrame({"value": ["12.5", "", "ten"]}), TOUCHES)
     assert typed["value"].tolist()[0] == 12.5 and typed["value"].isna().tolist()[1:] == [True, True]
     assert problems[["column", "value"]].values.tolist() == [["value", "ten"]]
+
+
+def _iso_text_by_numpy(values: pd.Series) -> pd.Series:
+    """The plain reference: numpy's datetime_as_string, value by value into a string column."""
+    import numpy as np
+
+    aware = isinstance(values.dtype, pd.DatetimeTZDtype)
+    if aware:
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    stamps = values.to_numpy(dtype="datetime64[us]")
+    fractional = bool((stamps[~np.isnat(stamps)].astype("int64") % 1_000_000).any())
+    text = pd.Series(np.datetime_as_string(stamps, unit="us" if fractional else "s"), index=values.index,
+                     dtype="string")
+    return (text + "+00:00" if aware else text).mask(values.isna())
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.datetimes(min_value=datetime(1678, 1, 1), max_value=datetime(2261, 12, 31))),
+                max_size=30),
+       st.sampled_from([None, "UTC", "Europe/Paris", "America/St_Johns", "Asia/Kathmandu"]),
+       st.booleans())
+def test_iso_utc_text_is_numpys_text(stamps, zone, whole_seconds):
+    """Every timestamp, in any zone, with and without fractions of a second, missing ones too."""
+    values = pd.Series(pd.to_datetime(stamps, format="ISO8601") if stamps else [], dtype="datetime64[ns]",
+                       index=range(7, 7 + len(stamps)))
+    if whole_seconds:
+        values = values.dt.floor("s")
+    if zone is not None:
+        values = values.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+    pd.testing.assert_series_equal(C.iso_utc_text(values), _iso_text_by_numpy(values))

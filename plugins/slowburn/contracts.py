@@ -351,18 +351,20 @@ def _attribute_value(value, kind: str):
 
 
 def iso_utc_text(values: pd.Series) -> pd.Series:
-    """Timestamps as ISO-8601 text, vectorised (Series.dt.strftime formats row by row).
+    """Timestamps as ISO-8601 text, vectorised by Arrow (Series.dt.strftime formats row by row).
 
     Aware values are converted to UTC and carry '+00:00'; naive ones stay naive, as the source sent
-    them. Fractions of a second appear only when some value has them.
+    them. Fractions of a second appear only when some value has them (then always six digits).
     """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     aware = isinstance(values.dtype, pd.DatetimeTZDtype)
     if aware:
         values = values.dt.tz_convert("UTC").dt.tz_localize(None)
     stamps = values.to_numpy(dtype="datetime64[us]")
-    fractional = bool((stamps[~np.isnat(stamps)].astype("int64") % 1_000_000).any())
-    text = pd.Series(np.datetime_as_string(stamps, unit="us" if fractional else "s"), index=values.index,
-                     dtype="string")
-    if aware:
-        text = text + "+00:00"
-    return text.mask(values.isna())
+    missing = np.isnat(stamps)
+    fractional = bool((stamps[~missing].astype("int64") % 1_000_000).any())
+    stamps = stamps if fractional else stamps.astype("datetime64[s]")
+    text = pc.strftime(pa.array(stamps, mask=missing), format="%Y-%m-%dT%H:%M:%S" + ("+00:00" if aware else ""))
+    return pd.Series(pd.arrays.ArrowStringArray(text.cast(pa.large_string())), index=values.index, dtype="string")
