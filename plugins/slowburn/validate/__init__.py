@@ -88,7 +88,8 @@ class Validated:
 
 def mark_superseded(leads: pd.DataFrame) -> pd.Series:
     """True for every copy of a (source_system, source_id) except the most recently updated one."""
-    order = leads.sort_values(["updated_at", "row_key"], ascending=[False, False], na_position="last")
+    keys = leads[["updated_at", "row_key", "source_system", "source_id"]]  # sorting every column cost seconds
+    order = keys.sort_values(["updated_at", "row_key"], ascending=[False, False], na_position="last")
     dup = order.duplicated(["source_system", "source_id"], keep="first") & order["source_id"].notna()
     return dup.reindex(leads.index)
 
