@@ -148,3 +148,30 @@ def test_a_rollup_refuses_other_engagement_settings_or_going_back():
     other = CFG.model_copy(update={"engagement": CFG.engagement.model_copy(update={"half_life_days": 7})})
     with pytest.raises(ValueError, match="other engagement settings"):
         rollup.fold(rollup.pending, DAY0, other)
+
+
+def _hashes_of_the_text(touches: pd.DataFrame) -> np.ndarray:
+    """The plain reference: pandas' hash of every row's key as text."""
+    from slowburn.ripeness.features import _ns
+
+    canon = pd.DataFrame({"s": touches["source_system"].astype("string").to_numpy(),
+                          "l": touches["lead_source_id"].astype("string").to_numpy(),
+                          "t": touches["touch_type"].astype("string").to_numpy(),
+                          "o": _ns(touches["occurred_at"])})
+    return pd.util.hash_pandas_object(canon, index=False).to_numpy(dtype=np.uint64)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["crm", "hubspot", "ünïcode", ""]),
+                          st.one_of(st.none(), st.text(max_size=6)),
+                          st.sampled_from(["email_open", "form_fill", "page_view"]),
+                          st.integers(0, 2**40)), max_size=25),
+       st.sampled_from(["string", "object"]))
+def test_touch_hashes_are_the_hashes_of_the_key_text(rows, dtype):
+    """Stored rollups keep these hashes from night to night: they must never change for the same touch."""
+    from slowburn.ripeness.rollup import touch_hashes
+
+    frame = pd.DataFrame(rows, columns=["source_system", "lead_source_id", "touch_type", "ns"])
+    touches = frame.drop(columns="ns").astype(dtype).assign(
+        occurred_at=pd.to_datetime(frame["ns"].astype("int64"), unit="ns", utc=True))
+    assert np.array_equal(touch_hashes(touches), _hashes_of_the_text(touches))

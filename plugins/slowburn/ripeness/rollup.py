@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from slowburn.arrowkeys import positions
+from slowburn.arrowkeys import positions, strings
 from slowburn.contracts import TOUCH_TYPES
 from slowburn.ripeness.config import RipenessConfig
 from slowburn.ripeness.features import (
@@ -49,11 +49,19 @@ def basis(cfg: RipenessConfig) -> str:
 def touch_hashes(touches: pd.DataFrame) -> np.ndarray:
     """A 64-bit hash of each touch's key (TOUCH_KEY). Two different events share one with odds of about
     one in 10^8 a night at a million leads; such an event would be taken for a re-sent one."""
-    canon = pd.DataFrame({"s": touches["source_system"].astype("string").to_numpy(),
-                          "l": touches["lead_source_id"].astype("string").to_numpy(),
-                          "t": touches["touch_type"].astype("string").to_numpy(),
+    canon = pd.DataFrame({"s": _categorical(touches["source_system"]),
+                          "l": _categorical(touches["lead_source_id"]),
+                          "t": _categorical(touches["touch_type"]),
                           "o": _ns(touches["occurred_at"])})
     return pd.util.hash_pandas_object(canon, index=False).to_numpy(dtype=np.uint64)
+
+
+def _categorical(values: pd.Series) -> pd.Categorical:
+    """The values as text in a Categorical made by Arrow's dictionary encoding. pandas hashes a
+    Categorical's categories once, not every row's string, and the hashes are those of the text."""
+    encoded = pc.dictionary_encode(strings(values))
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return pd.Categorical.from_codes(codes, categories=pd.Index(encoded.dictionary.to_pylist(), dtype=object))
 
 
 @dataclass
@@ -123,9 +131,12 @@ class TouchRollup:
         campaign = now["campaign"].astype("object").where(now["campaign"].notna(), None).to_numpy(dtype=object)
         tonight = touch_facts(local, len(touched), occurred, types, campaign, value, ref, cfg)
         before = touched[touched < stored]
-        both = _concat_facts(self.facts.take(before), tonight)
-        merged = merge_facts(both, np.concatenate([np.searchsorted(touched, before), np.arange(len(touched))]),
-                             len(touched), ref, cfg)
+        if len(before):
+            both = _concat_facts(self.facts.take(before), tonight)
+            merged = merge_facts(both, np.concatenate([np.searchsorted(touched, before), np.arange(len(touched))]),
+                                 len(touched), ref, cfg)
+        else:  # no touched lead has stored facts (a first night): tonight's are the merged ones
+            merged = tonight
         facts = _extended(_decayed(self.facts, as_of.value, cfg), n, as_of.value)
         for f in _FACT_FIELDS:
             getattr(facts, f)[touched] = getattr(merged, f)
