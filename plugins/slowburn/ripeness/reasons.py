@@ -157,10 +157,11 @@ def with_carried(fresh, explained: np.ndarray, carried_from: np.ndarray, previou
     """Reasons per lead: fresh[i] for the lead at explained[i], previous reasons where carried_from >= 0,
     and texts[j] for the lead at positions[j] when `replaced` = (positions, texts) (aged reasons).
 
-    Assembled by one Arrow take over [fresh, previous reasons, replaced texts], so a million carried
-    strings are copied once, never parsed or rebuilt (the texts are half a GB at a million leads).
+    Gathered from [fresh, previous reasons, replaced texts] batch by batch (take_from_chunks), so a
+    million carried strings are copied once, never parsed, rebuilt or first concatenated (the texts
+    are a GB at a million leads).
     """
-    from slowburn.arrowkeys import strings
+    from slowburn.arrowkeys import strings, take_from_chunks
 
     # The previous texts (a kilobyte a lead) stay in the chunks they were read in, and only the small
     # parts are cast to their type: every copy of them costs most of a GB at a million leads.
@@ -178,8 +179,7 @@ def with_carried(fresh, explained: np.ndarray, carried_from: np.ndarray, previou
     parts = [p.cast(kind) for p in parts]  # a no-op for the parts already of that type
     if (take < 0).any():
         raise ValueError("every lead is either explained or keeps its previous reasons")
-    result = pa.chunked_array(parts, type=kind).take(pa.array(take))
-    return pd.arrays.ArrowStringArray(result)
+    return pd.arrays.ArrowStringArray(take_from_chunks(parts, take))
 
 
 def _text_chunks(values: pd.Series) -> list[pa.Array]:
