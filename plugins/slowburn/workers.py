@@ -67,6 +67,7 @@ def map_in_processes(fn, values: list, min_values: int | None = None) -> list:
     except (OSError, BrokenProcessPool) as exc:
         log.warning("%s: worker processes failed (%s); mapping %d values in this process", fn.__name__, exc,
                     len(values))
-        if not own:
+        if not own and _shared[-1] is not None:  # a broken pool is not used again
+            _shared[-1].shutdown(wait=False, cancel_futures=True)
             _shared[-1] = None
         return [fn(v) for v in values]

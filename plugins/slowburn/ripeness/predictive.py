@@ -38,6 +38,7 @@ from sklearn.naive_bayes import CategoricalNB
 from slowburn.ripeness.config import RipenessConfig
 from slowburn.ripeness.reasons import integerize, reasons_json
 from slowburn.ripeness.rules import RulesModel, tier_of
+from slowburn.workers import available_cores
 
 log = logging.getLogger(__name__)
 
@@ -388,8 +389,6 @@ def prediction_threads() -> int:
         except ValueError:
             raise ValueError(f"SLOWBURN_SCORE_THREADS={wanted!r} is not a whole number of threads; "
                              "unset it to use every core this process may run on") from None
-    from slowburn.workers import available_cores
-
     return available_cores()
 
 
@@ -448,20 +447,22 @@ class LightGBMModel(_FieldModel):
         frame = self._frame(X)
         booster = self.booster_.booster_
         n, width = len(frame), frame.shape[1] + 1
-        out = np.zeros((width, n))
+        out = np.zeros((width, n))  # a row per field: each tree adds only to the fields it splits on
         if not n:
-            return out.T  # a row per field: each tree adds only to the fields it splits on
-        buckets = _ValueBuckets(frame, self._tree_splits())
+            return out.T
+        trees = self._tree_splits()
+        buckets = _ValueBuckets(frame, trees)
         # The numbers LightGBM makes of a pandas frame (category codes, missing as NaN), made once:
         # converting the frame again for each of the trees cost more than explaining them.
         matrix = np.column_stack([
             np.where(column.cat.codes.to_numpy() < 0, np.nan, column.cat.codes.to_numpy(dtype=float))
             if isinstance(column.dtype, pd.CategoricalDtype) else column.to_numpy(dtype=float)
             for _, column in frame.items()])
-        for tree, splits in enumerate(self._tree_splits()):
+        threads = prediction_threads()
+        for tree, splits in enumerate(trees):
             group, representative = buckets.groups(splits)
             values = booster.predict(matrix[representative], start_iteration=tree, num_iteration=1,
-                                     raw_score=True, pred_contrib=True)
+                                     raw_score=True, pred_contrib=True, num_threads=threads)
             for column in splits:
                 out[column] += values[group, column]
             out[-1] += values[0, -1]  # the tree's expected value: the same for every lead
@@ -516,12 +517,13 @@ class _ValueBuckets:
         self.n = len(frame)
         self.codes: dict[int, np.ndarray] = {}  # column -> bucket per row; 0 is missing
         self.edges: dict[int, np.ndarray] = {}
+        self.categories: dict[int, int] = {}  # category column -> how many codes (missing included)
         used = sorted({c for splits in trees for c in splits})
         for column in used:
             values = frame.iloc[:, column]
             if isinstance(values.dtype, pd.CategoricalDtype):
                 self.codes[column] = values.cat.codes.to_numpy(dtype=np.int64) + 1  # -1: missing
-                self.edges[column] = None
+                self.categories[column] = len(values.cat.categories) + 1
                 continue
             cuts = [splits[column] for splits in trees if splits.get(column) is not None]
             edges = np.union1d(np.concatenate(cuts) if cuts else np.empty(0), _ZERO_EDGES)
@@ -536,7 +538,7 @@ class _ValueBuckets:
         for column, cuts in splits.items():
             codes = self.codes[column]
             if cuts is None:  # a category: its code
-                bucket, radix = codes, int(codes.max(initial=0)) + 1
+                bucket, radix = codes, self.categories[column]
             else:  # how many of this tree's edges lie below the value (edges are a subset of the column's)
                 own = np.union1d(cuts, _ZERO_EDGES)
                 lookup = np.concatenate([[0, 1], 1 + np.searchsorted(own, self.edges[column], side="right")])
