@@ -7,9 +7,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import pytest
-
-from slowburn.arrowkeys import is_in, positions, strings, take_from_chunks
+from slowburn.arrowkeys import is_in, positions, strings
 
 _ids = st.lists(st.one_of(st.none(), st.sampled_from(["g1", "g2", "G1", "g10", "", "é", "g 1"])), max_size=30)
 _kinds = st.sampled_from(["object", "string[pyarrow]", "str", "arrow", "chunked"])
@@ -40,21 +38,3 @@ def test_empty_and_non_text_columns():
     assert is_in(pd.Series([], dtype=object), pd.Series(["a"])).tolist() == []
     assert positions(pd.Series([1, 2, 3]), pd.Series([3, 1])).tolist() == [1, -1, 0]
     assert strings(pd.Series([], dtype="string[pyarrow]")).type == pa.large_string()
-
-
-@settings(max_examples=150, deadline=None)
-@given(st.lists(st.lists(st.one_of(st.none(), st.text(max_size=5)), max_size=6), min_size=1, max_size=5),
-       st.data(), st.integers(1, 7), st.sampled_from([pa.string(), pa.large_string()]))
-def test_take_from_chunks_is_arrows_take(chunk_values, data, batch_rows, kind):
-    """Chunks of any length (empty ones too), nulls, repeated and unordered indices, any batch size."""
-    chunks = [pa.array(values, type=kind) for values in chunk_values]
-    total = sum(map(len, chunks))
-    indices = data.draw(st.lists(st.integers(0, total - 1), max_size=20)) if total else []
-    got = take_from_chunks(chunks, np.array(indices, dtype=np.int64), batch_rows=batch_rows)
-    want = pa.chunked_array(chunks, type=kind).take(pa.array(indices, type=pa.int64()))
-    assert got.type == kind and got.to_pylist() == want.to_pylist()
-
-
-def test_take_from_chunks_refuses_an_index_out_of_range():
-    with pytest.raises(IndexError, match=r"\[0, 3\)"):
-        take_from_chunks([pa.array(["a", "b"]), pa.array(["c"])], np.array([0, 3]))

@@ -238,7 +238,7 @@ def test_route_is_vectorised_at_scale():
 
 
 def test_route_step_reads_only_what_routing_uses_and_routes_the_same(run_context):
-    """The step reads golden_leads and lead_scores without the columns routing ignores, and reasons only
+    """The step reads golden_leads and lead_scores without the columns routing ignores, and lead_reasons only
     for hot leads: its queues must equal route() over the whole files."""
     from slowburn.pipeline import _previous_queues, run_step
     from slowburn.ripeness import load_config
@@ -247,7 +247,10 @@ def test_route_step_reads_only_what_routing_uses_and_routes_the_same(run_context
         run_step(run_context, step)
     previous_sales, previous_nurture, previous_at = _previous_queues(run_context)
     owners = run_context.read("owners")
-    whole = route(run_context.read("golden_leads"), run_context.read("lead_scores"), owners, run_context.as_of,
+    # A first night explains every lead: its reasons are all in the run's lead_reasons, summing to the score.
+    scores = run_context.read("lead_scores").merge(run_context.read("lead_reasons")[["golden_id", "reasons"]],
+                                                   on="golden_id", how="left")
+    whole = route(run_context.read("golden_leads"), scores, owners, run_context.as_of,
                   RoutingConfig.from_config(load_config()), previous_sales=previous_sales,
                   previous_nurture=previous_nurture, previous_run_at=previous_at)
     for name, expected in zip(("sales_queue", "nurture_queue"), whole):

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from slowburn.contracts import ContractError
 from slowburn.warehouse import Warehouse
 
 PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
@@ -284,3 +285,38 @@ def test_kept_digests_are_used_only_when_their_checksum_is_the_tables(warehouse)
     reads.clear()
     assert load("r4", second.iloc[1:], digests=False) == {"inserted": 0, "updated": 0, "deleted": 1, "unchanged": 3}
     assert reads
+
+
+def _scores(ids, score=50):
+    return pd.DataFrame({"golden_id": ids, "score": score, "tier": "warm", "probability": 0.5, "model_version": "m1",
+                         "touches": 1, "rep_touches": 0, "scored_at": pd.Timestamp("2026-11-23", tz="UTC")})
+
+
+def _reasons(ids, score=50, at="2026-11-23"):
+    return pd.DataFrame({"golden_id": ids, "reasons": [f'[{{"factor": "{g}", "points": {score}}}]' for g in ids],
+                         "reasons_score": score, "model_version": "m1", "reasons_at": pd.Timestamp(at, tz="UTC")})
+
+
+def test_reasons_are_written_only_for_explained_leads_and_every_scored_lead_keeps_some(warehouse):
+    """lead_reasons holds tonight's explained leads; the others keep theirs untouched; a lead no longer
+    scored loses its reasons; a load that would leave a scored lead without reasons loads nothing."""
+    warehouse.replace_run("r1", {"lead_scores": _scores(["g1", "g2"]), "lead_reasons": _reasons(["g1", "g2"])},
+                          _ledger())
+    # Night 2: g1 merged away, g2's score decayed (its reasons carried), g3 new and explained.
+    written = warehouse.replace_run("r2", {"lead_scores": _scores(["g2", "g3"], 44),
+                                           "lead_reasons": _reasons(["g3"], 44, "2026-11-24")}, _ledger())
+    assert written["lead_reasons"] == {"inserted": 1, "updated": 0, "deleted": 1, "unchanged": 0}
+    stored = warehouse.read("SELECT golden_id, run_id, reasons_score FROM lead_reasons ORDER BY golden_id")
+    assert stored.values.tolist() == [["g2", "r1", 50], ["g3", "r2", 44]]
+    assert warehouse.reasons_of(["g3", "g2"]).set_index("golden_id")["reasons_at"].dt.strftime("%Y-%m-%d").to_dict() \
+        == {"g2": "2026-11-23", "g3": "2026-11-24"}
+    # A re-run of night 2 changes nothing.
+    again = warehouse.replace_run("r2", {"lead_scores": _scores(["g2", "g3"], 44),
+                                         "lead_reasons": _reasons(["g3"], 44, "2026-11-24")}, _ledger())
+    assert again["lead_reasons"] == {"inserted": 0, "updated": 0, "deleted": 0, "unchanged": 1}
+    # Night 3 scores g4 but brings no reasons for it: refused, and night 2's state stays.
+    with pytest.raises(ContractError, match=r"1 scored lead\(s\) would have no reasons \(first: g4\)"):
+        warehouse.replace_run("r3", {"lead_scores": _scores(["g2", "g3", "g4"]),
+                                     "lead_reasons": _reasons(["g3"])}, _ledger())
+    assert sorted(warehouse.read("SELECT golden_id FROM lead_scores").golden_id) == ["g2", "g3"]
+    assert warehouse.read("SELECT run_id FROM run_ledger ORDER BY run_id").run_id.tolist() == ["r1", "r2"]

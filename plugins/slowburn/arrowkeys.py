@@ -45,27 +45,3 @@ def is_in(values, candidates) -> np.ndarray:
     """Per value, whether it is among `candidates` (a missing value matches a missing candidate, as
     pandas' isin does)."""
     return pc.is_in(strings(values), value_set=strings(candidates)).to_numpy(zero_copy_only=False)
-
-
-def take_from_chunks(chunks: list[pa.Array], indices: np.ndarray, batch_rows: int = 1 << 16) -> pa.ChunkedArray:
-    """pa.chunked_array(chunks).take(indices), without the copy of every chunk that Arrow's take makes
-    first for text (it concatenates them): each batch of the result is gathered from the chunks it
-    needs. A night's carried reasons are a GB at a million leads, so that copy was a GB of the peak.
-    The chunks must share one type; every index must be in range."""
-    indices = np.asarray(indices, dtype=np.int64)
-    offsets = np.cumsum([0] + [len(c) for c in chunks])
-    if len(indices) and (indices.min() < 0 or indices.max() >= offsets[-1]):
-        raise IndexError(f"take_from_chunks: indices must lie in [0, {offsets[-1]})")
-    kind = chunks[0].type if chunks else pa.large_string()
-    pieces = []
-    for start in range(0, len(indices), batch_rows):
-        want = indices[start:start + batch_rows]
-        chunk = np.searchsorted(offsets, want, side="right") - 1
-        order = np.argsort(chunk, kind="stable")  # the batch's rows grouped by the chunk they come from
-        bounds = np.searchsorted(chunk[order], np.arange(len(chunks) + 1))
-        parts = [chunks[k].take(pa.array(want[order[bounds[k]:bounds[k + 1]]] - offsets[k]))
-                 for k in range(len(chunks)) if bounds[k + 1] > bounds[k]]
-        back = np.empty(len(want), dtype=np.int64)
-        back[order] = np.arange(len(want))
-        pieces.append(pa.concat_arrays(parts).take(pa.array(back)))
-    return pa.chunked_array(pieces, type=kind)

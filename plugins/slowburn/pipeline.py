@@ -514,7 +514,12 @@ def score(ctx: RunContext) -> dict:
     scores, info = score_leads(golden, links, history, _outcome_history(ctx, wh), cfg, ctx.as_of,
                                home=ctx.artifacts, previous=previous, changed_inputs=changed_inputs, rollup=rollup)
     scores["scored_at"] = ctx.as_of
-    ctx.write("lead_scores", scores)
+    # Reasons are their own state (lead_reasons): only the leads explained tonight have new ones; every
+    # other lead keeps the ones stored for it, which are never rewritten because days passed.
+    explained = scores["reasons"].notna().to_numpy()
+    ctx.write("lead_reasons", scores.loc[explained, ["golden_id", "reasons", "score", "model_version"]]
+              .rename(columns={"score": "reasons_score"}).assign(reasons_at=ctx.as_of).reset_index(drop=True))
+    ctx.write("lead_scores", scores.drop(columns="reasons"))
     for name, frame in rollup.frames().items():
         ctx.write(name, frame)
     ctx.write_json("scoring", info)
@@ -556,11 +561,33 @@ def _touch_rollup(ctx: RunContext, touches: pd.DataFrame, history, cfg):
 
 
 def _previous_scores(ctx: RunContext) -> pd.DataFrame | None:
-    """The scores as the previous loaded run left them: a lead whose score, tier and model are unchanged
-    keeps its reasons (score_leads), so only changed leads are explained. None before the first load."""
-    previous = previous_state(ctx, "lead_scores", ["golden_id", "score", "tier", "probability", "reasons",
-                                                   "model_version", "scored_at"])
+    """The scores as the previous loaded run left them: a lead whose inputs and model are unchanged
+    keeps its stored reasons (score_leads), so only changed leads are explained. None before the first load."""
+    previous = previous_state(ctx, "lead_scores", ["golden_id", "score", "tier", "model_version"])
     return previous if len(previous) else None
+
+
+def current_reasons(ctx: RunContext, golden_ids: pd.Series, score: pd.Series) -> list[str]:
+    """Each lead's reasons as they explain tonight's `score`: explained tonight (lead_reasons in the run
+    folder), else the ones stored in the warehouse, with the days passed since (reasons.reasons_now)."""
+    from slowburn.ripeness.reasons import reasons_now
+
+    wanted = pd.Series(golden_ids, dtype="string").reset_index(drop=True)
+    tonight = ctx.read("lead_reasons", columns=["golden_id", "reasons", "reasons_score", "reasons_at"])
+    tonight = tonight[is_in(tonight["golden_id"], wanted)]
+    rest = wanted[~is_in(wanted, tonight["golden_id"])]
+    stored = ctx.warehouse().reasons_of(rest) if len(rest) else tonight.iloc[:0]
+    found = pd.concat([tonight, stored], ignore_index=True) if len(stored) else tonight
+    row = positions(wanted, found["golden_id"])
+    if (row < 0).any():
+        lost = wanted[row < 0]
+        raise ContractError(f"run {ctx.run_id}: {len(lost)} scored lead(s) have no reasons, neither explained "
+                            f"tonight nor stored in the warehouse's lead_reasons (first: {lost.iloc[0]}); run the "
+                            "score step again without the previous scores (a full explanation) to rebuild them")
+    found = found.iloc[row]
+    since = pd.to_datetime(found["reasons_at"], utc=True).dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
+    return reasons_now(found["reasons"].tolist(), found["reasons_score"].to_numpy(dtype=float),
+                       np.asarray(score, dtype=float), since)
 
 
 def _golden_id_of_touches(touches: pd.DataFrame, links: pd.DataFrame) -> pd.Series:
@@ -597,8 +624,6 @@ def _read_used(ctx: RunContext, name: str, wanted) -> pd.DataFrame:
 
 
 def route(ctx: RunContext) -> dict:
-    import pyarrow as pa
-
     from slowburn.ripeness import load_config
     from slowburn.route import ROUTE_INPUT_COLUMNS, RoutingConfig, route as route_leads
 
@@ -608,10 +633,10 @@ def route(ctx: RunContext) -> dict:
     previous_sales, previous_nurture, previous_at = _previous_queues(ctx)
     # Only hot leads enter the sales queue, the one place routing shows reasons: only theirs are read.
     scores = _read_used(ctx, "lead_scores", [c for c in ROUTE_INPUT_COLUMNS if c != "reasons"])
-    hot = storage.read_parquet_where(ctx._checked("lead_scores"), ["golden_id", "reasons"], "tier", "hot")
-    row = positions(scores["golden_id"], hot.column("golden_id"))
-    reasons = hot.column("reasons").combine_chunks().cast(pa.large_string()).take(pa.array(row, mask=row < 0))
-    scores["reasons"] = pd.Series(pd.arrays.ArrowStringArray(reasons), index=scores.index, dtype="string")
+    hot = scores.loc[scores["tier"] == "hot", ["golden_id", "score"]]
+    reasons = pd.Series(pd.NA, index=scores.index, dtype="string")
+    reasons[hot.index] = current_reasons(ctx, hot["golden_id"], hot["score"])
+    scores["reasons"] = reasons
     golden = _read_used(ctx, "golden_leads", ROUTE_INPUT_COLUMNS)
     sales, nurture = route_leads(golden, scores, owners, ctx.as_of, cfg, previous_sales=previous_sales,
                                  previous_nurture=previous_nurture, previous_run_at=previous_at)
@@ -761,8 +786,9 @@ def ledger_counts(ctx: RunContext) -> dict:
     sales = ctx.read("sales_queue", columns=["golden_id"])["golden_id"]
     nurture = ctx.read("nurture_queue", columns=["golden_id"])["golden_id"]
     queued = pd.concat([sales, nurture], ignore_index=True)
+    explained = ctx.read("lead_reasons", columns=["golden_id"])["golden_id"]
     scored_ok = (golden.is_unique and scored.is_unique and len(scored) == len(golden)
-                 and bool(is_in(scored, golden).all()))
+                 and bool(is_in(scored, golden).all()) and explained.is_unique and bool(is_in(explained, scored).all()))
     queues_ok = (sales.is_unique and nurture.is_unique and not is_in(sales, nurture).any()
                  and bool(is_in(queued, golden).all()))
     not_queued = int((~is_in(golden.drop_duplicates(), queued)).sum())
@@ -800,7 +826,7 @@ def load(ctx: RunContext) -> dict:
         "landed_leads": lambda: ctx.read("landed_leads").rename(columns={"__malformed_line__": "malformed_line"}),
         "quarantine": lambda: ctx.read("quarantine").rename(columns={"column": "column_name"}),
         **{name: (lambda name=name: ctx.read(name)) for name in (
-            "touches", "current_leads", "golden_leads", "lead_links", "lead_scores", "sales_queue",
+            "touches", "current_leads", "golden_leads", "lead_links", "lead_scores", "lead_reasons", "sales_queue",
             "nurture_queue", "lead_flags", "owners")},
         # outcomes are facts kept once per source lead: its latest close wins (as _outcome_history reads them)
         "outcomes": lambda: ctx.read("outcomes").sort_values("closed_at", kind="stable", na_position="first"),

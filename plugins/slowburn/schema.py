@@ -193,7 +193,7 @@ sa.Table(
 sa.Table(
     "lead_scores", metadata,
     _nn("run_id"), _nn("golden_id"), _nn("score", sa.Integer()), _nn("tier"), _col("probability", FLOAT),
-    _nn("reasons"), _nn("model_version"), _nn("touches", sa.Integer()), _nn("rep_touches", sa.Integer()),
+    _nn("model_version"), _nn("touches", sa.Integer()), _nn("rep_touches", sa.Integer()),
     _col("last_touch_at", TS), _nn("scored_at", TS), _col("scorer"), _col("fit", sa.Integer()),
     _col("engagement", sa.Integer()), _col("rules_score", sa.Integer()), _col("last_rep_touch_at", TS),
     _col("last_marketing_touch_at", TS), _col("interest"),
@@ -201,6 +201,19 @@ sa.Table(
     sa.PrimaryKeyConstraint("golden_id"),
     sa.Index("ix_lead_scores_run", "run_id"),
     comment="Each golden lead's latest score; score_history keeps the runs where score or tier changed.",
+)
+
+sa.Table(
+    "lead_reasons", metadata,
+    _nn("run_id"), _nn("golden_id"), _nn("reasons"), _nn("reasons_score", sa.Integer()), _nn("reasons_at", TS),
+    _nn("model_version"),
+    _digest(),
+    sa.PrimaryKeyConstraint("golden_id"),
+    sa.Index("ix_lead_reasons_run", "run_id"),
+    comment="Each scored lead's reasons (JSON: factor and points, largest first), which sum to reasons_score, "
+            "its score when they were computed (reasons_at, by model_version). They are recomputed only when "
+            "the lead's inputs or the model change: where the score has since moved with time, the difference "
+            "is the days passed (slowburn.ripeness.reasons.reasons_now adds it as a factor).",
 )
 
 sa.Table(

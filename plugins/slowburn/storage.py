@@ -69,22 +69,6 @@ def read_parquet(path, columns: list[str] | None = None):
         pd.read_parquet(where, columns=columns, filesystem=fs)
 
 
-def read_parquet_where(path, columns: list[str], column: str, value):
-    """The rows whose `column` equals `value`, as a pyarrow Table of `columns`, filtered batch by batch:
-    a large column (lead_scores' reasons, a kilobyte of JSON a lead) is never held whole."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    where, fs = _source(path)
-    file = pq.ParquetFile(where, filesystem=fs)
-    batches = file.iter_batches(batch_size=65_536, columns=list(dict.fromkeys([*columns, column])))
-    parts = [b.filter(pc.equal(b.column(column), value)).select(columns) for b in batches]
-    if not parts:
-        return file.schema_arrow.empty_table().select(columns)
-    return pa.Table.from_batches(parts)
-
-
 def parquet_schema(path):
     import pyarrow.parquet as pq
     where, fs = _source(path)

@@ -33,6 +33,7 @@ STATE_KEYS = {
     "lead_links": ("source_system", "source_id"),
     "golden_leads": ("golden_id",),
     "lead_scores": ("golden_id",),
+    "lead_reasons": ("golden_id",),
     "sales_queue": ("golden_id",),
     "nurture_queue": ("golden_id",),
     "lead_flags": ("golden_id", "flag", "first_run_id"),
@@ -40,13 +41,16 @@ STATE_KEYS = {
 }
 STATE_TABLES = tuple(STATE_KEYS)
 # Facts that arrive incrementally: a key missing from tonight's frame is not gone, so never deleted.
-UPSERT_ONLY = ("outcomes",)
+# lead_reasons holds only the leads explained tonight; the others keep theirs (those of leads no
+# longer scored are deleted after lead_scores, see _prune_reasons).
+UPSERT_ONLY = ("outcomes", "lead_reasons")
 # Frames that carry each row's own run_id (compared like any value); other state rows get the loading run's.
 OWN_RUN_ID = ("current_leads", "lead_links")
 # Columns that say when a row was last computed, not what it says: alone, they never make a row changed.
 # A probability moves a little every night as engagement decays; the score (its whole points) and tier
 # are what people and the queues act on, so the stored probability is the one of the last such change.
-NOT_COMPARED = {"lead_scores": ("scored_at", "probability"), "lead_flags": ("last_seen_run_id",),
+NOT_COMPARED = {"lead_scores": ("scored_at", "probability"), "lead_reasons": ("reasons_at",),
+                "lead_flags": ("last_seen_run_id",),
                 "sales_queue": ("probability",), "nurture_queue": ("probability",)}
 # Rows a frame speaks for: a closed flag is history that no later frame repeats, so only open flags
 # can be updated or deleted by a load.
@@ -356,6 +360,8 @@ class Warehouse:
                 written[table] = {"inserted": len(frame), "updated": 0, "deleted": 0}
             log.info("load: %s <- %s", table, written[table])
             del frame
+        if "lead_reasons" in frames:
+            written["lead_reasons"]["deleted"] += self._prune_reasons(conn, run_id)
         for table in ("score_history", "queue_history"):
             if table in written:
                 continue
@@ -371,6 +377,21 @@ class Warehouse:
         ledger_frame = pd.DataFrame([{**ledger, "run_id": run_id}])
         self._insert(conn, "run_ledger", ledger_frame[[c for c in columns["run_ledger"] if c in ledger_frame]])
         return written
+
+    @staticmethod
+    def _prune_reasons(conn, run_id: str) -> int:
+        """Delete the reasons of leads no longer scored, then prove every scored lead has reasons (a run
+        explains only its changed leads, so a lead without stored reasons would stay without)."""
+        deleted = conn.execute(sa.text("DELETE FROM lead_reasons WHERE golden_id NOT IN "
+                                       "(SELECT golden_id FROM lead_scores)")).rowcount
+        missing = conn.execute(sa.text("SELECT COUNT(*), MIN(golden_id) FROM lead_scores s WHERE NOT EXISTS "
+                                       "(SELECT 1 FROM lead_reasons r WHERE r.golden_id = s.golden_id)")).first()
+        if missing[0]:
+            raise ContractError(f"run {run_id}: {missing[0]} scored lead(s) would have no reasons (first: "
+                                f"{missing[1]}); nothing was loaded. The run explained only the leads whose "
+                                "inputs changed, but the warehouse holds no reasons for these: re-run the night "
+                                "from the score step with a full explanation (no previous scores)")
+        return int(deleted or 0)
 
     @staticmethod
     def _stored(table: str, frame: pd.DataFrame, columns, warn: bool = True) -> pd.DataFrame:
@@ -396,7 +417,13 @@ class Warehouse:
         # coerce_float=False: a NULL digest must not turn the column into float64, which rounds 64-bit ints.
         whole = table not in SCOPE and table not in UPSERT_ONLY  # the table equals the frame after the load
         old = self._kept_digests(conn, table, digests) if whole and digests is not None else None
-        if old is None:
+        if old is None and table in UPSERT_ONLY:
+            # The frame speaks only for its own keys: read only their digests, not the table's.
+            tmp = self._keys_table(conn, keys, frame)
+            on = " AND ".join(f"t.{k} = k.{k}" for k in keys)
+            old = pd.read_sql(sa.text(f"SELECT {', '.join('t.' + k for k in keys)}, t.row_digest{extra} FROM "
+                                      f"{table} t JOIN {tmp} k ON {on}"), conn, coerce_float=False)
+        elif old is None:
             where = f" WHERE {SCOPE[table]}" if table in SCOPE else ""
             old = pd.read_sql(sa.text(f"SELECT {', '.join(keys)}, row_digest{extra} FROM {table}{where}"), conn,
                               coerce_float=False)
@@ -553,6 +580,18 @@ class Warehouse:
         return self.read_typed(f"SELECT {', '.join(names)} FROM {table}" + (f" WHERE {where}" if where else ""),
                                datetime_columns=[c.name for c in declared if c.type is schema.TS],
                                bool_columns=[c.name for c in declared if c.type is schema.BOOL], **params)
+
+    def reasons_of(self, golden_ids) -> pd.DataFrame:
+        """The stored reasons (lead_reasons) of these golden leads, looked up by key: a few thousand of a
+        million rows of a kilobyte each. Columns: golden_id, reasons, reasons_score, reasons_at."""
+        keys = pd.DataFrame({"golden_id": pd.Series(golden_ids, dtype="string").drop_duplicates()})
+        with self.engine.begin() as conn:
+            tmp = self._keys_table(conn, ["golden_id"], keys)
+            found = pd.read_sql(sa.text(f"SELECT r.golden_id, r.reasons, r.reasons_score, r.reasons_at FROM "
+                                        f"lead_reasons r JOIN {tmp} k ON k.golden_id = r.golden_id"), conn)
+            conn.exec_driver_sql(f"DROP TABLE {tmp}")
+        return found.astype({"golden_id": "string", "reasons": "string"}).assign(
+            reasons_at=lambda f: pd.to_datetime(f["reasons_at"], utc=True, format="ISO8601"))
 
     def flags_at(self, run_id: str, columns: str = "*") -> pd.DataFrame:
         """lead_flags as a run left them: the flags open after it and those it closed, status as of then.

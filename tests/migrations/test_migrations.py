@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from legacy_warehouse import create_legacy_warehouse, describe
@@ -90,10 +91,15 @@ def test_0002_keys_state_tables_and_thins_history(new_url):
     _fill_two_runs(url)
     wh = Warehouse(url)
     wh.ensure_schema()
-    assert wh.schema_revision() == migrations.head() == "0002"
+    assert wh.schema_revision() == migrations.head() == "0003"
 
     assert _read(wh, "SELECT golden_id, run_id, score, tier FROM lead_scores ORDER BY golden_id") == [
         ("g1", R2, 70, "warm"), ("g2", R2, 45, "cool"), ("g3", R2, 60, "hot"), ("g4", R1, 20, "cold")]
+    # 0003: each lead's reasons moved to lead_reasons with the score they summed to and when.
+    assert _read(wh, "SELECT golden_id, run_id, reasons, reasons_score, model_version FROM lead_reasons "
+                     "ORDER BY golden_id") == [
+        ("g1", R2, "[]", 70, "m1"), ("g2", R2, "[]", 45, "m1"), ("g3", R2, "[]", 60, "m1"), ("g4", R1, "[]", 20, "m1")]
+    assert "reasons" not in {c for c, _, _ in describe(url)["lead_scores"]["columns"]}
     assert _read(wh, "SELECT golden_id, run_id, score, tier, model_version FROM score_history "
                      "ORDER BY golden_id, run_id") == [
         ("g1", R1, 70, "warm", "m1"), ("g2", R1, 40, "cool", "m1"), ("g2", R2, 45, "cool", "m1"),
@@ -117,7 +123,8 @@ def test_0002_keys_state_tables_and_thins_history(new_url):
 
     tables = describe(url)
     keys = {"current_leads": ["source_system", "source_id"], "lead_links": ["source_system", "source_id"],
-            "golden_leads": ["golden_id"], "lead_scores": ["golden_id"], "sales_queue": ["golden_id"],
+            "golden_leads": ["golden_id"], "lead_scores": ["golden_id"], "lead_reasons": ["golden_id"],
+            "sales_queue": ["golden_id"],
             "nurture_queue": ["golden_id"], "lead_flags": ["golden_id", "flag", "first_run_id"],
             "outcomes": ["source_system", "source_id"], "score_history": ["golden_id", "run_id"]}
     for table, key in keys.items():
@@ -128,7 +135,31 @@ def test_0002_keys_state_tables_and_thins_history(new_url):
     assert ("first_run_id", "TEXT", False) in tables["lead_flags"]["columns"]
     # The keys hold: a second row for a key is refused.
     with pytest.raises(sa.exc.IntegrityError), wh.engine.begin() as conn:
-        _rows(conn, "lead_scores", _score("2026-11-24T000000", "g1", 90, "hot"))
+        _rows(conn, "lead_scores", {k: v for k, v in _score("2026-11-24T000000", "g1", 90, "hot").items()
+                                    if k != "reasons"})
+
+
+def test_0003_moves_reasons_out_of_lead_scores_and_back(new_url):
+    """Upgraded, each lead's reasons are in lead_reasons (the score they summed to, when); downgraded to
+    0002, back in lead_scores."""
+    from alembic import command
+
+    url = new_url()
+    engine = sa.create_engine(url)
+    g1 = {**_score(R2, "g1", 70, "warm"), "reasons": '[{"factor": "a", "points": 70}]'}
+    with engine.begin() as conn:
+        migrations.upgrade(conn, "0002")
+        _rows(conn, "lead_scores", g1, _score(R2, "g2", 45, "cool"))
+        migrations.upgrade(conn, "0003")
+    stored = Warehouse(url).reasons_of(["g2", "g1", "g9"]).sort_values("golden_id")
+    assert stored.values.tolist() == [["g1", g1["reasons"], 70, pd.Timestamp(g1["scored_at"], tz="UTC")],
+                                      ["g2", "[]", 45, pd.Timestamp(g1["scored_at"], tz="UTC")]]
+    with engine.begin() as conn:
+        command.downgrade(migrations.config(conn), "0002")
+    assert _read(Warehouse(url), "SELECT golden_id, reasons FROM lead_scores ORDER BY golden_id") == [
+        ("g1", g1["reasons"]), ("g2", "[]")]
+    assert "lead_reasons" not in describe(url)
+    engine.dispose()
 
 
 def test_an_old_partial_table_gains_columns_and_the_new_key(tmp_path):

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from slowburn.ripeness import load_config, score_leads
+from slowburn.ripeness.reasons import reasons_now
 from test_predictive import DEFAULT, NOW, _world
 
 NIGHT2 = NOW + pd.Timedelta(days=1)
@@ -54,42 +55,40 @@ def test_only_changed_leads_are_explained_and_the_rest_keep_their_reasons(world,
     night1, info1 = score_leads(golden, links, touches, outcomes.head(history), cfg, NOW, home=tmp_path)
     assert night1["model_version"].iloc[0].startswith(expected_version)
     assert info1["reasons_explained"] == len(night1) and info1["reasons_carried"] == 0
-    # The same night again with its own scores as the previous ones: nothing to explain, nothing changes.
+    assert night1["reasons"].notna().all()
+    # The same night again with its own scores as the previous ones: nothing to explain, nothing changes,
+    # and no reasons are handed back (every lead keeps its stored ones).
+    previous = night1[["golden_id", "score", "tier", "model_version"]]
     again, info_again = score_leads(golden, links, touches, outcomes.head(history), cfg, NOW, home=tmp_path,
-                                    previous=night1)
+                                    previous=previous)
     assert info_again["reasons_explained"] == 0 and info_again["reasons_carried"] == len(night1)
-    pd.testing.assert_frame_equal(again, night1)
-    # The previous run's rows as the warehouse returns them; one unchanged lead's reasons are marked,
-    # so carrying (not recomputing) is visible.
-    previous = night1[["golden_id", "score", "tier", "probability", "reasons", "model_version"]].copy()
-    previous["reasons"] = previous["reasons"].astype(object)
+    assert again["reasons"].isna().all()
+    pd.testing.assert_frame_equal(again.drop(columns="reasons"), night1.drop(columns="reasons"))
     g2, l2, t2, o2 = _night2(world)
     full, _ = score_leads(g2, l2, t2, o2.head(history), cfg, NIGHT2, home=tmp_path)
-    unchanged = full.merge(previous, on="golden_id", suffixes=("", "_prev"))
-    unchanged = unchanged[(unchanged["score"] == unchanged["score_prev"]) & (unchanged["tier"] == unchanged["tier_prev"])
-                          & (unchanged["model_version"] == unchanged["model_version_prev"])]
-    marked = unchanged["golden_id"].iloc[0]
-    at = previous.index[previous["golden_id"] == marked][0]
-    previous.loc[at, "reasons"] = json.dumps([{"factor": "marked", "points": int(previous.loc[at, "score"])}])
+    same = full.merge(previous, on="golden_id", suffixes=("", "_prev"))
+    same = same[(same["score"] == same["score_prev"]) & (same["tier"] == same["tier_prev"])
+                & (same["model_version"] == same["model_version_prev"])]
 
     tonight, info = score_leads(g2, l2, t2, o2.head(history), cfg, NIGHT2, home=tmp_path, previous=previous)
 
     # Every lead's score, tier and probability are tonight's, as a full run computes them.
     pd.testing.assert_frame_equal(tonight.drop(columns="reasons"), full.drop(columns="reasons"))
-    keep = tonight["golden_id"].isin(unchanged["golden_id"]).to_numpy()
+    keep = tonight["reasons"].isna().to_numpy()
+    # Carried: exactly the leads whose score, tier and model are the same (what changed is unknown here).
+    assert set(tonight.loc[keep, "golden_id"]) == set(same["golden_id"])
     assert info["reasons_carried"] == keep.sum() > 0 and info["reasons_explained"] == (~keep).sum() > 0
-    assert info["reasons_explained"] + info["reasons_carried"] == len(tonight)
-    # Carried: exactly the previous run's text (the marked one too).
-    prev_reasons = previous.set_index("golden_id")["reasons"]
-    assert tonight.loc[keep, "reasons"].tolist() == prev_reasons.reindex(tonight.loc[keep, "golden_id"]).tolist()
-    assert json.loads(tonight.set_index("golden_id").loc[marked, "reasons"])[0]["factor"] == "marked"
     # Explained: the new lead and the changed ones, with the reasons a full run gives, summing to the score.
     fresh = tonight[~keep]
     assert "g-new" in set(fresh["golden_id"])
     assert fresh["reasons"].tolist() == full.loc[~keep, "reasons"].tolist()
     assert [_sum(t) for t in fresh["reasons"]] == pytest.approx(fresh["score"].tolist(), abs=1e-9)
-    # Every carried lead's reasons still sum to its score tonight.
-    assert [_sum(t) for t in tonight.loc[keep, "reasons"]] == pytest.approx(tonight.loc[keep, "score"].tolist())
+    # A carried lead's stored reasons (night 1's) explain its score tonight as they are.
+    stored = night1.set_index("golden_id").loc[tonight.loc[keep, "golden_id"]]
+    current = reasons_now(stored["reasons"].tolist(), stored["score"], tonight.loc[keep, "score"],
+                          [f"{NOW:%Y-%m-%d}"] * keep.sum())
+    assert current == stored["reasons"].tolist()
+    assert [_sum(t) for t in current] == pytest.approx(tonight.loc[keep, "score"].tolist())
 
 
 def test_a_new_model_version_explains_every_lead(world, tmp_path):
@@ -143,15 +142,15 @@ def test_retrained_on_age_outcome_growth_or_config_change_not_on_one_new_outcome
 
 
 def test_a_lead_whose_inputs_did_not_change_keeps_its_reasons_plus_a_time_factor(world, tmp_path):
-    """A month later with no new activity, scores decay: the untouched leads are not explained again but
-    carry their reasons plus "days passed since …", and still sum to the score; the leads whose inputs
+    """A month later with no new activity, scores decay: the untouched leads are not explained again; their
+    stored reasons plus "days passed since …" (reasons_now) sum to tonight's score. The leads whose inputs
     changed are explained afresh, exactly as a full run explains them."""
     from slowburn.ripeness.reasons import TIME_FACTOR
 
     cfg = _fast(load_config(DEFAULT), "lightgbm", "isotonic")
     golden, links, touches, outcomes = world
     night1, _ = score_leads(golden, links, touches, outcomes, cfg, NOW, home=tmp_path)
-    previous = night1.assign(scored_at=NOW)
+    previous = night1[["golden_id", "score", "tier", "model_version"]]
     later = NOW + pd.Timedelta(days=30)
     g2, l2, t2, o2 = _night2(world)
     changed = set(g2["golden_id"].iloc[100:1600:150]) | {"g-new"}
@@ -160,21 +159,25 @@ def test_a_lead_whose_inputs_did_not_change_keeps_its_reasons_plus_a_time_factor
                                 changed_inputs=changed)
     pd.testing.assert_frame_equal(tonight.drop(columns="reasons"), full.drop(columns="reasons"))
     assert info["reasons_aged"] > 0 and info["reasons_explained"] <= len(changed)
-    for row in tonight.itertuples():
-        assert _sum(row.reasons) == pytest.approx(row.score, abs=0.05)  # every lead's reasons sum to its score
     by_id = tonight.set_index("golden_id")
-    aged = [g for g in by_id.index if TIME_FACTOR in by_id.loc[g, "reasons"]]
-    assert len(aged) == info["reasons_aged"] and not set(aged) & changed
-    first = night1.set_index("golden_id")
-    g = aged[0]
-    kept = [f for f in json.loads(by_id.loc[g, "reasons"]) if not f["factor"].startswith(TIME_FACTOR)]
-    assert kept == json.loads(first.loc[g, "reasons"])  # the earlier explanation, untouched
-    assert f"({NOW:%Y-%m-%d})" in by_id.loc[g, "reasons"]
+    carried = by_id[by_id["reasons"].isna()]
+    assert not set(carried.index) & changed and len(carried) == info["reasons_carried"]
+    first = night1.set_index("golden_id").loc[carried.index]
+    current = reasons_now(first["reasons"].tolist(), first["score"], carried["score"],
+                          [f"{NOW:%Y-%m-%d}"] * len(carried))
+    for text, score in zip(current, carried["score"]):
+        assert _sum(text) == pytest.approx(score, abs=0.05)  # every lead's reasons sum to its score
+    aged = [i for i, text in enumerate(current) if TIME_FACTOR in text]
+    assert len(aged) == info["reasons_aged"] == int((first["score"] != carried["score"]).sum())
+    i = aged[0]
+    kept = [f for f in json.loads(current[i]) if not f["factor"].startswith(TIME_FACTOR)]
+    assert kept == json.loads(first["reasons"].iloc[i])  # the earlier explanation, untouched
+    assert f"({NOW:%Y-%m-%d})" in current[i]
     fresh = full.set_index("golden_id")
     for g in changed & set(by_id.index):
         assert by_id.loc[g, "reasons"] == fresh.loc[g, "reasons"]
-    # Another night later the time factor is replaced, not stacked, and keeps its date.
-    again, _ = score_leads(g2, l2, t2, o2, cfg, later + pd.Timedelta(days=30), home=tmp_path,
-                           previous=tonight.assign(scored_at=later), changed_inputs=set())
-    text = again.set_index("golden_id").loc[g := aged[0], "reasons"]
-    assert text.count(TIME_FACTOR) in (0, 1) and (TIME_FACTOR not in text or f"({NOW:%Y-%m-%d})" in text)
+    # Another month later with nothing new, nothing is explained: the stored reasons are never rewritten.
+    again, info_again = score_leads(g2, l2, t2, o2, cfg, later + pd.Timedelta(days=30), home=tmp_path,
+                                    previous=tonight[["golden_id", "score", "tier", "model_version"]],
+                                    changed_inputs=set())
+    assert info_again["reasons_explained"] == 0 and again["reasons"].isna().all()

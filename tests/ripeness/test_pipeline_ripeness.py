@@ -46,21 +46,29 @@ def test_two_nights_keep_history_and_drop_a_missed_sla_to_nurture(tmp_path):
                                   .loc[latest.index], check_dtype=False)
     assert ((history.groupby("golden_id").score.diff().fillna(1) != 0)
             | history.groupby("golden_id").tier.transform(lambda t: t.ne(t.shift()))).all()
-    # Night 2 explained only the leads whose inputs changed; the rest kept their reasons (plus a time
-    # factor when decay alone moved the score),
-    # so their lead_scores rows were not even rewritten (they keep night 1's run_id).
+    # Night 2 explained only the leads whose inputs changed; the rest kept their stored reasons, which were
+    # not rewritten even where decay alone moved the score (they keep night 1's run_id, reasons_score and
+    # reasons_at); shown to a person they gain a time factor and still sum to tonight's score.
     assert steps2["score"]["reasons_explained"] + steps2["score"]["reasons_carried"] == len(current)
     assert steps2["score"]["reasons_carried"] > 0
-    first = night1.read("lead_scores").set_index("golden_id")
-    second = wh.read("SELECT run_id, golden_id, score, tier, model_version, reasons FROM lead_scores").set_index(
-        "golden_id").loc[first.index]
-    from slowburn.ripeness.reasons import TIME_FACTOR
-    same = (first.score == second.score) & (first.tier == second.tier) & (first.model_version == second.model_version)
-    kept = first.reasons == second.reasons
-    aged = second.reasons.str.contains(TIME_FACTOR, regex=False)
-    assert aged.sum() == steps2["score"]["reasons_aged"] and not (aged & same).any()
-    assert (kept | aged).sum() >= steps2["score"]["reasons_carried"]
-    assert (second.run_id[kept & same] == night1.run_id).all()  # unchanged rows were not rewritten
+    assert len(night2.read("lead_reasons")) == steps2["score"]["reasons_explained"]
+    first = night1.read("lead_reasons").set_index("golden_id")
+    stored = wh.read("SELECT golden_id, run_id, reasons, reasons_score, reasons_at FROM lead_reasons").set_index(
+        "golden_id")
+    assert set(stored.index) == set(current.golden_id)
+    carried = stored.index.difference(night2.read("lead_reasons").golden_id)
+    assert len(carried) == steps2["score"]["reasons_carried"]
+    assert (stored.loc[carried, "run_id"] == night1.run_id).all()
+    assert stored.loc[carried, "reasons"].tolist() == first.loc[carried, "reasons"].tolist()
+    assert (stored.loc[carried, "reasons_score"] == first.loc[carried, "reasons_score"]).all()
+    from slowburn.ripeness.reasons import TIME_FACTOR, reasons_now
+    score2 = current.set_index("golden_id").loc[carried, "score"]
+    shown = reasons_now(stored.loc[carried, "reasons"], stored.loc[carried, "reasons_score"], score2,
+                        stored.loc[carried, "reasons_at"].str[:10].to_numpy(dtype=object))
+    assert [sum(r["points"] for r in json.loads(t)) for t in shown] == score2.tolist()
+    moved = (score2 != stored.loc[carried, "reasons_score"]).to_numpy()
+    assert [TIME_FACTOR in t for t in shown] == moved.tolist()
+    assert moved.sum() == steps2["score"]["reasons_aged"]
 
     # Re-running night 2's route step reads the same previous state (saved in its run folder), not the
     # queues night 2 itself just loaded: same result.
@@ -96,5 +104,5 @@ def test_custom_attributes_and_touch_values_end_to_end(tmp_path):
     assert wh.read("SELECT COUNT(*) AS n FROM touches WHERE value > 0").n[0] > 500
     scoring = json.loads((ctx.run_dir / "scoring.json").read_text())
     assert scoring["rules_model"] == "fitted scorecard"  # ~600 closed leads: enough to learn the points
-    factors = {r["factor"] for text in wh.read("SELECT reasons FROM lead_scores").reasons for r in json.loads(text)}
+    factors = {r["factor"] for text in wh.read("SELECT reasons FROM lead_reasons").reasons for r in json.loads(text)}
     assert any(f.startswith("occupation: ") for f in factors) and any(f.startswith("time on site: ") for f in factors)

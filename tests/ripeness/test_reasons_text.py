@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slowburn.ripeness.reasons import TIME_FACTOR, aged_reasons, reasons_json
+from slowburn.ripeness.reasons import TIME_FACTOR, aged_reasons, reasons_json, reasons_now
 
 
 def _by_json(text: str, score: float, day: str) -> str:
@@ -38,3 +38,22 @@ def test_aged_reasons_equal_the_json_edit(factor_names, data):
     twice = aged_reasons(once, later, ["2026-11-30"] * n)  # replaced, keeping the first date
     assert twice == [_by_json(t, s, "2026-11-30") for t, s in zip(once, later)]
     assert all(abs(sum(f["points"] for f in json.loads(t)) - s) < 0.05 for t, s in zip(twice, later))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(names, min_size=1, max_size=5, unique=True), st.data())
+def test_stored_reasons_explain_tonights_score_only_with_the_days_passed(factor_names, data):
+    """reasons_now leaves reasons whose score has not moved exactly as stored, and gives the others the
+    time factor (the JSON edit above): every text sums to tonight's score."""
+    n = data.draw(st.integers(0, 8))
+    points = np.array(data.draw(st.lists(st.lists(st.integers(0, 30), min_size=len(factor_names),
+                                                  max_size=len(factor_names)), min_size=n, max_size=n)),
+                      dtype=np.int64).reshape(n, len(factor_names))
+    stored = list(reasons_json(factor_names, points)) if n else []
+    stored_score = points.sum(axis=1)
+    tonight = [s + data.draw(st.sampled_from([0, 0, -3, 2])) for s in stored_score]
+    since = np.array(["2026-11-23"] * n, dtype=object)
+    shown = reasons_now(stored, stored_score, tonight, since)
+    for text, was, score, now in zip(stored, stored_score, tonight, shown):
+        assert (now == text) if score == was else (now == _by_json(text, score, "2026-11-23"))
+        assert abs(sum(f["points"] for f in json.loads(now)) - score) < 0.05

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import html
 import json
-from pathlib import Path
 
 import pandas as pd
 
@@ -47,7 +46,7 @@ def write_run_summary(ctx) -> dict:
     row = ledger.iloc[0].to_dict()
     steps = read_step_counts(ctx)
     validation = json.loads((ctx.run_dir / "validation.json").read_text(encoding="utf-8"))
-    scores = ctx.read("lead_scores")
+    scores = ctx.read("lead_scores", columns=["score", "tier"])
     quarantine = ctx.read("quarantine")
     summary = {
         "run_id": ctx.run_id,

@@ -40,16 +40,16 @@ def score_leads(golden: pd.DataFrame, links: pd.DataFrame, touches: pd.DataFrame
     tonight's features) it is called only when a model is trained or the rules are calibrated.
     outcomes: won/lost history (source_system, source_id, outcome, closed_at); None or empty means none.
     home: where models are stored (<home>/models); None keeps the learnt models in memory only.
-    previous: the previous run's scores (golden_id, score, tier, model_version, reasons, ...), or None.
+    previous: the previous run's scores (golden_id, score, tier, model_version), or None.
     changed_inputs: golden ids whose record or touches changed since `previous` (None: unknown); the
-    others' score moved only with time, and they keep their reasons plus a time factor (carry_plan).
+    others' score moved only with time, and they keep their stored reasons (carry_plan).
 
     Every lead's score, tier and probability are computed afresh (they decay with time). Reasons
     cost far more (TreeSHAP for the trees), so with `previous` they are computed only for leads that
-    are new or whose score, tier or model_version changed; every other lead keeps its previous
-    reasons, which explain the same rounded score from the same model and so still sum to it (the
-    split between factors is the one of the night the lead last changed score). info says how many
-    were explained and carried. Without `previous` every lead is explained.
+    are new, whose inputs or model_version changed (or, inputs unknown, whose score or tier changed);
+    every other lead's `reasons` is <NA>: it keeps the reasons stored for it, computed by the same
+    model, which reasons.reasons_now makes current (a time factor for the days since, if the score
+    moved). info says how many were explained and carried. Without `previous` every lead is explained.
     Stored models are reused or retrained by predictive.reuse_policy (the `retrain` config).
     """
     from slowburn.ripeness import predictive as P
@@ -191,12 +191,16 @@ def _learnt(folder, entry, why, digest, tiers, cfg, train, what):
 
 
 def _with_reasons(scores, previous, info, changed_inputs=None) -> pd.DataFrame:
-    """Scores for every lead, reasons computed only where carry_plan says so (all without `previous`).
+    """Scores for every lead, reasons computed only where carry_plan says so (all without `previous`);
+    a carried lead's reasons are <NA>: it keeps the ones stored for it (lead_reasons).
 
     scores(at, reasons) scores the leads at positions `at` (a slice: all). Explained leads take the
     score columns of their explained run too, so their reasons sum to exactly those.
     """
-    from slowburn.ripeness.reasons import aged_reasons, carry_plan, with_carried
+    import pyarrow as pa
+
+    from slowburn.arrowkeys import strings
+    from slowburn.ripeness.reasons import carry_plan
 
     if previous is None:
         out = scores()
@@ -204,22 +208,16 @@ def _with_reasons(scores, previous, info, changed_inputs=None) -> pd.DataFrame:
         return out
     out = scores(reasons=False)
     unchanged = None if changed_inputs is None else ~out.index.isin(changed_inputs)
-    explained, carried_from, aged = carry_plan(out.index, out["score"], out["tier"], out["model_version"],
-                                               previous, unchanged)
-    fresh = scores(explained) if len(explained) else out.iloc[:0]
+    explained, aged = carry_plan(out.index, out["score"], out["tier"], out["model_version"], previous, unchanged)
+    fresh = scores(explained) if len(explained) else out.iloc[:0].assign(reasons=pd.Series(dtype="string"))
     for col in fresh.columns.drop("reasons"):
         values = out[col].to_numpy(copy=True)
         values[explained] = fresh[col].to_numpy()
         out[col] = values
-    aged_texts = None
-    if aged.any():  # only the aged leads' texts become Python strings; the others stay in Arrow
-        at = np.flatnonzero(aged)
-        rows = carried_from[at]
-        since = (pd.to_datetime(previous["scored_at"].iloc[rows], utc=True).dt.strftime("%Y-%m-%d")
-                 .to_numpy(dtype=object) if "scored_at" in previous else np.full(len(at), "the last run"))
-        texts = previous["reasons"].iloc[rows].tolist()
-        aged_texts = (at, aged_reasons(texts, out["score"].to_numpy()[at], since))
-    out["reasons"] = with_carried(fresh["reasons"], explained, carried_from, previous, aged_texts)
+    take = np.full(len(out), -1, dtype=np.int64)
+    take[explained] = np.arange(len(explained))
+    texts = strings(fresh["reasons"]).take(pa.array(take, mask=take < 0))
+    out["reasons"] = pd.Series(pd.arrays.ArrowStringArray(texts), index=out.index, dtype="string")
     info.update(reasons_explained=int(len(explained)), reasons_carried=int(len(out) - len(explained)),
                 reasons_aged=int(aged.sum()))
     return out

@@ -2,7 +2,7 @@
 
 Each reads or writes the same run folder and model registry as the nightly DAG, so the numbers
 printed are the DAG's: `train` runs the score step itself, `backtest` prints the stored report of
-the model that step used, and `explain` prints a lead's row of lead_scores.
+the model that step used, and `explain` prints a lead's row of lead_scores with its reasons.
 """
 from __future__ import annotations
 
@@ -87,9 +87,11 @@ def find_lead(ctx, lead: str) -> str:
 
 def explain(ctx, lead: str) -> str:
     """A lead's score, tier and the points every reason adds, as the score step wrote them."""
+    from slowburn.pipeline import current_reasons
+
     scores = ctx.read("lead_scores")
     row = scores[scores["golden_id"] == find_lead(ctx, lead)].iloc[0]
-    reasons = json.loads(row["reasons"])
+    reasons = json.loads(current_reasons(ctx, pd.Series([row["golden_id"]]), [row["score"]])[0])
     prob = "" if pd.isna(row["probability"]) else f", probability {row['probability']:.1%}"
     lines = [f"lead {row['golden_id']}: score {row['score']} ({row['tier']}{prob}) by {row['scorer']} model "
              f"{row['model_version']}", "reasons (points add up to the score):"]

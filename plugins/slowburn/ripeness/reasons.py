@@ -88,38 +88,37 @@ def integerize(real: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def carry_plan(golden_ids, score, tier, model_version, previous: pd.DataFrame | None,
-               unchanged_inputs=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Which leads need fresh reasons, and where the others' come from.
+               unchanged_inputs=None) -> tuple[np.ndarray, np.ndarray]:
+    """Which leads need fresh reasons, and which of the others' scores moved only with time.
 
-    Returns (positions to explain, per lead the row of `previous` whose reasons it keeps or -1, and a
-    mask of the carried leads whose score moved only because time passed). A lead keeps its previous
-    reasons when it was scored before by the same model_version and its inputs did not change
-    (`unchanged_inputs`, a boolean per lead: no new touch, no change to its record): when its score
-    moved all the same, only days passed, and its reasons gain one factor for the time since they
-    were computed (aged_reasons), so they still sum to the score. Without `unchanged_inputs`, a lead
-    keeps its reasons when its score and tier are the same (they explain that same rounded score). Decay moves a fifth of the scores every night; explaining them afresh would
-    cost TreeSHAP for each, and say no more.
+    Returns (positions to explain, a mask of the carried leads whose score moved). A lead keeps the
+    reasons stored for it (the warehouse's lead_reasons) when it was scored before by the same
+    model_version and its inputs did not change (`unchanged_inputs`, a boolean per lead: no new touch,
+    no change to its record): when its score moved all the same, only days passed, and the stored
+    reasons plus the time since they were computed (reasons_now) explain it. Without
+    `unchanged_inputs`, a lead keeps its reasons when its score and tier are the same (they explain
+    that same rounded score). Decay moves a fifth of the scores every night; explaining them afresh
+    would cost TreeSHAP for each, and rewriting their reasons a kilobyte each, and say no more.
     """
     from slowburn.arrowkeys import positions
 
     n = len(golden_ids)
     if previous is None or not len(previous) or not n:
-        return np.arange(n), np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=bool)
+        return np.arange(n), np.zeros(n, dtype=bool)
     row = positions(golden_ids, previous["golden_id"])
     at = np.maximum(row, 0)
 
     def prev(col, dtype=object):
         return pd.Series(previous[col]).to_numpy(dtype=dtype, na_value=np.nan if dtype is float else None)[at]
 
-    known = ((row >= 0) & (prev("model_version") == np.asarray(model_version, dtype=object))
-             & previous["reasons"].notna().to_numpy()[at])  # never the texts themselves: a GB at 1M leads
+    known = (row >= 0) & (prev("model_version") == np.asarray(model_version, dtype=object))
     same = (prev("score", float) == np.asarray(score, dtype=float)) & (prev("tier") == np.asarray(tier, dtype=object))
     if unchanged_inputs is None:  # what changed is unknown: the same score and tier say the same thing
         keep, aged = known & same, np.zeros(n, dtype=bool)
     else:  # a lead with new activity or a changed record is explained afresh, even at the same score
         keep = known & np.asarray(unchanged_inputs, dtype=bool)
         aged = keep & ~same
-    return np.flatnonzero(~keep), np.where(keep, row, -1), aged
+    return np.flatnonzero(~keep), aged
 
 
 TIME_FACTOR = "days passed since these reasons were computed"
@@ -133,9 +132,10 @@ def aged_reasons(reasons, scores, since) -> list[str]:
     """Carried reasons with one factor for the time since they were computed, so they sum to the score.
 
     An earlier time factor is replaced (its date kept), not stacked: the factor is always the score
-    now minus what the other factors explain. A sixth of a million leads age every night, so the
-    JSON is edited as text (the time factor is always the last one; a factor name's quotes are
-    escaped, so '"points": ' only ever starts a number) instead of parsed and dumped again.
+    now minus what the other factors explain. Every hot lead's reasons are made current when it is
+    routed (tens of thousands a night), so the JSON is edited as text (the time factor is always the
+    last one; a factor name's quotes are escaped, so '"points": ' only ever starts a number) instead
+    of parsed and dumped again.
     """
     out = []
     for text, score, day in zip(reasons, scores, since):
@@ -152,40 +152,18 @@ def aged_reasons(reasons, scores, since) -> list[str]:
     return out
 
 
-def with_carried(fresh, explained: np.ndarray, carried_from: np.ndarray, previous: pd.DataFrame | None,
-                 replaced: tuple[np.ndarray, list[str]] | None = None) -> pd.api.extensions.ExtensionArray:
-    """Reasons per lead: fresh[i] for the lead at explained[i], previous reasons where carried_from >= 0,
-    and texts[j] for the lead at positions[j] when `replaced` = (positions, texts) (aged reasons).
+def reasons_now(reasons, reasons_score, score, since) -> list[str]:
+    """Stored reasons as they explain tonight's score: unchanged where the score is the one they were
+    computed for (reasons_score), else with the time factor for the days since (aged_reasons).
 
-    Gathered from [fresh, previous reasons, replaced texts] batch by batch (take_from_chunks), so a
-    million carried strings are copied once, never parsed, rebuilt or first concatenated (the texts
-    are a GB at a million leads).
+    Stored reasons are never rewritten because days passed (that would rewrite a kilobyte for a fifth
+    of the leads every night); whoever shows them to a person makes them current here.
     """
-    from slowburn.arrowkeys import strings, take_from_chunks
-
-    # The previous texts (a kilobyte a lead) stay in the chunks they were read in, and only the small
-    # parts are cast to their type: every copy of them costs most of a GB at a million leads.
-    carried = _text_chunks(previous["reasons"]) if previous is not None and len(previous) else []
-    parts = [strings(fresh), *carried]
-    take = np.where(carried_from >= 0, carried_from + len(parts[0]), -1)
-    take[explained] = np.arange(len(explained))
-    if replaced is not None and len(replaced[0]):
-        positions, texts = replaced
-        take[positions] = sum(map(len, parts)) + np.arange(len(positions))
-        parts.append(pa.array(texts, type=pa.large_string()))
-    kind = carried[0].type if carried and all(c.type == carried[0].type for c in carried) else pa.large_string()
-    if sum(p.nbytes for p in parts) > 1.8 * 2**30:
-        kind = pa.large_string()  # 32-bit offsets could overflow in the result
-    parts = [p.cast(kind) for p in parts]  # a no-op for the parts already of that type
-    if (take < 0).any():
-        raise ValueError("every lead is either explained or keeps its previous reasons")
-    return pd.arrays.ArrowStringArray(take_from_chunks(parts, take))
-
-
-def _text_chunks(values: pd.Series) -> list[pa.Array]:
-    """A text column's Arrow chunks as they are (no copy) when it is Arrow-backed, else one Arrow array."""
-    from slowburn.arrowkeys import strings
-
-    if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
-        return pa.chunked_array(pa.array(values.array)).chunks
-    return [strings(values)]
+    texts = list(reasons)
+    score = np.asarray(score, dtype=float)
+    moved = np.flatnonzero(np.asarray(reasons_score, dtype=float) != score)
+    if len(moved):
+        since = np.asarray(since, dtype=object)
+        for i, text in zip(moved, aged_reasons([texts[i] for i in moved], score[moved], since[moved])):
+            texts[i] = text
+    return texts
