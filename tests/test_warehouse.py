@@ -314,9 +314,14 @@ def test_reasons_are_written_only_for_explained_leads_and_every_scored_lead_keep
     again = warehouse.replace_run("r2", {"lead_scores": _scores(["g2", "g3"], 44),
                                          "lead_reasons": _reasons(["g3"], 44, "2026-11-24")}, _ledger())
     assert again["lead_reasons"] == {"inserted": 0, "updated": 0, "deleted": 0, "unchanged": 1}
-    # Night 3 scores g4 but brings no reasons for it: refused, and night 2's state stays.
+    # Night 3: g3 sent again unchanged next to a new g5 (an outer merge turned the stored 64-bit digests
+    # into floats here once, and every unchanged row looked changed).
+    night3 = warehouse.replace_run("r3", {"lead_scores": _scores(["g2", "g3", "g5"], 44),
+                                          "lead_reasons": _reasons(["g3", "g5"], 44, "2026-11-24")}, _ledger())
+    assert night3["lead_reasons"] == {"inserted": 1, "updated": 0, "deleted": 0, "unchanged": 1}
+    # Night 4 scores g4 but brings no reasons for it: refused, and night 3's state stays.
     with pytest.raises(ContractError, match=r"1 scored lead\(s\) would have no reasons \(first: g4\)"):
-        warehouse.replace_run("r3", {"lead_scores": _scores(["g2", "g3", "g4"]),
+        warehouse.replace_run("r4", {"lead_scores": _scores(["g2", "g3", "g4"]),
                                      "lead_reasons": _reasons(["g3"])}, _ledger())
-    assert sorted(warehouse.read("SELECT golden_id FROM lead_scores").golden_id) == ["g2", "g3"]
-    assert warehouse.read("SELECT run_id FROM run_ledger ORDER BY run_id").run_id.tolist() == ["r1", "r2"]
+    assert sorted(warehouse.read("SELECT golden_id FROM lead_scores").golden_id) == ["g2", "g3", "g5"]
+    assert warehouse.read("SELECT run_id FROM run_ledger ORDER BY run_id").run_id.tolist() == ["r1", "r2", "r3"]

@@ -35,6 +35,14 @@ def _from_pandas(s: pd.Series) -> pa.Array | pa.ChunkedArray:
     return pa.array(s.array)
 
 
+def joined(*columns) -> pa.Array:
+    """One key per row from several key columns (a unit separator between them; null if any is null),
+    so composite keys are looked up like single ones."""
+    if len(columns) == 1:
+        return strings(columns[0])
+    return pc.binary_join_element_wise(*map(strings, columns), pa.scalar("\x1f", pa.large_string()))
+
+
 def positions(values, unique_values) -> np.ndarray:
     """Per value, its position in `unique_values` (first occurrence), -1 when absent."""
     found = pc.index_in(strings(values), value_set=strings(unique_values))

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from slowburn import atomic, contracts, storage
-from slowburn.arrowkeys import is_in, positions, strings
+from slowburn.arrowkeys import is_in, joined, positions, strings
 from slowburn.contracts import ContractError
 from slowburn.warehouse import as_utc
 
@@ -594,11 +594,9 @@ def _golden_id_of_touches(touches: pd.DataFrame, links: pd.DataFrame) -> pd.Seri
     """Each touch's golden_id (null when its source lead is not linked), by an Arrow hash lookup."""
     import pyarrow as pa
 
-    from slowburn.ripeness.features import _key
-
     keyed = links.drop_duplicates(["source_system", "source_id"])
-    row = positions(_key(touches["source_system"], touches["lead_source_id"]),
-                    _key(keyed["source_system"], keyed["source_id"]))
+    row = positions(joined(touches["source_system"], touches["lead_source_id"]),
+                    joined(keyed["source_system"], keyed["source_id"]))
     # An Arrow take (-1 as null): no Python string per touch, millions of them in the flag step.
     ids = strings(keyed["golden_id"]).take(pa.array(row, mask=row < 0)) if len(keyed) else \
         pa.nulls(len(row), pa.large_string())

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from slowburn.arrowkeys import is_in
+from slowburn.arrowkeys import is_in, joined, positions
 from slowburn.contracts import ContractError
 from slowburn.db import create_engine
 
@@ -427,39 +427,52 @@ class Warehouse:
             where = f" WHERE {SCOPE[table]}" if table in SCOPE else ""
             old = pd.read_sql(sa.text(f"SELECT {', '.join(keys)}, row_digest{extra} FROM {table}{where}"), conn,
                               coerce_float=False)
-            old["row_digest"] = pd.array(old["row_digest"].tolist(), dtype="Int64")
-        mine = frame[keys].astype("string").assign(_digest=digest, _pos=np.arange(len(frame)))
+        # Each frame row's stored row by an Arrow hash lookup on the joined key (a pandas outer merge of
+        # a million keys cost seconds a table).
+        at = positions(joined(*(frame[k] for k in keys)), joined(*(old[k] for k in keys)))
         if whole and digests is not None:
-            digests.keep(table, mine[keys].assign(row_digest=digest, **{
+            digests.keep(table, frame[keys].astype("string").assign(row_digest=digest, **{
                 c: frame[c].to_numpy() for c in extra.replace(",", " ").split()}))
-        both = mine.merge(old.astype({k: "string" for k in keys}), on=keys, how="outer", indicator=True)
-        is_new = (both["_merge"] == "left_only").to_numpy()
-        matched = (both["_merge"] == "both").to_numpy()
-        changed = matched & (both["row_digest"].astype("Int64") != both["_digest"]).fillna(True).to_numpy(bool)
-        gone = (both["_merge"] == "right_only").to_numpy() & (table not in UPSERT_ONLY)
+        hit = at >= 0
+        stored = pd.array(old["row_digest"].tolist(), dtype="Int64")  # exact: never through float64
+        stored_digest = stored.to_numpy(dtype=np.int64, na_value=0)
+        stored_known = ~stored.isna()
+        is_new = ~hit
+        changed = hit.copy()
+        changed[hit] = ~stored_known[at[hit]] | (stored_digest[at[hit]] != digest[hit])
+        seen = np.zeros(len(old), dtype=bool)
+        seen[at[hit]] = True
+        gone = ~seen if table not in UPSERT_ONLY else np.zeros(len(old), dtype=bool)
+        old_keys = old[keys].astype("string")
+
+        def frame_keys(mask):
+            return frame.loc[mask, keys].astype("string").reset_index(drop=True)
+
         if table in QUEUES:
-            self._record_queue_before_images(conn, run_id, table, both.loc[changed | gone | is_new, keys],
-                                             absent=both.loc[is_new, keys], columns=columns)
+            self._record_queue_before_images(
+                conn, run_id, table, pd.concat([frame_keys(changed | is_new), old_keys[gone]], ignore_index=True),
+                absent=frame_keys(is_new), columns=columns)
         if table == "lead_scores":
-            self._record_score_history(conn, run_id, frame, both, is_new | changed, rerun, columns)
-        rows = np.sort(both.loc[is_new | changed, "_pos"].to_numpy(dtype=np.int64))
+            self._record_score_history(conn, run_id, frame, at, old, is_new | changed, rerun, columns)
+        rows = np.flatnonzero(is_new | changed)
         out = frame.iloc[rows].assign(row_digest=digest[rows])
         if self.dialect == "sqlite":
             # Changed rows are updated in place by key (an upsert), which also replaces a new key a scoped
             # table holds out of scope (a flag this run closed, loaded again); deleting them first cost
             # as much as writing them.
             if gone.any():
-                self._delete_keys(conn, table, keys, both.loc[gone, keys])
+                self._delete_keys(conn, table, keys, old_keys[gone])
             missing = [c for c in columns[table] if c not in out.columns]  # NULL, as a fresh insert leaves them
             self._insert(conn, table, out.assign(**dict.fromkeys(missing)), upsert_keys=keys)
         else:
             # A scoped table may hold a new key out of scope (a flag this run closed, loaded again): replace it.
-            removed = both.loc[changed | gone | (is_new & (table in SCOPE)), keys]
+            removed = pd.concat([frame_keys(changed | (is_new & (table in SCOPE))), old_keys[gone]],
+                                ignore_index=True)
             if len(removed):
                 self._delete_keys(conn, table, keys, removed)
             self._insert(conn, table, out)
         return {"inserted": int(is_new.sum()), "updated": int(changed.sum()), "deleted": int(gone.sum()),
-                "unchanged": int(matched.sum() - changed.sum())}
+                "unchanged": int(hit.sum() - changed.sum())}
 
     def _kept_digests(self, conn, table: str, digests: "StateDigests") -> pd.DataFrame | None:
         """The copy's keys and digests for `table` when its row count and digest checksum are the table's;
@@ -515,20 +528,25 @@ class Warehouse:
             self._insert(conn, "queue_history", absent[["golden_id"]].assign(run_id=run_id, queue=table,
                                                                               change="absent"))
 
-    def _record_score_history(self, conn, run_id, frame, both, written, rerun, columns) -> None:
-        """score_history gains a row for a lead only when its score or tier differs from its last one."""
+    def _record_score_history(self, conn, run_id, frame, at, old, written, rerun, columns) -> None:
+        """score_history gains a row for a lead only when its score or tier differs from its last one.
+        at: each frame row's row in `old` (the stored golden_id, score, tier), -1 for a new lead."""
         if rerun:  # the state already holds this run: compare with the history before it
             prev = pd.read_sql(sa.text(sql_text("scores_at.sql").format(cmp="<")), conn, params={"run_id": run_id})
-            cand = frame[["golden_id", "score", "tier"]].merge(prev, on="golden_id", how="left", suffixes=("", "_old"))
-            pos = np.arange(len(frame))
-        else:
-            sel = both.loc[written]
-            pos = sel["_pos"].to_numpy(dtype=np.int64)
-            cand = frame.iloc[pos][["golden_id", "score", "tier"]].reset_index(drop=True).assign(
-                score_old=sel["score"].to_numpy(), tier_old=sel["tier"].to_numpy())
-        moved = ((pd.to_numeric(cand["score"]).round() != pd.to_numeric(cand["score_old"]).round())
-                 | (cand["tier"].astype("string") != cand["tier_old"].astype("string"))).fillna(True)
-        rows = frame.iloc[pos[moved.to_numpy(bool)]].assign(run_id=run_id)
+            at = positions(frame["golden_id"], prev["golden_id"])
+            old, written = prev, np.ones(len(frame), dtype=bool)
+        pos = np.flatnonzero(written)
+        was = at[pos]
+        known = was >= 0
+        old_score = np.full(len(pos), np.nan)
+        old_score[known] = pd.to_numeric(old["score"]).to_numpy(dtype=float, na_value=np.nan)[was[known]]
+        old_tier = np.full(len(pos), None, dtype=object)
+        old_tier[known] = old["tier"].to_numpy(dtype=object)[was[known]]
+        score = pd.to_numeric(frame["score"]).to_numpy(dtype=float, na_value=np.nan)[pos]
+        tier = frame["tier"].to_numpy(dtype=object)[pos]
+        # A missing old score or tier (a new lead) counts as moved, as does any difference.
+        moved = ~(np.round(score) == np.round(old_score)) | ~np.array([t == o for t, o in zip(tier, old_tier)], bool)
+        rows = frame.iloc[pos[moved]].assign(run_id=run_id)
         self._insert(conn, "score_history", self._stored("score_history", rows, columns, warn=False))
 
     def _columns(self) -> dict[str, list[str]]:

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from slowburn.arrowkeys import positions, strings
+from slowburn.arrowkeys import joined, positions, strings
 from slowburn.contracts import REP_TOUCH_TYPES, TOUCH_TYPES
 from slowburn.ripeness.config import SOURCE_RANK, RipenessConfig
 
@@ -38,10 +38,6 @@ def _ns(values) -> np.ndarray:
     if str(s.dtype) != "datetime64[ns, UTC]":
         s = pd.to_datetime(s, utc=True).astype("datetime64[ns, UTC]")
     return s.to_numpy(dtype="datetime64[ns]").view("int64")
-
-
-def _key(a, b) -> pa.Array:
-    return pc.binary_join_element_wise(strings(a), strings(b), pa.scalar("\x1f", pa.large_string()))
 
 
 @dataclass
@@ -69,9 +65,9 @@ def link_touches(touches: pd.DataFrame, links: pd.DataFrame, golden_ids=None) ->
     if golden_ids is None:
         golden_ids = links["golden_id"].drop_duplicates()
     golden_ids = pd.Index(golden_ids, name="golden_id")
-    link_keys = _key(links["source_system"], links["source_id"])
+    link_keys = joined(links["source_system"], links["source_id"])
     link_golden = positions(links["golden_id"], pd.Series(golden_ids))
-    row = positions(_key(touches["source_system"], touches["lead_source_id"]), link_keys)
+    row = positions(joined(touches["source_system"], touches["lead_source_id"]), link_keys)
     gcode = (np.where(row >= 0, link_golden[np.maximum(row, 0)], -1) if len(link_golden)
              else np.full(len(row), -1, dtype=np.int64))
     tcode = positions(touches["touch_type"], pa.array(TOUCH_TYPES))

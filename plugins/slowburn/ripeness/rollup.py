@@ -23,11 +23,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from slowburn.arrowkeys import positions, strings
+from slowburn.arrowkeys import joined, positions, strings
 from slowburn.contracts import TOUCH_TYPES
 from slowburn.ripeness.config import RipenessConfig
 from slowburn.ripeness.features import (
-    _FACT_FIELDS, _TYPE_INDEX, NAT, NS_PER_DAY, TouchFacts, _decay, _key, _ns, features_of, merge_facts,
+    _FACT_FIELDS, _TYPE_INDEX, NAT, NS_PER_DAY, TouchFacts, _decay, _ns, features_of, merge_facts,
     touch_facts,
 )
 
@@ -107,8 +107,8 @@ class TouchRollup:
         now, pending, occurred = waiting[due], waiting[~due].reset_index(drop=True), occurred[due]
         # Tonight's source leads: those stored keep their position, new ones are appended.
         stored = len(self.keys)
-        now_keys = _key(now["source_system"], now["lead_source_id"])
-        group = (positions(now_keys, _key(self.keys["source_system"], self.keys["lead_source_id"]))
+        now_keys = joined(now["source_system"], now["lead_source_id"])
+        group = (positions(now_keys, joined(self.keys["source_system"], self.keys["lead_source_id"]))
                  if stored else np.full(len(now), -1, dtype=np.int64))
         unknown = np.flatnonzero(group < 0)
         first = np.array([], dtype=np.int64)
@@ -146,9 +146,9 @@ class TouchRollup:
     def features(self, links: pd.DataFrame, golden_ids, cfg: RipenessConfig) -> pd.DataFrame:
         """touch_features as of the rollup's moment for these golden leads, through `links`."""
         index = pd.Index(golden_ids, name="golden_id")
-        link_keys = _key(links["source_system"], links["source_id"])
+        link_keys = joined(links["source_system"], links["source_id"])
         link_golden = positions(links["golden_id"], pd.Series(index))
-        row = positions(_key(self.keys["source_system"], self.keys["lead_source_id"]), link_keys)
+        row = positions(joined(self.keys["source_system"], self.keys["lead_source_id"]), link_keys)
         group = (np.where(row >= 0, link_golden[np.maximum(row, 0)], -1) if len(link_golden)
                  else np.full(len(row), -1, dtype=np.int64))
         ref = np.full(len(index), self.as_of.value, dtype=np.int64)
