@@ -69,6 +69,26 @@ def read_parquet(path, columns: list[str] | None = None):
         pd.read_parquet(where, columns=columns, filesystem=fs)
 
 
+def read_parquet_where_in(path, columns: list[str], column: str, values):
+    """The rows whose `column` is among `values`, as a pyarrow Table of `columns`, filtered batch by
+    batch: a large column (lead_reasons' reasons, a kilobyte of JSON a lead) is never held whole."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from slowburn.arrowkeys import strings
+
+    wanted = strings(values)
+    where, fs = _source(path)
+    file = pq.ParquetFile(where, filesystem=fs)
+    batches = file.iter_batches(batch_size=65_536, columns=list(dict.fromkeys([*columns, column])))
+    parts = [b.filter(pc.is_in(b.column(column).cast(pa.large_string()), value_set=wanted)).select(columns)
+             for b in batches]
+    if not parts:
+        return file.schema_arrow.empty_table().select(columns)
+    return pa.Table.from_batches(parts)
+
+
 def parquet_schema(path):
     import pyarrow.parquet as pq
     where, fs = _source(path)

@@ -69,6 +69,12 @@ def test_two_nights_keep_history_and_drop_a_missed_sla_to_nurture(tmp_path):
     moved = (score2 != stored.loc[carried, "reasons_score"]).to_numpy()
     assert [TIME_FACTOR in t for t in shown] == moved.tolist()
     assert moved.sum() == steps2["score"]["reasons_aged"]
+    # `slowburn model explain` shows a carried lead's stored reasons made current: they add up to its score.
+    from slowburn.ripeness.commands import explain
+    lead = carried[0]
+    text = explain(night2, lead)
+    assert f"lead {lead}: score {score2[lead]} " in text
+    assert text.splitlines()[-1 if "rules tier" not in text else -2].strip() == f"{float(score2[lead]):.1f}  = score"
 
     # Re-running night 2's route step reads the same previous state (saved in its run folder), not the
     # queues night 2 itself just loaded: same result.
