@@ -258,3 +258,31 @@ def test_route_step_reads_only_what_routing_uses_and_routes_the_same(run_context
         assert len(got) and not got.isna().all().all()
         pd.testing.assert_frame_equal(got, expected.astype(got.dtypes.to_dict()), check_dtype=False, obj=name)
     assert run_context.read("sales_queue")["reasons"].notna().all()
+
+
+def test_previous_queues_from_the_folder_equal_the_warehouse_state(tmp_path):
+    """Before a night loads, routing reads the previous queues from the previous load's attempt folder
+    (half a million nurture rows from SQLite cost seconds at 1M leads); at the warehouse's whole
+    seconds they equal the warehouse's queue state, which is read when the folder cannot be used."""
+    from slowburn.pipeline import RunContext, _previous_queues, run_all, run_step
+    from conftest import NOW
+    from slowburn.sample import generate, next_night
+
+    generate(tmp_path / "s1", 1500, seed=5, now=NOW)
+    next_night(tmp_path / "s1", out=tmp_path / "s2")
+    home = tmp_path / "home"
+    night1 = RunContext(logical_date=NOW, sources_path=tmp_path / "s1" / "sources.yaml", home=home)
+    run_all(night1)
+    night2 = RunContext(logical_date=NOW + pd.Timedelta(days=1), sources_path=tmp_path / "s2" / "sources.yaml",
+                        home=home)
+    for step in ("extract", "normalise", "validate", "dedupe", "score"):
+        run_step(night2, step)
+    *from_folder, at = _previous_queues(night2)
+    for name in ("sales_queue", "nurture_queue"):
+        night1.path(name).unlink()  # the folder no longer proves its copy: the warehouse is read
+    *from_warehouse, at_too = _previous_queues(night2)
+    assert at == at_too and len(from_folder[1]) > 100
+    for folder, warehouse in zip(from_folder, from_warehouse):
+        key = folder.columns[0]
+        pd.testing.assert_frame_equal(folder.sort_values(key).reset_index(drop=True),
+                                      warehouse.sort_values(key).reset_index(drop=True), check_dtype=False)

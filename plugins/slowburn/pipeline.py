@@ -634,15 +634,12 @@ def route(ctx: RunContext) -> dict:
     contracts.check(owners, contracts.OWNERS, step="route")
     cfg = RoutingConfig.from_config(load_config())
     previous_sales, previous_nurture, previous_at = _previous_queues(ctx)
-    # Only hot leads enter the sales queue, the one place routing shows reasons: only theirs are read.
+    # Reasons are shown only in the sales queue: they are read only for the leads that enter it.
     scores = _read_used(ctx, "lead_scores", [c for c in ROUTE_INPUT_COLUMNS if c != "reasons"])
-    hot = scores.loc[scores["tier"] == "hot", ["golden_id", "score"]]
-    reasons = pd.Series(pd.NA, index=scores.index, dtype="string")
-    reasons[hot.index] = current_reasons(ctx, hot["golden_id"], hot["score"])
-    scores["reasons"] = reasons
     golden = _read_used(ctx, "golden_leads", ROUTE_INPUT_COLUMNS)
     sales, nurture = route_leads(golden, scores, owners, ctx.as_of, cfg, previous_sales=previous_sales,
-                                 previous_nurture=previous_nurture, previous_run_at=previous_at)
+                                 previous_nurture=previous_nurture, previous_run_at=previous_at,
+                                 reasons_for=lambda ids, score: current_reasons(ctx, ids, score))
     ctx.write("sales_queue", sales)
     ctx.write("nurture_queue", nurture)
     return {"sales_queue": len(sales), "nurture_queue": len(nurture),
@@ -661,11 +658,12 @@ _QUEUE_COLUMNS = {
 
 
 def _previous_queues(ctx: RunContext):
-    """The sales and nurture queues as the previous loaded run left them, from the warehouse.
+    """The sales and nurture queues as the previous loaded run left them.
 
     The warehouse is the memory, not the run folder, so a re-run (even with its run folder lost) sees
     the same previous queues and keeps the same owners. Before this run has loaded, the queue state
-    tables are the previous run's queues. Once it has, they hold this run's: its load recorded in
+    tables are the previous run's queues (read from its attempt folder when that provably holds what
+    it loaded, see previous_state: half a million nurture rows from SQLite cost seconds). Once it has, they hold this run's: its load recorded in
     queue_history each queue row as it was before the run changed it ('before') or that the run
     added it ('absent'), and undoing those gives the previous queues back. Runs loaded by older
     versions kept whole queues per run in queue_history (change IS NULL) and are read as such.
@@ -688,15 +686,19 @@ def _previous_queues(ctx: RunContext):
                      for name, (wanted, _) in _QUEUE_COLUMNS.items()) + (previous_at,)
     frames = []
     for name, (wanted, stamps_of) in _QUEUE_COLUMNS.items():
+        if not loaded:  # the state the previous load left: from its folder when provably its copy,
+            # at the whole seconds the warehouse keeps (SQLite's text; compared as the load's digests do)
+            state = previous_state(ctx, name, wanted)[wanted].reset_index(drop=True)
+            frames.append(state.assign(**{c: pd.to_datetime(state[c], utc=True).dt.floor("s") for c in stamps_of}))
+            continue
         state = wh.read_typed(f"SELECT {', '.join(wanted)} FROM {name}", datetime_columns=stamps_of,
                               bool_columns=("pass_back",))
-        if loaded:
-            undo = wh.read_typed("SELECT * FROM queue_history WHERE run_id = :run_id AND queue = :queue AND "
-                                 "change IS NOT NULL", datetime_columns=stamps_of, bool_columns=("pass_back",),
-                                 run_id=ctx.run_id, queue=name)
-            state = state[~state["golden_id"].isin(undo["golden_id"])]
-            before = undo.loc[undo["change"] == "before", wanted]
-            state = pd.concat([state, before], ignore_index=True) if len(before) else state
+        undo = wh.read_typed("SELECT * FROM queue_history WHERE run_id = :run_id AND queue = :queue AND "
+                             "change IS NOT NULL", datetime_columns=stamps_of, bool_columns=("pass_back",),
+                             run_id=ctx.run_id, queue=name)
+        state = state[~state["golden_id"].isin(undo["golden_id"])]
+        before = undo.loc[undo["change"] == "before", wanted]
+        state = pd.concat([state, before], ignore_index=True) if len(before) else state
         frames.append(state.reset_index(drop=True))
     return tuple(frames) + (previous_at,)
 

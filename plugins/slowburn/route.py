@@ -297,13 +297,15 @@ def _rows_of(frame: pd.DataFrame, ids: pd.Series) -> tuple[pd.DataFrame, np.ndar
 
 def route(golden: pd.DataFrame, scores: pd.DataFrame, owners: pd.DataFrame, now: pd.Timestamp,
           cfg: RoutingConfig = RoutingConfig(), previous_sales: pd.DataFrame | None = None,
-          previous_nurture: pd.DataFrame | None = None, previous_run_at: pd.Timestamp | None = None
-          ) -> tuple[pd.DataFrame, pd.DataFrame]:
+          previous_nurture: pd.DataFrame | None = None, previous_run_at: pd.Timestamp | None = None,
+          reasons_for=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(sales_queue, nurture_queue): every open scored lead lands in exactly one of them.
 
     Closed leads (converted, closed, unqualified) are routed nowhere: they are done, not forgotten.
     previous_sales / previous_nurture: last night's queues; previous_run_at: last night's moment
     (a lead created after it is new, and its SLA clock starts at its creation).
+    reasons_for(golden_ids, scores): the reasons of the leads that enter the sales queue, the one
+    place routing shows them, when `scores` has no reasons column (they are looked up only for those).
     """
     now = pd.Timestamp(now)
     now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
@@ -359,7 +361,8 @@ def route(golden: pd.DataFrame, scores: pd.DataFrame, owners: pd.DataFrame, now:
     assigned = assign_owners(s, owners, cfg.default_daily_capacity)
     pb = pass_back[to_sales][s["_order"].to_numpy()]
     prev_score = pn["score"].to_numpy(dtype=float, na_value=np.nan)[to_sales][s["_order"].to_numpy()]
-    reasons = s["reasons"].to_numpy(dtype=object)
+    reasons = (np.asarray(reasons_for(s["golden_id"], s["score"]), dtype=object).reshape(len(s))
+               if reasons_for is not None else s["reasons"].to_numpy(dtype=object))
     scores_now = s["score"].to_numpy()
     why = np.full(len(s), None, dtype=object)
     for i in np.flatnonzero(pb):
