@@ -564,7 +564,21 @@ def _previous_scores(ctx: RunContext) -> pd.DataFrame | None:
     """The scores as the previous loaded run left them: a lead whose inputs and model are unchanged
     keeps its stored reasons (score_leads), so only changed leads are explained. None before the first load."""
     previous = previous_state(ctx, "lead_scores", ["golden_id", "score", "tier", "model_version"])
-    return previous if len(previous) else None
+    return _with_stored_reasons(ctx, previous) if len(previous) else None
+
+
+def _with_stored_reasons(ctx: RunContext, previous: pd.DataFrame) -> pd.DataFrame | None:
+    """The previous scores whose reasons the warehouse holds: only those can be carried. Each load
+    proves every scored lead has stored reasons, so the counts agree and no id is read; where they do
+    not (a restored or hand-edited warehouse) the leads without stored reasons are explained again."""
+    wh = ctx.warehouse()
+    if int(wh.read("SELECT COUNT(*) AS n FROM lead_reasons")["n"].iloc[0]) == len(previous):
+        return previous
+    stored = wh.read("SELECT golden_id FROM lead_reasons")["golden_id"]
+    kept = previous[is_in(previous["golden_id"], stored)]
+    log.warning("score: the warehouse holds no reasons for %d of the %d previously scored leads; they are "
+                "explained again tonight", len(previous) - len(kept), len(previous))
+    return kept if len(kept) else None
 
 
 def current_reasons(ctx: RunContext, golden_ids: pd.Series, score: pd.Series) -> list[str]:
@@ -588,7 +602,7 @@ def current_reasons(ctx: RunContext, golden_ids: pd.Series, score: pd.Series) ->
         lost = wanted[row < 0]
         raise ContractError(f"run {ctx.run_id}: {len(lost)} scored lead(s) have no reasons, neither explained "
                             f"tonight nor stored in the warehouse's lead_reasons (first: {lost.iloc[0]}); run the "
-                            "score step again without the previous scores (a full explanation) to rebuild them")
+                            "score step again: it explains every lead whose stored reasons are missing")
     found = found.iloc[row]
     since = pd.to_datetime(found["reasons_at"], utc=True).dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
     return reasons_now(found["reasons"].tolist(), found["reasons_score"].to_numpy(dtype=float),
@@ -663,9 +677,10 @@ def _previous_queues(ctx: RunContext):
     The warehouse is the memory, not the run folder, so a re-run (even with its run folder lost) sees
     the same previous queues and keeps the same owners. Before this run has loaded, the queue state
     tables are the previous run's queues (read from its attempt folder when that provably holds what
-    it loaded, see previous_state: half a million nurture rows from SQLite cost seconds). Once it has, they hold this run's: its load recorded in
-    queue_history each queue row as it was before the run changed it ('before') or that the run
-    added it ('absent'), and undoing those gives the previous queues back. Runs loaded by older
+    it loaded, see previous_state: half a million nurture rows from SQLite cost seconds). Once it has,
+    they hold this run's: its load recorded in queue_history each queue row as it was before the run
+    changed it ('before') or that the run added it ('absent'), and undoing those gives the previous
+    queues back. Runs loaded by older
     versions kept whole queues per run in queue_history (change IS NULL) and are read as such.
     """
     wh = ctx.warehouse()

@@ -390,7 +390,7 @@ class Warehouse:
             raise ContractError(f"run {run_id}: {missing[0]} scored lead(s) would have no reasons (first: "
                                 f"{missing[1]}); nothing was loaded. The run explained only the leads whose "
                                 "inputs changed, but the warehouse holds no reasons for these: re-run the night "
-                                "from the score step with a full explanation (no previous scores)")
+                                "from the score step, which explains every lead whose stored reasons are missing")
         return int(deleted or 0)
 
     @staticmethod

@@ -112,3 +112,21 @@ def test_custom_attributes_and_touch_values_end_to_end(tmp_path):
     assert scoring["rules_model"] == "fitted scorecard"  # ~600 closed leads: enough to learn the points
     factors = {r["factor"] for text in wh.read("SELECT reasons FROM lead_reasons").reasons for r in json.loads(text)}
     assert any(f.startswith("occupation: ") for f in factors) and any(f.startswith("time on site: ") for f in factors)
+
+
+def test_a_lead_whose_stored_reasons_went_missing_is_explained_again(tmp_path):
+    """The load proves every scored lead has stored reasons; a warehouse restored or edited by hand may
+    not. The next night explains the leads whose reasons are gone instead of carrying nothing."""
+    sources = write_tiny_sources(tmp_path / "src")
+    home = tmp_path / "home"
+    night1 = RunContext(logical_date=NOW, sources_path=sources, home=home)
+    run_all(night1)
+    wh = night1.warehouse()
+    lost = wh.read("SELECT golden_id FROM lead_reasons ORDER BY golden_id").golden_id.iloc[0]
+    with wh.engine.begin() as conn:
+        conn.exec_driver_sql(f"DELETE FROM lead_reasons WHERE golden_id = '{lost}'")
+    night2 = RunContext(logical_date=NOW + pd.Timedelta(days=1), sources_path=sources, home=home)
+    run_all(night2)
+    assert lost in set(night2.read("lead_reasons").golden_id)
+    stored = wh.read("SELECT golden_id FROM lead_reasons").golden_id
+    assert set(stored) == set(wh.read("SELECT golden_id FROM lead_scores").golden_id)
