@@ -361,8 +361,8 @@ def route(golden: pd.DataFrame, scores: pd.DataFrame, owners: pd.DataFrame, now:
     assigned = assign_owners(s, owners, cfg.default_daily_capacity)
     pb = pass_back[to_sales][s["_order"].to_numpy()]
     prev_score = pn["score"].to_numpy(dtype=float, na_value=np.nan)[to_sales][s["_order"].to_numpy()]
-    reasons = (np.asarray(reasons_for(s["golden_id"], s["score"]), dtype=object).reshape(len(s))
-               if reasons_for is not None else s["reasons"].to_numpy(dtype=object))
+    reasons = (np.asarray(reasons_for(s["golden_id"], s["score"]), dtype=object) if reasons_for is not None
+               else s["reasons"].to_numpy(dtype=object))
     scores_now = s["score"].to_numpy()
     why = np.full(len(s), None, dtype=object)
     for i in np.flatnonzero(pb):

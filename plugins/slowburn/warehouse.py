@@ -545,7 +545,7 @@ class Warehouse:
         score = pd.to_numeric(frame["score"]).to_numpy(dtype=float, na_value=np.nan)[pos]
         tier = frame["tier"].to_numpy(dtype=object)[pos]
         # A missing old score or tier (a new lead) counts as moved, as does any difference.
-        moved = ~(np.round(score) == np.round(old_score)) | ~np.array([t == o for t, o in zip(tier, old_tier)], bool)
+        moved = ~(np.round(score) == np.round(old_score)) | (tier != old_tier).astype(bool)
         rows = frame.iloc[pos[moved]].assign(run_id=run_id)
         self._insert(conn, "score_history", self._stored("score_history", rows, columns, warn=False))
 

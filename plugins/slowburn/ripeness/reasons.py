@@ -132,8 +132,8 @@ def aged_reasons(reasons, scores, since) -> list[str]:
     """Carried reasons with one factor for the time since they were computed, so they sum to the score.
 
     An earlier time factor is replaced (its date kept), not stacked: the factor is always the score
-    now minus what the other factors explain. Every hot lead's reasons are made current when it is
-    routed (tens of thousands a night), so the JSON is edited as text (the time factor is always the
+    now minus what the other factors explain. The reasons of every lead entering the sales queue are
+    made current when it is routed (thousands a night), so the JSON is edited as text (the time factor is always the
     last one; a factor name's quotes are escaped, so '"points": ' only ever starts a number) instead
     of parsed and dumped again.
     """
