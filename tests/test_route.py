@@ -193,10 +193,18 @@ def test_pass_back_from_nurture_when_the_score_crosses_hot():
         {"golden_id": "ripe", "score": 78, "tier": "hot", "reasons": reasons, "owner_id": None, "country_code": "DE"},
         {"golden_id": "still", "score": 60, "tier": "warm"},
     ])
-    previous_nurture = pd.DataFrame({"golden_id": ["ripe", "still"], "score": [52, 55], "tier": ["warm", "warm"],
+    previous_nurture = pd.DataFrame({"golden_id": ["ripe", "still"],
                                      "sla_missed_at": [pd.NaT, pd.NaT], "missed_owner_id": [None, None],
                                      "next_touch_at": [ts("2026-12-01"), ts("2026-11-30")]})
-    sales, nurture = route(golden, scores, OWNERS, MONDAY, CFG, previous_nurture=previous_nurture)
+    asked = []
+
+    def previous_scores_of(ids):  # last night's scores, as the warehouse's score_history gives them
+        asked.extend(ids)
+        return [{"ripe": 52, "still": 55}[i] for i in ids]
+
+    sales, nurture = route(golden, scores, OWNERS, MONDAY, CFG, previous_nurture=previous_nurture,
+                           previous_scores_of=previous_scores_of)
+    assert asked == ["ripe"]  # only the lead passing back is looked up
     row = sales.set_index("golden_id").loc["ripe"]
     assert row.pass_back and row.owner_id == "E1"
     assert row.pass_back_reason.startswith("ripened in nurture: score 52 -> 78 (hot)")
@@ -209,7 +217,7 @@ def test_pass_back_from_nurture_when_the_score_crosses_hot():
 def test_missed_lead_with_new_interest_is_passed_back():
     golden, scores = _scored([{"golden_id": "g", "score": 88, "tier": "hot",
                                "last_marketing_touch_at": ts("2026-11-22 15:00")}])
-    previous_nurture = pd.DataFrame({"golden_id": ["g"], "score": [80], "tier": ["hot"],
+    previous_nurture = pd.DataFrame({"golden_id": ["g"],
                                      "sla_missed_at": [ts("2026-11-20 10:00")], "missed_owner_id": ["W1"],
                                      "next_touch_at": [ts("2026-11-24")]})
     sales, nurture = route(golden, scores, OWNERS, MONDAY, CFG, previous_nurture=previous_nurture)

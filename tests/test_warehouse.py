@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import uuid
 
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -325,3 +326,17 @@ def test_reasons_are_written_only_for_explained_leads_and_every_scored_lead_keep
                                      "lead_reasons": _reasons(["g3"])}, _ledger())
     assert sorted(warehouse.read("SELECT golden_id FROM lead_scores").golden_id) == ["g2", "g3", "g5"]
     assert warehouse.read("SELECT run_id FROM run_ledger ORDER BY run_id").run_id.tolist() == ["r1", "r2", "r3"]
+
+
+def test_scores_before_a_run_are_each_leads_newest_history_row_before_it(warehouse):
+    """score_history keeps a row only when a score moved: a lead's score before a run is its newest row
+    from an earlier run, whatever later runs wrote."""
+    rows = [("g1", "2026-11-21T000000", 40), ("g1", "2026-11-22T000000", 52), ("g1", "2026-11-23T000000", 81),
+            ("g2", "2026-11-20T000000", 30)]
+    warehouse.ensure_schema()
+    with warehouse.engine.begin() as conn:
+        for golden_id, run_id, score in rows:
+            conn.execute(sa.text("INSERT INTO score_history (golden_id, run_id, score, tier) VALUES (:g, :r, :s, 'x')"),
+                         {"g": golden_id, "r": run_id, "s": score})
+    before = warehouse.scores_before("2026-11-23T000000", ["g2", "g1", "g9", "g1"])
+    assert before.tolist()[:2] + before.tolist()[3:] == [30.0, 52.0, 52.0] and np.isnan(before.iloc[2])

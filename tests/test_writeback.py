@@ -286,9 +286,18 @@ def test_run_writeback_reads_the_warehouse_state_and_upgrades_an_old_log(tmp_pat
                                                                      index=False)
     sales.assign(run_id="2026-11-23T000000", owner_kept=True, over_capacity=False).to_sql(
         "sales_queue", wh.engine, if_exists="append", index=False)
-    nurture.assign(run_id="2026-11-23T000000", cadence_days=14, next_touch_at=NOW, touches_so_far=1).to_sql(
+    nurture.drop(columns=["score", "tier"]).assign(run_id="2026-11-23T000000", cadence_days=14, next_touch_at=NOW,
+                                                   touches_so_far=1).to_sql(
         "nurture_queue", wh.engine, if_exists="append", index=False)
+    scored = pd.concat([sales[["golden_id", "score", "tier"]], nurture[["golden_id", "score", "tier"]]])
+    scored.assign(run_id="2026-11-23T000000", model_version="m1", touches=1, rep_touches=0, scored_at=NOW).to_sql(
+        "lead_scores", wh.engine, if_exists="append", index=False)
     report = wb.run_writeback(url, {}, CFG, dry_run=True, plan_dir=tmp_path)
+    plan_rows = [json.loads(line) for line in (tmp_path / "writeback_plan_2026-11-23T000000.jsonl").open()]
+    nurture_updates = [r["payload"] for r in plan_rows if r["target"] == "salesforce" and r["golden_id"] == "g2"]
+    # The nurture queue keeps no score: the write-back takes it from lead_scores.
+    assert [(p["Slowburn_Score__c"], p["Slowburn_Tier__c"], p["Slowburn_Queue__c"]) for p in nurture_updates] == [
+        (35, "cool", "nurture")]
     assert report.run_id == "2026-11-23T000000" and report.by_action["salesforce/update"] == 6
     assert (tmp_path / "writeback_plan_2026-11-23T000000.jsonl").exists()
     columns = {c["name"] for c in sa.inspect(wh.engine).get_columns("writeback_log")}

@@ -653,7 +653,8 @@ def route(ctx: RunContext) -> dict:
     golden = _read_used(ctx, "golden_leads", ROUTE_INPUT_COLUMNS)
     sales, nurture = route_leads(golden, scores, owners, ctx.as_of, cfg, previous_sales=previous_sales,
                                  previous_nurture=previous_nurture, previous_run_at=previous_at,
-                                 reasons_for=lambda ids, score: current_reasons(ctx, ids, score))
+                                 reasons_for=lambda ids, score: current_reasons(ctx, ids, score),
+                                 previous_scores_of=lambda ids: ctx.warehouse().scores_before(ctx.run_id, ids))
     ctx.write("sales_queue", sales)
     ctx.write("nurture_queue", nurture)
     return {"sales_queue": len(sales), "nurture_queue": len(nurture),
@@ -666,7 +667,7 @@ def route(ctx: RunContext) -> dict:
 _QUEUE_COLUMNS = {
     "sales_queue": (["golden_id", "owner_id", "queued_at", "ripened_at", "respond_by", "pass_back",
                      "pass_back_reason"], ("queued_at", "ripened_at", "respond_by")),
-    "nurture_queue": (["golden_id", "score", "tier", "sla_missed_at", "missed_owner_id", "next_touch_at"],
+    "nurture_queue": (["golden_id", "sla_missed_at", "missed_owner_id", "next_touch_at"],
                       ("sla_missed_at", "next_touch_at")),
 }
 

@@ -35,8 +35,7 @@ ROUTE_INPUT_COLUMNS = ("golden_id", "status", "owner_id", "country_code", "creat
                        "touches", "last_touch_at", "last_rep_touch_at", "last_marketing_touch_at", "demo_requested",
                        "pricing_viewed", "bounced", "unsubscribed")
 NURTURE_COLUMNS = ["golden_id", "segment", "channel", "buying_stage", "interest", "cadence_days", "next_touch_at",
-                   "touches_so_far", "score", "tier", "probability", "email_opt_out", "sla_missed", "sla_missed_at",
-                   "missed_owner_id"]
+                   "touches_so_far", "email_opt_out", "sla_missed", "sla_missed_at", "missed_owner_id"]
 
 
 @dataclass(frozen=True)
@@ -298,7 +297,7 @@ def _rows_of(frame: pd.DataFrame, ids: pd.Series) -> tuple[pd.DataFrame, np.ndar
 def route(golden: pd.DataFrame, scores: pd.DataFrame, owners: pd.DataFrame, now: pd.Timestamp,
           cfg: RoutingConfig = RoutingConfig(), previous_sales: pd.DataFrame | None = None,
           previous_nurture: pd.DataFrame | None = None, previous_run_at: pd.Timestamp | None = None,
-          reasons_for=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+          reasons_for=None, previous_scores_of=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(sales_queue, nurture_queue): every open scored lead lands in exactly one of them.
 
     Closed leads (converted, closed, unqualified) are routed nowhere: they are done, not forgotten.
@@ -306,6 +305,9 @@ def route(golden: pd.DataFrame, scores: pd.DataFrame, owners: pd.DataFrame, now:
     (a lead created after it is new, and its SLA clock starts at its creation).
     reasons_for(golden_ids, scores): the reasons of the leads that enter the sales queue, the one
     place routing shows them, when `scores` has no reasons column (they are looked up only for those).
+    previous_scores_of(golden_ids): the scores those leads had at the previous run, for the reason a
+    lead passes back from nurture ("score 52 -> 81"); the nurture queue keeps no score of its own (it
+    is in lead_scores, and decay would rewrite every nurture row every night). None: shown as "?".
     """
     now = pd.Timestamp(now)
     now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
@@ -320,8 +322,7 @@ def route(golden: pd.DataFrame, scores: pd.DataFrame, owners: pd.DataFrame, now:
     prev_s = _previous(previous_sales, {"owner_id": "string", "queued_at": "datetime64[ns, UTC]",
                                         "ripened_at": "datetime64[ns, UTC]", "respond_by": "datetime64[ns, UTC]",
                                         "pass_back": "boolean", "pass_back_reason": "string"})
-    prev_n = _previous(previous_nurture, {"score": "Float64", "tier": "string",
-                                          "sla_missed_at": "datetime64[ns, UTC]", "missed_owner_id": "string",
+    prev_n = _previous(previous_nurture, {"sla_missed_at": "datetime64[ns, UTC]", "missed_owner_id": "string",
                                           "next_touch_at": "datetime64[ns, UTC]"})
     gid = df["golden_id"]
     ps, in_sales = _rows_of(prev_s, gid)
@@ -360,7 +361,9 @@ def route(golden: pd.DataFrame, scores: pd.DataFrame, owners: pd.DataFrame, now:
     s = s.sort_values(["score", "_order"], ascending=[False, True], kind="stable")
     assigned = assign_owners(s, owners, cfg.default_daily_capacity)
     pb = pass_back[to_sales][s["_order"].to_numpy()]
-    prev_score = pn["score"].to_numpy(dtype=float, na_value=np.nan)[to_sales][s["_order"].to_numpy()]
+    prev_score = np.full(len(s), np.nan)
+    if previous_scores_of is not None and pb.any():
+        prev_score[pb] = np.asarray(previous_scores_of(s["golden_id"].to_numpy(dtype=object)[pb]), dtype=float)
     reasons = (np.asarray(reasons_for(s["golden_id"], s["score"]), dtype=object) if reasons_for is not None
                else s["reasons"].to_numpy(dtype=object))
     scores_now = s["score"].to_numpy()
@@ -410,8 +413,6 @@ def route(golden: pd.DataFrame, scores: pd.DataFrame, owners: pd.DataFrame, now:
         "cadence_days": cadence,
         "next_touch_at": _ts(next_touch),
         "touches_so_far": r["touches"].fillna(0).astype(np.int64).to_numpy(),
-        "score": r["score"].astype(np.int64).to_numpy(), "tier": r["tier"].to_numpy(),
-        "probability": r["probability"].to_numpy(dtype=float),
         "email_opt_out": no_email,
         "sla_missed": missed_at != nat,
         "sla_missed_at": _ts(missed_at),

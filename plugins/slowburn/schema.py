@@ -239,12 +239,14 @@ sa.Table(
 sa.Table(
     "nurture_queue", metadata,
     _nn("run_id"), _nn("golden_id"), _nn("segment"), _nn("cadence_days", sa.Integer()), _nn("next_touch_at", TS),
-    _nn("touches_so_far", sa.Integer()), _nn("score", sa.Integer()), _nn("tier"), _nn("email_opt_out", BOOL),
-    _col("channel"), _col("buying_stage"), _col("interest"), _col("probability", FLOAT), _col("sla_missed", BOOL),
+    _nn("touches_so_far", sa.Integer()), _nn("email_opt_out", BOOL),
+    _col("channel"), _col("buying_stage"), _col("interest"), _col("sla_missed", BOOL),
     _col("sla_missed_at", TS), _col("missed_owner_id"),
     _digest(),
     sa.PrimaryKeyConstraint("golden_id"),
     sa.Index("ix_nurture_queue_run", "run_id"),
+    comment="Each open lead not in the sales queue: its segment and next touch. Its score and tier are in "
+            "lead_scores (not copied here, so decay does not rewrite the queue every night).",
 )
 
 sa.Table(

@@ -611,6 +611,21 @@ class Warehouse:
         return found.astype({"golden_id": "string", "reasons": "string"}).assign(
             reasons_at=lambda f: pd.to_datetime(f["reasons_at"], utc=True, format="ISO8601"))
 
+    def scores_before(self, run_id: str, golden_ids) -> pd.Series:
+        """Each of these leads' score as the last run before `run_id` left it (score_history keeps a row
+        whenever it moved), looked up by key; NaN for a lead not scored before."""
+        wanted = pd.Series(golden_ids, dtype="string").reset_index(drop=True)
+        with self.engine.begin() as conn:
+            tmp = self._keys_table(conn, ["golden_id"], pd.DataFrame({"golden_id": wanted.drop_duplicates()}))
+            found = pd.read_sql(sa.text(f"SELECT h.golden_id, h.score FROM score_history h JOIN {tmp} k ON "
+                                        "k.golden_id = h.golden_id WHERE h.run_id < :run_id ORDER BY h.run_id"),
+                                conn, params={"run_id": run_id})
+            conn.exec_driver_sql(f"DROP TABLE {tmp}")
+        latest = found.drop_duplicates("golden_id", keep="last")
+        row = positions(wanted, latest["golden_id"])
+        score = pd.to_numeric(latest["score"]).to_numpy(dtype=float, na_value=np.nan)
+        return pd.Series(np.where(row >= 0, score[np.maximum(row, 0)] if len(score) else np.nan, np.nan))
+
     def flags_at(self, run_id: str, columns: str = "*") -> pd.DataFrame:
         """lead_flags as a run left them: the flags open after it and those it closed, status as of then.
 

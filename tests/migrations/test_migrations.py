@@ -91,7 +91,7 @@ def test_0002_keys_state_tables_and_thins_history(new_url):
     _fill_two_runs(url)
     wh = Warehouse(url)
     wh.ensure_schema()
-    assert wh.schema_revision() == migrations.head() == "0003"
+    assert wh.schema_revision() == migrations.head() == "0004"
 
     assert _read(wh, "SELECT golden_id, run_id, score, tier FROM lead_scores ORDER BY golden_id") == [
         ("g1", R2, 70, "warm"), ("g2", R2, 45, "cool"), ("g3", R2, 60, "hot"), ("g4", R1, 20, "cold")]
@@ -159,6 +159,30 @@ def test_0003_moves_reasons_out_of_lead_scores_and_back(new_url):
     assert _read(Warehouse(url), "SELECT golden_id, reasons FROM lead_scores ORDER BY golden_id") == [
         ("g1", g1["reasons"]), ("g2", "[]")]
     assert "lead_reasons" not in describe(url)
+    engine.dispose()
+
+
+def test_0004_takes_scores_out_of_the_nurture_queue_and_back(new_url):
+    """Upgraded, nurture rows keep only routing facts (scores stay in lead_scores); downgraded to 0003,
+    each row gets its lead's score, tier and probability back from lead_scores."""
+    from alembic import command
+
+    url = new_url()
+    engine = sa.create_engine(url)
+    nurture = dict(run_id=R2, golden_id="g2", segment="s", cadence_days=7, next_touch_at=_ts(30), touches_so_far=3,
+                   email_opt_out=False if engine.dialect.name == "postgresql" else 0)
+    with engine.begin() as conn:
+        migrations.upgrade(conn, "0003")
+        _rows(conn, "lead_scores", {k: v for k, v in _score(R2, "g2", 45, "cool").items() if k != "reasons"})
+        _rows(conn, "nurture_queue", {**nurture, "score": 40, "tier": "cool", "probability": 0.4})
+        migrations.upgrade(conn, "0004")
+    columns = {c for c, _, _ in describe(url)["nurture_queue"]["columns"]}
+    assert not columns & {"score", "tier", "probability"}
+    assert _read(Warehouse(url), "SELECT golden_id, touches_so_far FROM nurture_queue") == [("g2", 3)]
+    with engine.begin() as conn:
+        command.downgrade(migrations.config(conn), "0003")
+    assert _read(Warehouse(url), "SELECT golden_id, score, tier, probability FROM nurture_queue") == [
+        ("g2", 45, "cool", 0.45)]
     engine.dispose()
 
 

@@ -228,3 +228,21 @@ def test_tree_explanations_per_group_are_each_leads_own(data):
     mine = model._contrib(rows)
     np.testing.assert_allclose(mine, own, rtol=0, atol=1e-12)
     assert (mine[:, -1] == model.offset_).all()  # the expected value, added in the same order
+
+
+_CATEGORY_VALUES = st.one_of(st.sampled_from(["a", "b", "ü", "", "missing", "0"]), st.text(max_size=3),
+                             st.none(), st.just(float("nan")), st.just(pd.NA), st.integers(0, 2))
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(_CATEGORY_VALUES, max_size=30),
+       cats=st.lists(st.one_of(st.sampled_from(["a", "b", "ü", "", "0"]), st.integers(0, 2)), unique=True, max_size=5))
+def test_category_codes_agree_with_a_categorical(values, cats):
+    """_codes' Arrow lookup gives what pandas' Categorical gives, for strings, nulls and mixed values."""
+    array = np.array(values + [None], dtype=object)[:-1]  # a 1-d object array, whatever the values are
+    if all(isinstance(c, str) for c in cats):
+        expected = pd.Categorical(array, categories=cats).codes.astype(np.int64)
+    else:  # a categorical of mixed categories: pandas compares them as objects
+        expected = pd.Categorical(array, categories=pd.Index(cats, dtype=object)).codes.astype(np.int64)
+    expected[expected < 0] = len(cats)
+    np.testing.assert_array_equal(P._codes(array, cats), expected)

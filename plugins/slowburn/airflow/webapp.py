@@ -385,9 +385,10 @@ def create_app(warehouse_url: str | None = None, home: str | Path | None = None,
         params: dict = {}
         like = _like(q, ["n.golden_id", "n.segment", "g.first_name", "g.last_name", "g.company", "g.email"], params)
         sql = ("SELECT n.golden_id, g.first_name, g.last_name, g.company, g.email, n.segment, n.channel, "
-               "n.buying_stage, n.interest, n.cadence_days, n.next_touch_at, n.touches_so_far, n.score, n.tier, "
+               "n.buying_stage, n.interest, n.cadence_days, n.next_touch_at, n.touches_so_far, s.score, s.tier, "
                "n.sla_missed, n.sla_missed_at, n.missed_owner_id FROM nurture_queue n LEFT JOIN golden_leads g "
-               "ON g.golden_id = n.golden_id" + (f" WHERE {like}" if like else ""))
+               "ON g.golden_id = n.golden_id LEFT JOIN lead_scores s ON s.golden_id = n.golden_id"
+               + (f" WHERE {like}" if like else ""))
         total = count(sql, **params)
         rows = _records(warehouse().read(f"{sql} ORDER BY n.next_touch_at, n.golden_id LIMIT {int(limit)} "
                                          f"OFFSET {int(offset)}", **params))

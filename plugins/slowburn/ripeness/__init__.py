@@ -68,7 +68,8 @@ def score_leads(golden: pd.DataFrame, links: pd.DataFrame, touches: pd.DataFrame
     attrs = lead_attributes(golden, cfg)
     clock("lead attributes")
     if "last_activity_at" in golden:
-        attrs["last_activity_at"] = pd.to_datetime(golden["last_activity_at"], utc=True).to_numpy()
+        # .array: row for row, kept as datetimes (to_numpy boxes a million Timestamps)
+        attrs["last_activity_at"] = pd.to_datetime(golden["last_activity_at"], utc=True).array
     if rollup is not None:
         if rollup.as_of != as_of:
             raise ValueError(f"the touch rollup is as of {rollup.as_of}, the scores as of {as_of}")
