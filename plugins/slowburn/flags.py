@@ -71,28 +71,40 @@ def orphaned(golden: pd.DataFrame, owners: pd.DataFrame, previous: pd.DataFrame 
         return pd.DataFrame(columns=FLAG_COLUMNS)
     why = np.where(hit["owner_id"].isna(), "no owner",
                    np.where(~known[hit.index], "owner not in the owners table", "owner is deactivated"))
-    suggested = assign_owners(hit, owners)["owner_id"].to_numpy()
+    suggested = pd.Series(assign_owners(hit, owners)["owner_id"].to_numpy(), dtype="string")
     if previous is not None and len(previous):
         before = previous[previous["flag"] == "orphaned"]
         # Evidence repeats (the same owner, reason and suggestion): each distinct text is parsed once.
         codes, texts = pd.factorize(before["evidence"].to_numpy(dtype=object))
         parsed = [isinstance(e, str) and e.startswith("{") for e in texts]
-        suggestion = [json.loads(e).get("suggested_owner_id") if ok else None for e, ok in zip(texts, parsed)]
-        made = {g: suggestion[c] for g, c in zip(before["golden_id"], codes) if c >= 0 and parsed[c]}
-        still = set(active_owners(owners)["owner_id"])
-        kept = np.array([made.get(g) in still for g in hit["golden_id"]], dtype=bool)
-        suggested = np.where(kept, np.array([made.get(g) for g in hit["golden_id"]], dtype=object), suggested)
+        suggestion = np.array([json.loads(e).get("suggested_owner_id") if ok else None
+                               for e, ok in zip(texts, parsed)] + [None], dtype=object)
+        made = pd.Series(suggestion[codes], dtype="string")  # codes -1 (no evidence): the trailing None
+        at = positions(hit["golden_id"], before["golden_id"])
+        earlier = made.take(np.maximum(at, 0)).where(at >= 0).reset_index(drop=True) if len(made) else \
+            pd.Series(pd.NA, index=range(len(hit)), dtype="string")
+        kept = earlier.isin(active_owners(owners)["owner_id"]).to_numpy(dtype=bool, na_value=False)
+        suggested = earlier.where(kept, suggested)
+    # Texts per distinct (owner, why) and per distinct suggestion, not per lead: 135k orphans at a million.
+    o_codes, o_uniq = pd.factorize(hit["owner_id"].astype("string"))  # a missing owner: -1
+    w_codes, w_uniq = pd.factorize(why)
+    pair_codes, pairs = pd.factorize((o_codes.astype(np.int64) + 1) * len(w_uniq) + w_codes)
+    reason = np.array([f"open lead with {w_uniq[p % len(w_uniq)]}"
+                       + ("" if p // len(w_uniq) == 0 else f" ({o_uniq[p // len(w_uniq) - 1]})") for p in pairs],
+                      dtype=object)
     names = dict(zip(owners["owner_id"], owners["name"])) if "name" in owners else {}
+    s_codes, s_uniq = pd.factorize(suggested, use_na_sentinel=True)
+    action = np.array([f"reassign to {names.get(s) or s}" + (f" ({s})" if names.get(s) else "") for s in s_uniq]
+                      + ["reassign: no active rep available"], dtype=object)
     return pd.DataFrame({
         "golden_id": hit["golden_id"].to_numpy(),
         "flag": "orphaned",
         "severity": "high",
         "owner_id": hit["owner_id"].to_numpy(),
         "evidence": _json_rows({"owner_id": hit["owner_id"], "why": why,
-                                "suggested_owner_id": [s if isinstance(s, str) else None for s in suggested]}),
-        "reason": [f"open lead with {w}" + ("" if pd.isna(o) else f" ({o})") for o, w in zip(hit["owner_id"], why)],
-        "suggested_action": [f"reassign to {names.get(s) or s}" + (f" ({s})" if names.get(s) else "")
-                             if isinstance(s, str) else "reassign: no active rep available" for s in suggested],
+                                "suggested_owner_id": suggested.astype(object).where(suggested.notna(), None)}),
+        "reason": reason[pair_codes],
+        "suggested_action": action[s_codes],
     })
 
 

@@ -66,9 +66,13 @@ def test_operator_writes_back_from_the_warehouse_through_airflow_connections(tmp
                       "queued_at": ["2026-11-23T08:00:00"], "respond_by": ["2026-11-23T09:00:00"]}).to_sql(
             "sales_queue", wh.engine, if_exists="append", index=False)
         pd.DataFrame({"run_id": "r1", "golden_id": ["g1", "g2", "g3"], "segment": "awareness/general/web",
-                      "cadence_days": 14, "next_touch_at": "2026-12-01T00:00:00", "touches_so_far": 0, "score": 30,
-                      "tier": "cool", "email_opt_out": [False, False, True]}).to_sql(
+                      "cadence_days": 14, "next_touch_at": "2026-12-01T00:00:00", "touches_so_far": 0,
+                      "email_opt_out": [False, False, True]}).to_sql(
             "nurture_queue", wh.engine, if_exists="append", index=False)
+        pd.DataFrame({"run_id": "r1", "golden_id": ["g0", "g1", "g2", "g3"], "score": [91, 30, 30, 30],
+                      "tier": ["hot", "cool", "cool", "cool"], "model_version": "m1", "touches": 0, "rep_touches": 0,
+                      "scored_at": "2026-11-23T00:00:00"}).to_sql("lead_scores", wh.engine, if_exists="append",
+                                                                 index=False)
         monkeypatch.setenv("AIRFLOW_CONN_SLOWBURN_WAREHOUSE", json.dumps({"conn_type": "sqlite",
                                                                           "host": str(tmp_path / "wh.db")}))
         monkeypatch.setenv("AIRFLOW_CONN_HUBSPOT_DEFAULT", json.dumps(
@@ -85,6 +89,7 @@ def test_operator_writes_back_from_the_warehouse_through_airflow_connections(tmp
         result = SlowburnWritebackOperator(task_id="writeback", targets="hubspot,mailchimp").execute({})
         assert result["failed_count"] == 0 and result["sent"] == result["to_send"]
         assert hs.objects["contacts"][ids[0]]["properties"]["slowburn_queue"] == "sales"
+        assert hs.objects["contacts"][ids[1]]["properties"]["slowburn_score"] == "30"  # from lead_scores
         assert hs.objects["contacts"][ids[0]]["properties"]["hubspot_owner_id"] == "42"
         assert sorted(e for e, _ in mc.member_puts) == ["p1@acme.com", "p2@acme.com"]  # p3 opted out
         again = SlowburnWritebackOperator(task_id="writeback").execute({})
