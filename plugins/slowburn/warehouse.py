@@ -599,15 +599,21 @@ class Warehouse:
                                datetime_columns=[c.name for c in declared if c.type is schema.TS],
                                bool_columns=[c.name for c in declared if c.type is schema.BOOL], **params)
 
-    def reasons_of(self, golden_ids) -> pd.DataFrame:
-        """The stored reasons (lead_reasons) of these golden leads, looked up by key: a few thousand of a
-        million rows of a kilobyte each. Columns: golden_id, reasons, reasons_score, reasons_at."""
+    def _read_for_golden_ids(self, sql: str, golden_ids, **params) -> pd.DataFrame:
+        """`sql` joined to a temporary table of these golden ids ({keys}): a few thousand of a million rows,
+        found by key, without an IN list of thousands of parameters."""
         keys = pd.DataFrame({"golden_id": pd.Series(golden_ids, dtype="string").drop_duplicates()})
         with self.engine.begin() as conn:
             tmp = self._keys_table(conn, ["golden_id"], keys)
-            found = pd.read_sql(sa.text(f"SELECT r.golden_id, r.reasons, r.reasons_score, r.reasons_at FROM "
-                                        f"lead_reasons r JOIN {tmp} k ON k.golden_id = r.golden_id"), conn)
+            found = pd.read_sql(sa.text(sql.format(keys=tmp)), conn, params=params)
             conn.exec_driver_sql(f"DROP TABLE {tmp}")
+        return found
+
+    def reasons_of(self, golden_ids) -> pd.DataFrame:
+        """The stored reasons (lead_reasons) of these golden leads, looked up by key: a few thousand of a
+        million rows of a kilobyte each. Columns: golden_id, reasons, reasons_score, reasons_at."""
+        found = self._read_for_golden_ids("SELECT r.golden_id, r.reasons, r.reasons_score, r.reasons_at FROM "
+                                          "lead_reasons r JOIN {keys} k ON k.golden_id = r.golden_id", golden_ids)
         return found.astype({"golden_id": "string", "reasons": "string"}).assign(
             reasons_at=lambda f: pd.to_datetime(f["reasons_at"], utc=True, format="ISO8601"))
 
@@ -615,12 +621,9 @@ class Warehouse:
         """Each of these leads' score as the last run before `run_id` left it (score_history keeps a row
         whenever it moved), looked up by key; NaN for a lead not scored before."""
         wanted = pd.Series(golden_ids, dtype="string").reset_index(drop=True)
-        with self.engine.begin() as conn:
-            tmp = self._keys_table(conn, ["golden_id"], pd.DataFrame({"golden_id": wanted.drop_duplicates()}))
-            found = pd.read_sql(sa.text(f"SELECT h.golden_id, h.score FROM score_history h JOIN {tmp} k ON "
-                                        "k.golden_id = h.golden_id WHERE h.run_id < :run_id ORDER BY h.run_id"),
-                                conn, params={"run_id": run_id})
-            conn.exec_driver_sql(f"DROP TABLE {tmp}")
+        found = self._read_for_golden_ids("SELECT h.golden_id, h.score FROM score_history h JOIN {keys} k ON "
+                                          "k.golden_id = h.golden_id WHERE h.run_id < :run_id ORDER BY h.run_id",
+                                          wanted, run_id=run_id)
         latest = found.drop_duplicates("golden_id", keep="last")
         row = positions(wanted, latest["golden_id"])
         score = pd.to_numeric(latest["score"]).to_numpy(dtype=float, na_value=np.nan)
