@@ -51,7 +51,7 @@ OWN_RUN_ID = ("current_leads", "lead_links")
 # are what people and the queues act on, so the stored probability is the one of the last such change.
 NOT_COMPARED = {"lead_scores": ("scored_at", "probability"), "lead_reasons": ("reasons_at",),
                 "lead_flags": ("last_seen_run_id",),
-                "sales_queue": ("probability",), "nurture_queue": ("probability",)}
+                "sales_queue": ("probability",)}
 # Rows a frame speaks for: a closed flag is history that no later frame repeats, so only open flags
 # can be updated or deleted by a load.
 SCOPE = {"lead_flags": "COALESCE(status, 'open') = 'open'"}
