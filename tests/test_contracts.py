@@ -315,3 +315,26 @@ def test_iso_utc_text_is_numpys_text(stamps, zone, whole_seconds):
     if zone is not None:
         values = values.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
     pd.testing.assert_series_equal(C.iso_utc_text(values), _iso_text_by_numpy(values))
+
+
+def _iso_like_texts():
+    """Timestamps written the ways sources write them (offsets, Z, no zone, fractions, a space for
+    the T), plus near misses and years outside the fast parser's range."""
+    stamp = st.datetimes(min_value=datetime(1600, 1, 1), max_value=datetime(2300, 12, 31))
+    zone = st.sampled_from(["", "Z", "+00:00", "+0000", "-03:30", "+0530", "+05", "z", " UTC"])
+    shape = st.sampled_from(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d",
+                             "%Y-%m-%dT%H:%M:%S.%f", "%d/%m/%Y %H:%M", "%Y-%m-%dT%H"])
+    text = st.builds(lambda t, f, z, cut: (t.strftime(f)[:len(t.strftime(f)) - cut] if "%f" in f else t.strftime(f)) + z,
+                     stamp, shape, zone, st.integers(0, 5))
+    odd = st.sampled_from(["2026-02-30T10:00:00Z", "9999-12-31", "2026-11-23T24:00:00Z", "2026-11-23T10:00:00,5Z",
+                           "", "  ", "not a date", "2026-13-01", "1677-09-21T00:12:43Z"])
+    return st.lists(st.one_of(st.none(), text, odd, text.map(lambda t: f" {t} ")), max_size=25)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_iso_like_texts())
+def test_datetimes_parse_as_pandas_mixed_format_does(texts):
+    """The Arrow fast path for ISO-8601 gives pandas' instants exactly, and nulls what pandas nulls."""
+    raw = pd.Series(texts, dtype="string", index=range(5, 5 + len(texts)))
+    text = raw.str.strip()
+    pd.testing.assert_series_equal(C._to_datetime(raw), C._mixed_datetimes(text))

@@ -253,12 +253,60 @@ def _to_datetime(raw: pd.Series) -> pd.Series:
         cast = raw.dt.tz_localize("UTC")
     else:
         text = raw.astype("string").str.strip()
-        try:
-            cast = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
-        except (pd.errors.OutOfBoundsDatetime, OverflowError, ValueError, TypeError):
-            # Rare: the vectorised parser gave up on the column; parse each distinct value alone.
-            lookup = {v: _parse_one_datetime(v) for v in text.dropna().unique()}
-            cast = pd.to_datetime(text.map(lookup).astype("object"), utc=True)
+        iso = _iso_datetimes(text)
+        return iso if iso is not None else _mixed_datetimes(text)
+    return _in_contract_range(cast)
+
+
+# ISO-8601 as sources send it, in years Arrow's ns timestamps hold (other years, e.g. the CRM
+# sentinel 9999-12-31, take the mixed-format path, which nulls what does not fit).
+_ISO_DATE = r"(1[7-9]|2[01])\d\d-\d\d-\d\d"
+_ISO_TIME = r"[T ]\d\d:\d\d(:\d\d(\.\d{1,9})?)?"
+_ISO_ZONED = rf"^{_ISO_DATE}{_ISO_TIME}(Z|[+-]\d\d(:?\d\d)?)$"
+_ISO_NAIVE = f"^{_ISO_DATE}({_ISO_TIME})?$"
+
+
+def _iso_datetimes(text: pd.Series) -> pd.Series | None:
+    """ISO-8601 values parsed by Arrow (about 10x faster than pandas' mixed-format parse, which reads
+    each value on its own: 7 s of a 1M-lead normalise), the few others by `_mixed_datetimes`.
+    None when no value is ISO-8601, or when Arrow refuses one (say 2026-02-30): then pandas reads all."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from slowburn.arrowkeys import strings
+
+    values = strings(text)
+    zoned = pc.match_substring_regex(values, _ISO_ZONED).fill_null(False)
+    naive = pc.match_substring_regex(values, _ISO_NAIVE).fill_null(False)
+    if not (pc.any(zoned).as_py() or pc.any(naive).as_py()):
+        return None
+    try:
+        at_zoned = values.filter(zoned).cast(pa.timestamp("ns", "UTC")).to_numpy(zero_copy_only=False)
+        at_naive = values.filter(naive).cast(pa.timestamp("ns")).to_numpy(zero_copy_only=False)  # read as UTC
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    stamps = np.full(len(text), np.datetime64("NaT", "ns"))
+    stamps[zoned.to_numpy(zero_copy_only=False)] = at_zoned.astype("datetime64[ns]")
+    stamps[naive.to_numpy(zero_copy_only=False)] = at_naive.astype("datetime64[ns]")
+    cast = pd.Series(stamps, index=text.index).dt.tz_localize("UTC")
+    rest = text.notna().to_numpy() & ~zoned.to_numpy(zero_copy_only=False) & ~naive.to_numpy(zero_copy_only=False)
+    if rest.any():
+        cast.iloc[np.flatnonzero(rest)] = _mixed_datetimes(text[rest]).to_numpy()
+    return cast
+
+
+def _mixed_datetimes(text: pd.Series) -> pd.Series:
+    """Text in any format pandas reads, as UTC datetime64[ns]; unreadable or out-of-range values null."""
+    try:
+        cast = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+    except (pd.errors.OutOfBoundsDatetime, OverflowError, ValueError, TypeError):
+        # Rare: the vectorised parser gave up on the column; parse each distinct value alone.
+        lookup = {v: _parse_one_datetime(v) for v in text.dropna().unique()}
+        cast = pd.to_datetime(text.map(lookup).astype("object"), utc=True)
+    return _in_contract_range(cast)
+
+
+def _in_contract_range(cast: pd.Series) -> pd.Series:
     target = PANDAS_DTYPES[DATETIME]
     try:
         return cast.astype(target)
@@ -355,6 +403,8 @@ def iso_utc_text(values: pd.Series) -> pd.Series:
 
     Aware values are converted to UTC and carry '+00:00'; naive ones stay naive, as the source sent
     them. Fractions of a second appear only when some value has them (then always six digits).
+    Arrow's cast to text is ~6x faster than its strftime (3.6 s for the 3.9M touches of a 1M-lead
+    night); it writes a space between date and time, which becomes the 'T'.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -366,5 +416,7 @@ def iso_utc_text(values: pd.Series) -> pd.Series:
     missing = np.isnat(stamps)
     fractional = bool((stamps[~missing].astype("int64") % 1_000_000).any())
     stamps = stamps if fractional else stamps.astype("datetime64[s]")
-    text = pc.strftime(pa.array(stamps, mask=missing), format="%Y-%m-%dT%H:%M:%S" + ("+00:00" if aware else ""))
+    text = pc.replace_substring(pa.array(stamps, mask=missing).cast(pa.string()), " ", "T", max_replacements=1)
+    if aware:
+        text = pc.binary_join_element_wise(text, pa.scalar("+00:00"), "")
     return pd.Series(pd.arrays.ArrowStringArray(text.cast(pa.large_string())), index=values.index, dtype="string")

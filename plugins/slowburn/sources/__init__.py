@@ -12,7 +12,9 @@ from decimal import Decimal
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
+from slowburn.arrowkeys import strings
 from slowburn.contracts import ContractError, iso_utc_text
 from slowburn.sources.config import API_KINDS, SourceConfig, load_sources, parse_sources
 from slowburn.sources.files import MALFORMED, read_file, resolve_paths
@@ -201,7 +203,7 @@ def apply_mapping(raw: pd.DataFrame, cfg: SourceConfig) -> pd.DataFrame:
             else:
                 text = col.astype("string")
             if name in cfg.values:
-                text = text.replace(cfg.values[name])
+                text = _replaced(text, cfg.values[name])
             out[name] = text
         elif name in cfg.constants:
             out[name] = pd.Series(str(cfg.constants[name]), index=raw.index, dtype="string")
@@ -213,6 +215,17 @@ def apply_mapping(raw: pd.DataFrame, cfg: SourceConfig) -> pd.DataFrame:
         out[MALFORMED] = raw[MALFORMED].astype("string")
     out["row_number"] = range(1, len(raw) + 1)
     return out
+
+
+def _replaced(text: pd.Series, mapping: dict) -> pd.Series:
+    """Series.replace(mapping) for text to text (or null), by one Arrow lookup: pandas' replace
+    masks once per mapped value (2.3 s for the touch types of a 1M-lead night)."""
+    if not mapping or not all(isinstance(v, str) for v in mapping.values()):
+        return text.replace(mapping)
+    values = strings(text)
+    at = pc.index_in(values, value_set=strings(list(mapping)))
+    out = pc.if_else(pc.is_valid(at), strings(list(mapping.values())).take(at), values)
+    return pd.Series(pd.arrays.ArrowStringArray(out), index=text.index, dtype="string")
 
 
 def attributes_json(raw: pd.DataFrame, attributes: dict[str, dict[str, str]]) -> pd.Series:
