@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from slowburn.contracts import LEADS, NORMALISED_LEADS, ContractError, check
 from slowburn.normalize import (company_key, country_code, display_name, email_parts, name_key, normalise_leads,
@@ -18,6 +20,25 @@ def _as_list(series: pd.Series) -> list:
 
 
 # ------------------------------------------------------------------------------------------------ email
+
+# Addresses built from characters the patterns care about: every kind of Unicode space, @, +, dots.
+_EMAIL_TEXT = st.lists(st.one_of(st.none(), st.text(
+    alphabet=st.sampled_from(list("ab.+@-_xZ") + [" ", "\t", "\n", "\x0b", "\x1c", "\x85", "\xa0", "\u2003", "\u3000",
+                                                  "\u200b", "\u00e9", "\u0130"]), max_size=14)), max_size=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_EMAIL_TEXT)
+def test_email_parts_split_as_pythons_regex_does(values):
+    """The Arrow (RE2) split gives what pandas' str.extract with Python's re gave, Unicode spaces too."""
+    clean = S(*values).str.strip().str.lower()
+    expected = clean.str.extract(r"^(?P<local>[^@\s]+)@(?P<domain>[^@\s]+\.[^@\s]+)$").astype("string")
+    tag = expected["local"].str.extract(r"\+(.+)$")[0].astype("string")
+    parts = email_parts(S(*values))
+    gmail = expected["domain"].isin(["gmail.com", "googlemail.com"])
+    pd.testing.assert_series_equal(parts["email_domain"], expected["domain"].mask(gmail, "gmail.com"), check_names=False)
+    pd.testing.assert_series_equal(parts["email_tag"], tag, check_names=False)
+    assert parts["email_canonical"].isna().equals(expected["local"].isna())
 
 def test_email_parts_gmail_dots_googlemail_tags_and_case():
     parts = email_parts(S("B.Smith+webinar@Gmail.com", " bsmith@googlemail.com ", "b.s.m.i.t.h@GMAIL.COM",
