@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 
 from slowburn.arrowkeys import is_in, joined, positions
@@ -760,6 +761,8 @@ def _python_rows(frame: pd.DataFrame) -> list[tuple]:
             text = np.datetime_as_string(naive.to_numpy().astype("datetime64[s]"), unit="s").astype(object)
             text[naive.isna().to_numpy()] = None
             arrays.append(text)
+        elif isinstance(s.array, pd.arrays.ArrowStringArray):
+            arrays.append(pa.array(s.array).to_pylist())  # None for nulls; a third faster than via object
         else:
             if pd.api.types.is_bool_dtype(s):
                 s = s.astype("Int64")
