@@ -181,7 +181,7 @@ def _assign_open(labels, member_key, prev, pcode, existing, created_at, puniq: p
     n = len(labels)
     df = pd.DataFrame({"c": labels, "key": member_key.astype(str).to_numpy(),
                        "prev": prev.to_numpy(dtype=object, na_value=None), "pcode": pcode, "existing": existing,
-                       "created": pd.to_datetime(created_at, utc=True).to_numpy()})
+                       "created": pd.to_datetime(created_at, utc=True).array})  # not to_numpy: that boxes each
     gid = pd.Series(pd.NA, index=range(n), dtype="object")
     # 1. Components holding existing golden records keep the oldest one.
     ex = df[df["existing"] & (df["pcode"] >= 0)]

@@ -147,8 +147,9 @@ def survive_rules(leads: pd.DataFrame, golden_id, cfg: DedupeConfig | None = Non
     m_codes_full = codes[multi_rows]
     m_codes, m_gids = pd.factorize(m_codes_full, sort=True)
     Gm = len(m_gids)
-    sub = pd.DataFrame({"updated_at": leads["updated_at"].iloc[multi_rows].to_numpy() if "updated_at" in leads else pd.NaT,
-                        "created_at": leads["created_at"].iloc[multi_rows].to_numpy() if "created_at" in leads else pd.NaT,
+    # .array keeps aware datetimes as datetimes (to_numpy would box each as a Timestamp object)
+    sub = pd.DataFrame({"updated_at": leads["updated_at"].iloc[multi_rows].array if "updated_at" in leads else pd.NaT,
+                        "created_at": leads["created_at"].iloc[multi_rows].array if "created_at" in leads else pd.NaT,
                         "_key": key_s.to_numpy()[multi_rows]})
     rec, crank = _ranks(sub)
     priority = {s: i for i, s in enumerate(sv.get("source_priority") or [])}
@@ -316,7 +317,9 @@ def _members(leads, key, codes, multi_rows, m_codes, m_gids, crank, G) -> pa.Arr
     rows = multi_rows[order]
     idx = pa.array(rows)
     created = pc.take(_arrow_col(leads, "created_at"), idx)
-    created = pc.strftime(pc.cast(created, pa.timestamp("s", tz="UTC"), safe=False), format="%Y-%m-%dT%H:%M:%SZ")
+    # Arrow's cast writes "2026-11-23 10:00:00Z", several times faster than its strftime.
+    created = pc.replace_substring(pc.cast(pc.cast(created, pa.timestamp("s", tz="UTC"), safe=False), pa.string()),
+                                   " ", "T", max_replacements=1)
     obj = pc.binary_join_element_wise(
         '{"key":', _json_lit(pc.take(key, idx)),
         ',"lead_source":', _json_lit(pc.take(_arrow_col(leads, "lead_source"), idx)),
