@@ -20,6 +20,10 @@ def test_run_status_and_writeback_dry_run(tmp_path):
     run = _slowburn("run", *common, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "landed 10 = linked 5 + quarantined 5 (balanced)" in run.stdout
+    # The command leaves without the interpreter's teardown (as Airflow's task processes do), but
+    # only after closing its connections: SQLite has checkpointed and removed its write-ahead log.
+    assert (tmp_path / "home" / "warehouse.db").exists()
+    assert not (tmp_path / "home" / "warehouse.db-wal").exists()
     status = _slowburn("status", *common, cwd=tmp_path)
     assert status.returncode == 0 and "summary.html" in status.stdout
     plan = _slowburn("writeback", *common, cwd=tmp_path)

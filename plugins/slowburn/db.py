@@ -6,10 +6,12 @@ a driver (``postgresql+psycopg://``, ``sqlite:///...``) are passed through uncha
 """
 from __future__ import annotations
 
+import weakref
+
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
-__all__ = ["create_engine", "resolve_url"]
+__all__ = ["create_engine", "dispose_engines", "resolve_url"]
 
 _DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg2"}
 
@@ -21,6 +23,18 @@ def resolve_url(url: str | URL) -> URL:
     return parsed.set(drivername=driver) if driver else parsed
 
 
+_engines: weakref.WeakSet = weakref.WeakSet()
+
+
 def create_engine(url: str | URL, **kw) -> sa.Engine:
     """sqlalchemy.create_engine, with a bare ``postgresql://`` URL mapped to psycopg2."""
-    return sa.create_engine(resolve_url(url), **kw)
+    engine = sa.create_engine(resolve_url(url), **kw)
+    _engines.add(engine)
+    return engine
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection this process opened (SQLite then checkpoints and removes its
+    write-ahead log, as a normal interpreter exit would)."""
+    for engine in list(_engines):
+        engine.dispose()
