@@ -36,7 +36,8 @@ def test_email_parts_split_as_pythons_regex_does(values):
     tag = expected["local"].str.extract(r"\+(.+)$")[0].astype("string")
     parts = email_parts(S(*values))
     gmail = expected["domain"].isin(["gmail.com", "googlemail.com"])
-    pd.testing.assert_series_equal(parts["email_domain"], expected["domain"].mask(gmail, "gmail.com"), check_names=False)
+    pd.testing.assert_series_equal(parts["email_domain"], expected["domain"].mask(gmail, "gmail.com"),
+                                   check_names=False)
     pd.testing.assert_series_equal(parts["email_tag"], tag, check_names=False)
     assert parts["email_canonical"].isna().equals(expected["local"].isna())
 

@@ -459,7 +459,7 @@ def console() -> None:
     """The `slowburn` command: main(), then leave the way Airflow's task processes do
     (airflow.sdk.execution_time.supervisor._fork_main ends in os._exit after flushing): with the
     database connections closed and the logs and output flushed, the interpreter's teardown of a
-    step's heap (about a second after a 1M-lead step, every object freed one by one) is skipped."""
+    step's heap (about half a second after a 1M-lead step, every object freed one by one) is skipped."""
     code = main()
     from slowburn.db import dispose_engines
 

@@ -51,7 +51,8 @@ def email_parts(email: pd.Series) -> pd.DataFrame:
     ignores a +tag, which is kept apart because it says where the lead came from (b.smith+webinar).
     """
     clean = email.astype("string").str.strip().str.lower()
-    local, domain = _extract(clean, rf"^(?P<local>{_NOT_AT_OR_SPACE}+)@(?P<domain>{_NOT_AT_OR_SPACE}+\.{_NOT_AT_OR_SPACE}+)$")
+    part = f"{_NOT_AT_OR_SPACE}+"
+    local, domain = _extract(clean, rf"^(?P<local>{part})@(?P<domain>{part}\.{part})$")
     base = local.str.replace(r"\+.*$", "", regex=True).astype("string")
     tag = _extract(local, r"\+(?P<tag>.+)$")[0]
     is_gmail = domain.isin(GMAIL_DOMAINS)
