@@ -94,12 +94,13 @@ def _fmt(x, spec=".2f", none="-"):
     return none if x is None else format(x, spec)
 
 
-def _child_env() -> dict:
+def _child_env(code_root: Path | None = None) -> dict:
+    code_root = code_root or CODE_ROOT
     env = dict(os.environ)
-    if CODE_ROOT != REPO:
+    if code_root != REPO:
         # PYTHONPATH beats the editable install's .pth entry, so `slowburn` comes from the snapshot
-        env["PYTHONPATH"] = os.pathsep.join([str(CODE_ROOT / "plugins"), *filter(None, [env.get("PYTHONPATH")])])
-        env["SLOWBURN_INCLUDE_DIR"] = str(CODE_ROOT / "include")
+        env["PYTHONPATH"] = os.pathsep.join([str(code_root / "plugins"), *filter(None, [env.get("PYTHONPATH")])])
+        env["SLOWBURN_INCLUDE_DIR"] = str(code_root / "include")
     # the bench decides where the run lives and which warehouse it uses: a fresh SQLite in --home
     for var in ("SLOWBURN_WAREHOUSE_URL", "SLOWBURN_HOME", "SLOWBURN_SOURCES"):
         env.pop(var, None)
