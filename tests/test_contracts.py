@@ -324,6 +324,7 @@ def _iso_like_texts():
     zone = st.sampled_from(["", "Z", "+00:00", "+0000", "-03:30", "+0530", "+05", "z", " UTC"])
     shape = st.sampled_from(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d",
                              "%Y-%m-%dT%H:%M:%S.%f", "%d/%m/%Y %H:%M", "%Y-%m-%dT%H"])
+
     def written(t, f, z, cut):  # fractions of 1-6 digits
         text = t.strftime(f)
         return (text[:len(text) - cut] if "%f" in f else text) + z

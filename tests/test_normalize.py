@@ -41,6 +41,7 @@ def test_email_parts_split_as_pythons_regex_does(values):
     pd.testing.assert_series_equal(parts["email_tag"], tag, check_names=False)
     assert parts["email_canonical"].isna().equals(expected["local"].isna())
 
+
 def test_email_parts_gmail_dots_googlemail_tags_and_case():
     parts = email_parts(S("B.Smith+webinar@Gmail.com", " bsmith@googlemail.com ", "b.s.m.i.t.h@GMAIL.COM",
                           "John.Doe+a+b@Example.com", "first.last@company.co.uk"))

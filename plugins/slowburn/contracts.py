@@ -285,11 +285,12 @@ def _iso_datetimes(text: pd.Series) -> pd.Series | None:
         at_naive = values.filter(naive).cast(pa.timestamp("ns")).to_numpy(zero_copy_only=False)  # read as UTC
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
+    zoned, naive = zoned.to_numpy(zero_copy_only=False), naive.to_numpy(zero_copy_only=False)
     stamps = np.full(len(text), np.datetime64("NaT", "ns"))
-    stamps[zoned.to_numpy(zero_copy_only=False)] = at_zoned.astype("datetime64[ns]")
-    stamps[naive.to_numpy(zero_copy_only=False)] = at_naive.astype("datetime64[ns]")
+    stamps[zoned] = at_zoned.astype("datetime64[ns]")
+    stamps[naive] = at_naive.astype("datetime64[ns]")
     cast = pd.Series(stamps, index=text.index).dt.tz_localize("UTC")
-    rest = text.notna().to_numpy() & ~zoned.to_numpy(zero_copy_only=False) & ~naive.to_numpy(zero_copy_only=False)
+    rest = text.notna().to_numpy() & ~zoned & ~naive
     if rest.any():
         cast.iloc[np.flatnonzero(rest)] = _mixed_datetimes(text[rest]).to_numpy()
     return cast
@@ -398,13 +399,21 @@ def _attribute_value(value, kind: str):
     return value.strip() if isinstance(value, str) else (str(value).lower() if isinstance(value, bool) else str(value))
 
 
+def arrow_iso_text(stamps):
+    """An Arrow timestamp array as ISO-8601 text: Arrow's cast (~6x faster than its strftime: 3.6 s
+    for the 3.9M touches of a 1M-lead night) with its space between date and time made a 'T'.
+    A UTC-zoned array's text ends in 'Z'."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.replace_substring(stamps.cast(pa.string()), " ", "T", max_replacements=1)
+
+
 def iso_utc_text(values: pd.Series) -> pd.Series:
     """Timestamps as ISO-8601 text, vectorised by Arrow (Series.dt.strftime formats row by row).
 
     Aware values are converted to UTC and carry '+00:00'; naive ones stay naive, as the source sent
     them. Fractions of a second appear only when some value has them (then always six digits).
-    Arrow's cast to text is ~6x faster than its strftime (3.6 s for the 3.9M touches of a 1M-lead
-    night); it writes a space between date and time, which becomes the 'T'.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -416,7 +425,7 @@ def iso_utc_text(values: pd.Series) -> pd.Series:
     missing = np.isnat(stamps)
     fractional = bool((stamps[~missing].astype("int64") % 1_000_000).any())
     stamps = stamps if fractional else stamps.astype("datetime64[s]")
-    text = pc.replace_substring(pa.array(stamps, mask=missing).cast(pa.string()), " ", "T", max_replacements=1)
+    text = arrow_iso_text(pa.array(stamps, mask=missing))
     if aware:
         text = pc.binary_join_element_wise(text, pa.scalar("+00:00"), "")
     return pd.Series(pd.arrays.ArrowStringArray(text.cast(pa.large_string())), index=values.index, dtype="string")

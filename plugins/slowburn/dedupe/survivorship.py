@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from slowburn.contracts import arrow_iso_text
 from slowburn.dedupe.config import DedupeConfig
 
 GOLDEN_COLUMNS = [
@@ -317,9 +318,7 @@ def _members(leads, key, codes, multi_rows, m_codes, m_gids, crank, G) -> pa.Arr
     rows = multi_rows[order]
     idx = pa.array(rows)
     created = pc.take(_arrow_col(leads, "created_at"), idx)
-    # Arrow's cast writes "2026-11-23 10:00:00Z", several times faster than its strftime.
-    created = pc.replace_substring(pc.cast(pc.cast(created, pa.timestamp("s", tz="UTC"), safe=False), pa.string()),
-                                   " ", "T", max_replacements=1)
+    created = arrow_iso_text(pc.cast(created, pa.timestamp("s", tz="UTC"), safe=False))  # ...T10:00:00Z
     obj = pc.binary_join_element_wise(
         '{"key":', _json_lit(pc.take(key, idx)),
         ',"lead_source":', _json_lit(pc.take(_arrow_col(leads, "lead_source"), idx)),

@@ -174,9 +174,7 @@ def validate(frame: pd.DataFrame, entity: str, *, run_id: str, docs_dir: Path | 
     at = positions(failed["row_key"], checked["row_key"])
     for name, column in (("source_system", "source_system"),
                          ("source_id", "source_id" if entity == "leads" else "lead_source_id")):
-        found = checked[column].astype("string").iloc[np.maximum(at, 0)] if len(checked) else pd.Series(
-            pd.NA, index=range(len(at)), dtype="string")
-        failed[name] = found.where(at >= 0).to_numpy()
+        failed[name] = checked[column].astype("string").iloc[np.maximum(at, 0)].where(at >= 0).to_numpy()
     failed.insert(0, "entity", entity)
     failed = failed[QUARANTINE_COLUMNS].astype("string")
     bad_keys = failed["row_key"].drop_duplicates()
